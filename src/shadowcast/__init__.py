@@ -1,0 +1,5 @@
+"""shadowcast: predictive capacity for backbone networks."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Forecasting: the Forecaster protocol, models, conformal intervals, evaluation."""

@@ -1,0 +1,68 @@
+"""The Store protocol: batch writes of typed Arrow tables, time-bucketed aggregation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True, slots=True)
+class AggQuery:
+    """Sum (or other aggregate) of ``values`` per ``by`` columns per ``step_s`` time bucket.
+
+    ``agg`` is one of ``sum``, ``avg``, ``max``, ``min``, ``count``. ``start``/``end`` bound
+    the table's time column (inclusive start, exclusive end); ``where`` is equality filters.
+    The result has columns ``bucket`` (timestamp), the ``by`` columns, then one column per
+    value named after it; sorted by bucket then ``by``.
+    """
+
+    table: str
+    step_s: int
+    by: Sequence[str] = ()
+    values: Sequence[str] = ()
+    agg: str = "sum"
+    start: datetime | None = None
+    end: datetime | None = None
+    where: dict[str, str] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Where every stage keeps what it produced. Writes are batches; a failed write
+    leaves nothing half-written."""
+
+    def write(self, table: str, batch: pa.Table) -> int:
+        """Append ``batch`` (cast to the table's schema) to ``table``; returns rows written."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All writes inside the block land together or not at all."""
+        ...
+
+    def aggregate(self, query: AggQuery) -> pa.Table: ...
+
+    def read(
+        self,
+        table: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        where: dict[str, str] | None = None,
+    ) -> pa.Table: ...
+
+    def count(self, table: str) -> int: ...
+
+    def retain(self, max_age: timedelta, now: datetime | None = None) -> dict[str, int]:
+        """Delete rows older than ``now - max_age`` from every table; rows deleted per table."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def iter_batches(table: pa.Table, size: int) -> Iterator[pa.Table]:
+    """Slices of ``table`` of at most ``size`` rows."""
+    for off in range(0, table.num_rows, size):
+        yield table.slice(off, size)

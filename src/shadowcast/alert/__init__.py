@@ -1,0 +1,1 @@
+"""Alerting: capacity rules over predicted utilisation, and notifiers."""

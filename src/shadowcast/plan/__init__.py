@@ -1,0 +1,1 @@
+"""Planning: routing, candidate paths, the TE optimiser and plans."""

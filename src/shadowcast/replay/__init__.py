@@ -1,0 +1,1 @@
+"""The spine: replay a demand series through store, forecast, routing and alerts."""

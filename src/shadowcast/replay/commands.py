@@ -1,0 +1,281 @@
+"""``shadowcast replay`` and ``shadowcast eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shadowcast.alert.notifiers import build_notifiers
+from shadowcast.records import DemandSeries, Topology
+from shadowcast.replay.report import (
+    accuracy_rows,
+    busiest,
+    lead_text,
+    plot_busiest,
+    score_alerts,
+)
+from shadowcast.replay.run import replay
+from shadowcast.units import format_duration, parse_duration
+
+eval_app = typer.Typer(help="Evaluate forecasters and traffic engineering on a series.")
+
+
+def load_inputs(
+    topology: Path | None,
+    demands: Path | None,
+    capacities: Path | None,
+    weeks: float,
+    seed: int,
+) -> tuple[Topology, DemandSeries, dict[str, Any] | None]:
+    """Real topology + demands when given, else the seeded synthetic backbone."""
+    from shadowcast import datasets
+
+    if (topology is None) != (demands is None):
+        raise typer.BadParameter("--topology and --demands go together (or neither: synthetic)")
+    if topology is not None and demands is not None:
+        topo = datasets.load_topology(topology, capacities_from=capacities)
+        return topo, datasets.load_demands(demands, topology=topo), None
+    syn = datasets.synthetic_dataset(weeks=weeks, seed=seed)
+    return syn.topology, syn.demands, dict(syn.by_app)
+
+
+def _progress() -> Progress:
+    from shadowcast.cli import console
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def replay_cmd(
+    ctx: typer.Context,
+    topology: Annotated[
+        Path | None, typer.Option(help="SNDlib XML, GraphML or node-link JSON")
+    ] = None,
+    demands: Annotated[
+        Path | None, typer.Option(help="SNDlib matrices (dir or .tar.gz) or CSV time,src,dst,value")
+    ] = None,
+    capacities: Annotated[
+        Path | None, typer.Option(help="take link capacities from this topology file")
+    ] = None,
+    weeks: Annotated[float | None, typer.Option(help="synthetic replay length")] = None,
+    seed: Annotated[int | None, typer.Option(help="synthetic seed")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    plot: Annotated[bool, typer.Option(help="write the PNG plot")] = True,
+) -> None:
+    """Replay a week of backbone traffic: store it, forecast it, map it onto links, alert.
+
+    Without --topology/--demands, replays the seeded synthetic backbone (documented in
+    docs/datasets.md). The replay writes to its own store file, replaced on each run.
+    """
+    from shadowcast.cli import emit_json, out, settings_of
+    from shadowcast.forecast.registry import make_model
+    from shadowcast.store.config import StoreConfig, open_store
+
+    settings = settings_of(ctx)
+    cfg = settings.replay
+    topo, dem, by_app = load_inputs(
+        topology, demands, capacities, weeks or cfg.weeks, cfg.seed if seed is None else seed
+    )
+    data_dir = Path(settings.data_dir)
+    store_path = data_dir / "replay.duckdb"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for p in (store_path, store_path.with_suffix(".duckdb.wal")):
+        p.unlink(missing_ok=True)
+    store = open_store(StoreConfig(backend="duckdb", data_dir=data_dir, path="replay.duckdb"))
+    alert_cfg = settings.alert
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"replaying {topo.name}", total=dem.steps)
+            result = replay(
+                topo,
+                dem,
+                store,
+                cfg,
+                lambda name, step: make_model(name, horizons=cfg.horizons),
+                rule_threshold=alert_cfg.utilisation_threshold,
+                rule_within_s=alert_cfg.within_s,
+                rule_level=alert_cfg.quantile_level,
+                notifiers=build_notifiers(alert_cfg),
+                by_app=by_app,
+                progress=lambda n: bar.advance(task, n),
+            )
+    finally:
+        store.close()
+    score = score_alerts(result, result.alerts, alert_cfg.utilisation_threshold, alert_cfg.within_s)
+    plot_path = None
+    if plot:
+        plot_path = plot_busiest(result, data_dir / "report" / "busiest_links.png")
+    report = {
+        "topology": topo.name,
+        "steps": dem.steps,
+        "step_s": dem.step,
+        "od_pairs": len(dem.od_pairs),
+        "links": len(topo.links),
+        "total_mbit": result.total_mbit,
+        "seconds": round(result.seconds, 3),
+        "store": str(store_path),
+        "plot": str(plot_path) if plot_path else None,
+        "alerts": score.alerts,
+        "alerts_confirmed": score.confirmed,
+        "overload_episodes": score.episodes,
+        "overload_episodes_alerted": score.detected,
+        "alert_lead_s_median": score.lead_s_median,
+        "accuracy": accuracy_rows(result),
+        "busiest_links": busiest(result),
+    }
+    if json_out:
+        emit_json(report)
+        return
+    _print_report(out, result, report)
+
+
+def _print_report(console: Any, result: Any, report: dict[str, Any]) -> None:
+    t0, t1 = result.demands.times[0], result.demands.times[-1]
+    console.print(
+        f"[bold]shadowcast replay[/bold] {report['topology']}: {report['steps']} steps of "
+        f"{format_duration(report['step_s'])} ({t0} → {t1}), {report['od_pairs']} OD pairs, "
+        f"{report['links']} links, {report['total_mbit']:,.0f} Mbit summed, "
+        f"{report['seconds']:.1f} s"
+    )
+    tab = Table(title="Busiest links: now and predicted (peak over the horizon)")
+    for col in ("link", "capacity", "now", "replay peak", "predicted", "upper bound"):
+        tab.add_column(col, justify="right" if col != "link" else "left")
+    for row in report["busiest_links"]:
+        pred = row["util_pred_peak"]
+        tab.add_row(
+            row["link"],
+            f"{row['capacity_mbps']:,.0f} Mb/s",
+            f"{row['util_now']:.0%}",
+            f"{row['util_peak_replay']:.0%}",
+            f"{pred:.0%} ({row['horizon']})" if pred is not None else "-",
+            f"{row['util_pred_upper']:.0%}" if row["util_pred_upper"] is not None else "-",
+        )
+    console.print(tab)
+    atab = Table(title=f"Capacity alerts ({report['alerts']} raised; latest 12)")
+    for col in ("issued", "link", "predicted peak", "crosses in", "severity", "came true"):
+        atab.add_column(col)
+    util = result.util
+    step = result.demands.step
+    idx = {n: i for i, n in enumerate(result.link_names)}
+    t_first = result.demands.times[0].astype("datetime64[s]")
+    for a in result.alerts[-12:]:
+        t = int((a.issued - t_first) / np.timedelta64(step, "s"))
+        w = max(1, 3600 // step)
+        true = bool((util[t + 1 : t + 1 + w, idx[a.subject]] >= a.threshold).any())
+        atab.add_row(
+            str(a.issued)[:16],
+            a.subject,
+            f"{a.value:.0%}",
+            lead_text(a.lead_s),
+            a.severity,
+            "yes" if true else "no",
+        )
+    console.print(atab)
+    console.print(
+        f"alerts that came true: {report['alerts_confirmed']}/{report['alerts']}; "
+        f"overload episodes (≥ 90 %) announced in advance: "
+        f"{report['overload_episodes_alerted']}/{report['overload_episodes']}, median lead "
+        f"{lead_text(report['alert_lead_s_median'])}"
+    )
+    ftab = Table(title="Forecast accuracy over the replay (OD level, online)")
+    for col in ("model", "horizon", "NMAE", "NMAE persistence", "cover 80", "cover 95"):
+        ftab.add_column(col)
+    for r in report["accuracy"]:
+        ftab.add_row(
+            r["model"],
+            r["horizon"],
+            f"{r['nmae']:.3f}",
+            f"{r['nmae_persistence']:.3f}",
+            f"{r.get('coverage_80', float('nan')):.1%}",
+            f"{r.get('coverage_95', float('nan')):.1%}",
+        )
+    console.print(ftab)
+    console.print(f"store: {report['store']}")
+    if report["plot"]:
+        console.print(f"plot: {report['plot']}")
+
+
+def _horizons(text: str) -> list[str]:
+    hs = [h.strip() for h in text.split(",") if h.strip()]
+    for h in hs:
+        parse_duration(h)
+    return hs
+
+
+@eval_app.command("forecast")
+def eval_forecast(
+    ctx: typer.Context,
+    topology: Annotated[Path, typer.Option(help="topology file")],
+    demands: Annotated[Path, typer.Option(help="training (or whole) demand series")],
+    test: Annotated[
+        Path | None, typer.Option(help="test series: fit on D, roll through it")
+    ] = None,
+    horizons: Annotated[str, typer.Option(help="comma-separated, e.g. 15m,1h")] = "15m,1h",
+    models: Annotated[str | None, typer.Option(help="comma-separated model names")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Backtest forecasters: NMAE, MASE vs persistence and seasonal naive, coverage."""
+    from shadowcast import datasets
+    from shadowcast.cli import emit_json, out
+    from shadowcast.forecast.evaluate import evaluate_cli
+
+    topo = datasets.load_topology(topology)
+    train = datasets.load_demands(demands, topology=topo)
+    test_s = datasets.load_demands(test, topology=topo) if test else None
+    rows = evaluate_cli(train, test_s, _horizons(horizons), models.split(",") if models else None)
+    if json_out:
+        emit_json({"rows": rows})
+        return
+    _rows_table(out, "Forecast backtest", rows)
+
+
+@eval_app.command("te")
+def eval_te(
+    ctx: typer.Context,
+    topology: Annotated[Path, typer.Option(help="topology file")],
+    demands: Annotated[Path, typer.Option(help="training (or whole) demand series")],
+    test: Annotated[Path | None, typer.Option(help="test series")] = None,
+    horizons: Annotated[str, typer.Option(help="comma-separated, e.g. 15m,1h")] = "15m,1h",
+    capacities: Annotated[Path | None, typer.Option(help="capacities from this file")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replay TE methods step by step: MLU vs the oracle optimum, overloads, solve time."""
+    from shadowcast import datasets
+    from shadowcast.cli import emit_json, out
+    from shadowcast.plan.evaluate import evaluate_cli
+
+    topo = datasets.load_topology(topology, capacities_from=capacities)
+    train = datasets.load_demands(demands, topology=topo)
+    test_s = datasets.load_demands(test, topology=topo) if test else None
+    rows = evaluate_cli(topo, train, test_s, _horizons(horizons))
+    if json_out:
+        emit_json({"rows": rows})
+        return
+    _rows_table(out, "Traffic-engineering replay", rows)
+
+
+def _rows_table(console: Any, title: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no rows")
+        return
+    tab = Table(title=title)
+    cols = list(rows[0])
+    for c in cols:
+        tab.add_column(c)
+    for r in rows:
+        tab.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+    console.print(tab)
+
+
+__all__ = ["eval_app", "replay_cmd"]

@@ -1,0 +1,17 @@
+"""Replay configuration."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ReplayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weeks: float = Field(1.0, gt=0, le=52, description="synthetic replay length")
+    seed: int = 0
+    routing_weight: str = Field("hops", pattern="^(hops|inv_capacity)$")
+    models: list[str] = Field(default_factory=lambda: ["persistence", "seasonal_naive"])
+    horizons: list[str] = Field(default_factory=lambda: ["15m", "1h"])
+    levels: list[float] = Field(default_factory=lambda: [80.0, 95.0])
+    chunk_steps: int = Field(288, gt=0, description="steps per store write batch")

@@ -39,7 +39,7 @@ class CapacityRule:
         self.active = (self.active | hits) & ~cleared
         alerts: list[Alert] = []
         window_txt = format_duration(self.within_steps * self.step_s)
-        for i in np.flatnonzero(new):
+        for i in map(int, np.flatnonzero(new)):
             first = int(np.argmax(crossing[i])) + 1
             lead = first * self.step_s
             at = issued + np.timedelta64(lead, "s")

@@ -29,7 +29,7 @@ def link_weights(topology: Topology, weight: str = "hops") -> F64:
         caps = topology.capacities
         if (caps <= 0).any():
             raise TopologyError("inv_capacity weights need positive capacities on every link")
-        return caps.max() / caps
+        return np.asarray(caps.max() / caps, dtype=np.float64)
     raise TopologyError(f"unknown routing weight {weight!r}; expected one of {WEIGHTS}")
 
 
@@ -97,8 +97,8 @@ def routing_matrix(
         flow[srcs, np.arange(len(members))] = 1.0
         order = np.argsort(-dist, kind="stable")
         edges_from: dict[int, list[int]] = {}
-        for e in dag_edges:
-            edges_from.setdefault(int(src[e]), []).append(int(e))
+        for e in map(int, dag_edges):
+            edges_from.setdefault(int(src[e]), []).append(e)
         for u in order:
             if not np.isfinite(dist[u]) or u == dnode:
                 continue

@@ -40,7 +40,9 @@ def load_inputs(
     if topology is not None and demands is not None:
         topo = datasets.load_topology(topology, capacities_from=capacities)
         return topo, datasets.load_demands(demands, topology=topo), None
-    syn = datasets.synthetic_dataset(weeks=weeks, seed=seed)
+    from shadowcast.datasets.synthetic import synthetic_dataset
+
+    syn = synthetic_dataset(weeks=weeks, seed=seed)
     return syn.topology, syn.demands, dict(syn.by_app)
 
 
@@ -227,13 +229,31 @@ def eval_forecast(
 ) -> None:
     """Backtest forecasters: NMAE, MASE vs persistence and seasonal naive, coverage."""
     from shadowcast import datasets
-    from shadowcast.cli import emit_json, out
-    from shadowcast.forecast.evaluate import evaluate_cli
+    from shadowcast.cli import emit_json, out, settings_of
+    from shadowcast.forecast.evaluate import evaluate
+    from shadowcast.records import SeriesFrame
+    from shadowcast.units import horizon_steps
 
+    settings = settings_of(ctx)
     topo = datasets.load_topology(topology)
     train = datasets.load_demands(demands, topology=topo)
     test_s = datasets.load_demands(test, topology=topo) if test else None
-    rows = evaluate_cli(train, test_s, _horizons(horizons), models.split(",") if models else None)
+    hs = _horizons(horizons)
+    names = models.split(",") if models else list(settings.replay.models)
+    with _progress() as bar:
+        task = bar.add_task("backtest", total=None)
+
+        def tick(label: str, done: int, total: int) -> None:
+            bar.update(task, description=f"backtest {label}", completed=done, total=total)
+
+        rows = evaluate(
+            SeriesFrame.from_demands(train),
+            SeriesFrame.from_demands(test_s) if test_s is not None else None,
+            [horizon_steps(h, train.step) for h in hs],
+            names,
+            settings.replay.levels,
+            progress=tick,
+        )
     if json_out:
         emit_json({"rows": rows})
         return
@@ -253,12 +273,12 @@ def eval_te(
     """Replay TE methods step by step: MLU vs the oracle optimum, overloads, solve time."""
     from shadowcast import datasets
     from shadowcast.cli import emit_json, out
-    from shadowcast.plan.evaluate import evaluate_cli
+    from shadowcast.plan.evaluate import evaluate_te
 
     topo = datasets.load_topology(topology, capacities_from=capacities)
     train = datasets.load_demands(demands, topology=topo)
     test_s = datasets.load_demands(test, topology=topo) if test else None
-    rows = evaluate_cli(topo, train, test_s, _horizons(horizons))
+    rows = evaluate_te(topo, train, test_s, horizons=_horizons(horizons))
     if json_out:
         emit_json({"rows": rows})
         return

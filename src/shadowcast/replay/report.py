@@ -64,8 +64,8 @@ def score_alerts(
 
 def _first_forecast_step(result: ReplayResult) -> int:
     track = next(iter(result.tracks.values()))
-    finite = np.isfinite(track.link_mean).any(axis=1)
-    return int(np.argmax(finite)) if finite.any() else len(finite)
+    finite = np.asarray(np.isfinite(track.link_mean).any(axis=1))
+    return int(np.argmax(finite)) if finite.any() else int(finite.shape[0])
 
 
 def accuracy_rows(result: ReplayResult) -> list[dict[str, Any]]:

@@ -224,19 +224,20 @@ def replay(
                         for lv in levels:
                             if lv in link_up:
                                 tr.link_upper[lv][tgt] = link_up[lv][:, h - 1]
-                                lo = fc.lower[lv][:, h - 1]
-                                hi = fc.upper[lv][:, h - 1]
-                                tr.covered[lv] += int(((actual >= lo) & (actual <= hi)).sum())
+                                od_lo = fc.lower[lv][:, h - 1]
+                                od_hi = fc.upper[lv][:, h - 1]
+                                inside = (actual >= od_lo) & (actual <= od_hi)
+                                tr.covered[lv] += int(inside.sum())
                     if m == primary:
                         mean_h = link_mean[:, h - 1] * cap_mbps
-                        lo = [link_lo.get(lv, link_mean)[:, h - 1] for lv in buf.levels]
-                        up = [link_up.get(lv, link_mean)[:, h - 1] for lv in buf.levels]
+                        los = [link_lo.get(lv, link_mean)[:, h - 1] for lv in buf.levels]
+                        ups = [link_up.get(lv, link_mean)[:, h - 1] for lv in buf.levels]
                         buf.add(
                             int(issued.astype("datetime64[s]").astype(np.int64)),
                             h * step,
                             mean_h,
-                            np.stack(lo) * cap_mbps,
-                            np.stack(up) * cap_mbps,
+                            np.stack(los) * cap_mbps,
+                            np.stack(ups) * cap_mbps,
                         )
                 if m == primary:
                     pred = link_up.get(rule_level, link_mean) if rule_level else link_mean

@@ -30,6 +30,11 @@ app = typer.Typer(
 
 # Stage command groups: name -> (module, attribute). Explicit, no import side effects.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": (
+        "shadowcast.datasets.commands",
+        "app",
+        "Inspect topology/demand files; write the synthetic data set.",
+    ),
     "collect": ("shadowcast.collect.commands", "app", "Receive NetFlow/IPFIX/sFlow."),
     "ingest": ("shadowcast.collect.commands", "ingest_app", "Ingest pcaps through nDPI."),
     "profile": ("shadowcast.profile.commands", "app", "Application behaviour profiles."),

@@ -25,6 +25,7 @@ ENV_PREFIX = "SHADOWCAST_"
 # Stage configs, by YAML key: (module, class). Stages whose module is missing are skipped
 # so a partial install still loads; each present one is validated strictly.
 STAGE_CONFIGS: dict[str, tuple[str, str]] = {
+    "datasets": ("shadowcast.datasets.config", "DatasetsConfig"),
     "store": ("shadowcast.store.config", "StoreConfig"),
     "collect": ("shadowcast.collect.config", "CollectConfig"),
     "profile": ("shadowcast.profile.config", "ProfileConfig"),

@@ -55,8 +55,14 @@ class Store(Protocol):
 
     def count(self, table: str) -> int: ...
 
-    def retain(self, max_age: timedelta, now: datetime | None = None) -> dict[str, int]:
-        """Delete rows older than ``now - max_age`` from every table; rows deleted per table."""
+    def retain(
+        self,
+        max_age: timedelta,
+        now: datetime | None = None,
+        tables: Sequence[str] | None = None,
+    ) -> dict[str, int]:
+        """Delete rows older than ``now - max_age`` from every table (or only ``tables``);
+        rows deleted per table."""
         ...
 
     def close(self) -> None: ...

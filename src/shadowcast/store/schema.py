@@ -81,6 +81,44 @@ ALERT_SCHEMA = pa.schema(
     ]
 )
 
+# Per-flow statistical features from packet captures (nfstream/nDPI), keyed like the
+# flow (time_start, exporter, addresses, ports, proto). SPLT: the first SPLT_LEN packets;
+# ``splt_ps_i`` is the size signed by direction (+ src->dst, - dst->src, 0 none),
+# ``splt_piat_ms_i`` the gap to the previous packet (-1 none). Added by collect/pcap.py.
+SPLT_LEN = 10
+_STAT_FIELDS = [
+    (f"{d}_{s}", pa.float32())
+    for d in ("bidirectional", "src2dst", "dst2src")
+    for s in (
+        "min_ps", "mean_ps", "stddev_ps", "max_ps",
+        "min_piat_ms", "mean_piat_ms", "stddev_piat_ms", "max_piat_ms",
+    )
+]  # fmt: skip
+FLOW_FEATURES_SCHEMA = pa.schema(
+    [
+        ("time_start", TS),
+        ("time_end", TS),
+        ("exporter", pa.string()),
+        ("src_addr", pa.binary(16)),
+        ("dst_addr", pa.binary(16)),
+        ("src_port", pa.uint16()),
+        ("dst_port", pa.uint16()),
+        ("proto", pa.uint8()),
+        ("app", pa.string()),
+        ("category", pa.string()),
+        ("ndpi_category", pa.string()),
+        ("server_name", pa.string()),
+        ("src2dst_packets", pa.uint64()),
+        ("src2dst_bytes", pa.uint64()),
+        ("dst2src_packets", pa.uint64()),
+        ("dst2src_bytes", pa.uint64()),
+        ("duration_ms", pa.int64()),
+        *_STAT_FIELDS,
+        *[(f"splt_ps_{i}", pa.int32()) for i in range(1, SPLT_LEN + 1)],
+        *[(f"splt_piat_ms_{i}", pa.int32()) for i in range(1, SPLT_LEN + 1)],
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOW_SCHEMA,
     "od_series": OD_SERIES_SCHEMA,
@@ -89,6 +127,7 @@ TABLES: dict[str, pa.Schema] = {
     "forecasts": FORECAST_SCHEMA,
     "actions": ACTION_SCHEMA,
     "alerts": ALERT_SCHEMA,
+    "flow_features": FLOW_FEATURES_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -100,4 +139,5 @@ TIME_COLUMN: dict[str, str] = {
     "forecasts": "issued",
     "actions": "time",
     "alerts": "issued",
+    "flow_features": "time_start",
 }

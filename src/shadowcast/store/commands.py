@@ -1,0 +1,124 @@
+"""``shadowcast store stats`` and ``shadowcast store retain``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shadowcast.errors import StoreError
+from shadowcast.store.base import Store
+from shadowcast.store.config import StoreConfig, apply_retention, open_store
+from shadowcast.store.schema import TABLES
+
+log = logging.getLogger(__name__)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+app = typer.Typer(help="Inspect and maintain the store.", no_args_is_help=True)
+
+PathOpt = Annotated[
+    Path | None, typer.Option("--path", help="a DuckDB store file (default: from settings)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+
+
+def _config(ctx: typer.Context, path: Path | None) -> StoreConfig:
+    obj = ctx.find_root().obj
+    cfg = getattr(obj, "store", None)
+    base = cfg if isinstance(cfg, StoreConfig) else StoreConfig()
+    if path is not None:
+        base = base.model_copy(update={"backend": "duckdb", "path": str(path.resolve())})
+    return base
+
+
+def _open_existing(cfg: StoreConfig) -> Store:
+    if cfg.backend == "duckdb" and cfg.resolved_path() != ":memory:":
+        p = Path(cfg.resolved_path())
+        if not p.is_file():
+            raise StoreError(f"no store at {p}")
+    return open_store(cfg)
+
+
+def _iso(ts: object) -> str | None:
+    return ts.isoformat() if isinstance(ts, datetime) else None
+
+
+def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
+    """Rows and time range per table, and the file size of a DuckDB store."""
+    tables: dict[str, Any] = {}
+    time_range = getattr(store, "time_range", None)
+    for name in TABLES:
+        lo = hi = None
+        if callable(time_range):
+            lo, hi = time_range(name)
+        tables[name] = {"rows": store.count(name), "first": _iso(lo), "last": _iso(hi)}
+    size = None
+    path = cfg.resolved_path()
+    if cfg.backend == "duckdb" and path != ":memory:":
+        files = [Path(path), Path(path + ".wal")]
+        size = sum(f.stat().st_size for f in files if f.is_file())
+    return {"backend": cfg.backend, "path": path, "file_bytes": size, "tables": tables}
+
+
+@app.command("stats")
+def stats(ctx: typer.Context, path: PathOpt = None, as_json: JsonOpt = False) -> None:
+    """Rows per table, time range and file size."""
+    cfg = _config(ctx, path)
+    store = _open_existing(cfg)
+    try:
+        result = store_stats(store, cfg)
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table("table", "rows", "first", "last", title=f"store {result['path']}")
+    for name, t in result["tables"].items():
+        table.add_row(name, f"{t['rows']:,}", t["first"] or "-", t["last"] or "-")
+    out.print(table)
+    if result["file_bytes"] is not None:
+        out.print(f"file size: {result['file_bytes'] / 1e6:,.1f} MB")
+
+
+@app.command("retain")
+def retain(
+    ctx: typer.Context,
+    path: PathOpt = None,
+    days: Annotated[
+        float | None,
+        typer.Option(
+            help="delete rows older than this in every table (default: per table "
+            "from store.retention_days)",
+            min=0.0,
+        ),
+    ] = None,
+    now: Annotated[datetime | None, typer.Option(help="reference time (UTC; default: now)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete rows older than the retention period (one transaction)."""
+    cfg = _config(ctx, path)
+    ref = (now.replace(tzinfo=UTC) if now.tzinfo is None else now) if now else datetime.now(UTC)
+    store = _open_existing(cfg)
+    try:
+        if days is not None:
+            deleted = store.retain(timedelta(days=days), ref)
+        else:
+            with store.transaction():
+                deleted = apply_retention(store, cfg, ref)
+    finally:
+        store.close()
+    result = {"path": cfg.resolved_path(), "now": ref.isoformat(), "deleted": deleted}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table("table", "rows deleted", title=f"retention at {ref.isoformat()}")
+    for name, n in deleted.items():
+        table.add_row(name, f"{n:,}")
+    out.print(table)

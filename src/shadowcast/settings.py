@@ -119,6 +119,10 @@ def load_settings(
     if env:
         source += " + environment"
     data = _merge(data, env)
+    if "data_dir" in data and "store" in Settings.model_fields:
+        store = data.setdefault("store", {})
+        if isinstance(store, dict):
+            store.setdefault("data_dir", data["data_dir"])  # the store follows data_dir
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

@@ -69,3 +69,11 @@ def test_durations() -> None:
         parse_duration("soon")
     with pytest.raises(ConfigError):
         horizon_steps("7m", 300)
+
+
+def test_store_follows_data_dir_unless_set(tmp_path: Path) -> None:
+    s = load_settings(environ={"SHADOWCAST_DATA_DIR": str(tmp_path)})
+    assert Path(s.store.data_dir) == tmp_path  # type: ignore[attr-defined]
+    f = tmp_path / "s.yaml"
+    f.write_text(f"data_dir: {tmp_path}\nstore:\n  data_dir: /srv/db\n")
+    assert str(load_settings(f, environ={}).store.data_dir) == "/srv/db"  # type: ignore[attr-defined]

@@ -1,0 +1,194 @@
+"""Behavioural classifier: flow features -> category, for flows no name identified.
+
+LightGBM multiclass on features every flow record has (duration, bytes, packets, mean
+packet size, rates, protocol, ports class) plus, where a packet-level source gives them,
+direction ratio and packet-size / inter-arrival statistics (NaN otherwise; training
+duplicates every flow with those hidden so the model also works on plain flow exports).
+The model is a LightGBM text file; the shipped one is ``profile/data/behaviour.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute
+
+from shadowcast.errors import ConfigError, DataError
+from shadowcast.profile.base import Prediction
+
+log = logging.getLogger(__name__)
+pc: Any = pyarrow.compute
+
+F64 = npt.NDArray[np.float64]
+CLASSES: tuple[str, ...] = ("video", "bulk", "interactive", "voip", "web", "other")
+BASE_FEATURES: tuple[str, ...] = (
+    "duration_s",
+    "log_bytes",
+    "log_packets",
+    "mean_ps",
+    "log_pps",
+    "log_bps",
+    "iat_approx_ms",
+    "proto",
+)
+PORT_FEATURES: tuple[str, ...] = ("ports_class",)
+RICH_FEATURES: tuple[str, ...] = (
+    "dir_ratio",
+    "ps_std",
+    "ps_min",
+    "ps_max",
+    "iat_mean_ms",
+    "iat_std_ms",
+    "iat_max_ms",
+    "up_mean_ps",
+    "down_mean_ps",
+)
+FEATURES: tuple[str, ...] = BASE_FEATURES + PORT_FEATURES + RICH_FEATURES
+DEFAULT_MODEL = "data/behaviour.txt"
+__all__ = ["BehaviourModel", "Prediction", "features", "CLASSES", "FEATURES", "MODELS"]
+
+
+def _num(table: pa.Table, name: str) -> F64:
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    col = table.column(name)
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.int64())
+    return np.asarray(pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy(), dtype=np.float64)
+
+
+def features(table: pa.Table, hide_ports: bool = False, hide_rich: bool = False) -> F64:
+    """Feature matrix ``[n, len(FEATURES)]`` of a flow table (NaN = not available)."""
+    n = table.num_rows
+    dur = np.maximum((_num(table, "time_end") - _num(table, "time_start")) / 1000.0, 0.0)
+    byt = _num(table, "bytes")
+    pkt = _num(table, "packets")
+    safe_pkt = np.maximum(pkt, 1.0)
+    safe_dur = np.maximum(dur, 1e-3)
+    proto = _num(table, "proto")
+    proto_cls = np.where(proto == 6, 0.0, np.where(proto == 17, 1.0, 2.0))
+    out = np.empty((n, len(FEATURES)), dtype=np.float64)
+    out[:, 0] = dur
+    out[:, 1] = np.log1p(byt)
+    out[:, 2] = np.log1p(pkt)
+    out[:, 3] = byt / safe_pkt
+    out[:, 4] = np.log1p(pkt / safe_dur)
+    out[:, 5] = np.log1p(byt * 8 / safe_dur)
+    out[:, 6] = np.where(pkt > 1, dur * 1000.0 / np.maximum(pkt - 1, 1), np.nan)
+    out[:, 7] = proto_cls
+    sp, dp = _num(table, "src_port"), _num(table, "dst_port")
+    low = np.fmin(sp, dp)
+    ports_cls = np.where(low < 1024, 0.0, np.where(low < 49152, 1.0, 2.0))
+    out[:, 8] = np.nan if hide_ports else ports_cls
+    for j, name in enumerate(RICH_FEATURES):
+        out[:, 9 + j] = np.nan if hide_rich else _num(table, name)
+    return out
+
+
+class BehaviourModel:
+    """A trained LightGBM booster plus the class list and the feature policy."""
+
+    def __init__(self, booster: object, classes: tuple[str, ...], use_ports: bool) -> None:
+        self.booster = booster
+        self.classes = classes
+        self.use_ports = use_ports
+
+    @classmethod
+    def train(
+        cls,
+        table: pa.Table,
+        labels: npt.NDArray[np.object_],
+        *,
+        seed: int = 7,
+        use_ports: bool = False,
+        num_rounds: int = 30,
+    ) -> BehaviourModel:
+        """Fit on ``table`` with one category per row (rows labelled outside CLASSES are
+        left out). Seeded and single-threaded, so the same input gives the same model."""
+        import lightgbm as lgb
+
+        keep = np.isin(labels, CLASSES)
+        if keep.sum() < 10:
+            raise DataError(f"need at least 10 labelled flows in {CLASSES}, got {keep.sum()}")
+        t = table.filter(pa.array(keep))
+        y = np.array([CLASSES.index(c) for c in labels[keep]], dtype=np.int64)
+        x_full = features(t, hide_ports=not use_ports)
+        x_plain = features(t, hide_ports=not use_ports, hide_rich=True)
+        x = np.vstack([x_full, x_plain])
+        y2 = np.concatenate([y, y])
+        # balance classes: weight each class to the same total
+        counts = np.bincount(y2, minlength=len(CLASSES)).astype(np.float64)
+        w = (len(y2) / (len(CLASSES) * np.maximum(counts, 1)))[y2]
+        params = {
+            "objective": "multiclass",
+            "num_class": len(CLASSES),
+            "learning_rate": 0.08,
+            "num_leaves": 7,
+            "min_data_in_leaf": 5,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.9,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+            "seed": seed,
+            "deterministic": True,
+            "num_threads": 1,
+            "verbose": -1,
+        }
+        data = lgb.Dataset(x, label=y2, weight=w, feature_name=list(FEATURES))
+        booster = lgb.train(params, data, num_boost_round=num_rounds)
+        return cls(booster, CLASSES, use_ports)
+
+    def predict_proba(self, table: pa.Table, hide_rich: bool = False) -> F64:
+        x = features(table, hide_ports=not self.use_ports, hide_rich=hide_rich)
+        if len(x) == 0:
+            return np.zeros((0, len(self.classes)))
+        p = self.booster.predict(x)  # type: ignore[attr-defined]
+        return np.asarray(p, dtype=np.float64).reshape(len(x), len(self.classes))
+
+    def predict(self, table: pa.Table, hide_rich: bool = False) -> Prediction:
+        p = self.predict_proba(table, hide_rich=hide_rich)
+        best = p.argmax(axis=1) if len(p) else np.zeros(0, dtype=np.int64)
+        cats = np.array(self.classes, dtype=object)[best]
+        conf = p.max(axis=1).astype(np.float32) if len(p) else np.zeros(0, np.float32)
+        return Prediction(cats, conf)
+
+    def save(self, path: Path) -> None:
+        text = self.booster.model_to_string()  # type: ignore[attr-defined]
+        meta = json.dumps({"classes": list(self.classes), "use_ports": self.use_ports})
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(f"# shadowcast-behaviour {meta}\n{text}")
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> BehaviourModel:
+        """Load a saved model; ``None`` loads the one shipped in the package."""
+        import lightgbm as lgb
+
+        try:
+            if path is None:
+                text = resources.files("shadowcast.profile").joinpath(DEFAULT_MODEL).read_text()
+                where = f"shadowcast/profile/{DEFAULT_MODEL}"
+            else:
+                text = Path(path).read_text()
+                where = str(path)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read behaviour model: {exc}") from exc
+        head, _, body = text.partition("\n")
+        if not head.startswith("# shadowcast-behaviour "):
+            raise ConfigError(f"{where}: not a shadowcast behaviour model (missing header)")
+        try:
+            meta = json.loads(head.removeprefix("# shadowcast-behaviour "))
+            booster = lgb.Booster(model_str=body)
+        except (ValueError, lgb.basic.LightGBMError) as exc:
+            raise ConfigError(f"{where}: corrupt behaviour model: {exc}") from exc
+        return cls(booster, tuple(meta["classes"]), bool(meta["use_ports"]))
+
+
+# model backends by name (the shipped one is LightGBM)
+MODELS: dict[str, type[BehaviourModel]] = {"lightgbm": BehaviourModel}

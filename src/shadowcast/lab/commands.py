@@ -1,0 +1,128 @@
+"""``shadowcast lab``: bring the namespace backbone up and down, send cross traffic."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from shadowcast.errors import ProbeError, TopologyError
+from shadowcast.lab import build, netns
+from shadowcast.lab.traffic import Processes, iperf_server, iperf_udp, replay_demands
+from shadowcast.records import Topology
+
+app = typer.Typer(help="Network-namespace lab backbone (root).", no_args_is_help=True)
+console = Console(stderr=True)
+PREFIX_OPT = typer.Option("--prefix", help="name prefix of every lab resource (<= 7 chars)")
+JSON_OPT = typer.Option("--json", help="print one JSON object")
+
+
+def _emit(obj: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        from shadowcast.cli import emit_json
+
+        emit_json(obj)
+    else:
+        for k, v in obj.items():
+            Console().print(f"{k}: {v}")
+
+
+def _root() -> None:
+    ok, why = netns.have_root()
+    if not ok:
+        raise ProbeError(why)
+
+
+def read_topology(path: Path) -> Topology:
+    """A topology file, through the datasets loaders (SNDlib, GraphML, node-link JSON)."""
+    try:
+        from shadowcast.datasets import load_topology
+    except ImportError as exc:  # the loaders live in another stage
+        raise TopologyError(f"{path}: topology loaders unavailable ({exc})") from exc
+    topo = load_topology(path)
+    assert isinstance(topo, Topology)
+    return topo
+
+
+@app.command("up")
+def up_cmd(
+    topology: Annotated[Path, typer.Option("--topology", help="topology file")],
+    scale: Annotated[float, typer.Option(help="capacity divisor (10 Gbit/s -> 10 Mbit/s)")] = 1000,
+    edges: Annotated[str, typer.Option(help="comma-separated routers with an edge host")] = "",
+    max_routers: Annotated[int, typer.Option(help="refuse larger topologies")] = 64,
+    prefix: Annotated[str, PREFIX_OPT] = build.DEFAULT_PREFIX,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Build (idempotently) one namespace per router and edge host, shaped veth links."""
+    _root()
+    topo = read_topology(topology)
+    if len(topo.nodes) > max_routers:
+        raise TopologyError(f"{topology}: {len(topo.nodes)} routers > --max-routers {max_routers}")
+    chosen = [e for e in edges.split(",") if e] or None
+    plan = build.plan_lab(topo, scale=scale, edges=chosen, prefix=prefix)
+    t0 = time.time()
+    with console.status(f"building lab {prefix}* ({len(plan.routers)} routers)"):
+        built = build.up(plan)
+    _emit({"prefix": prefix, "built": built, "routers": len(plan.routers),
+           "edges": sorted(plan.edges), "links": len(plan.links),
+           "seconds": round(time.time() - t0, 3)}, as_json)  # fmt: skip
+
+
+@app.command("down")
+def down_cmd(
+    prefix: Annotated[str, PREFIX_OPT] = build.DEFAULT_PREFIX,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Remove every namespace named PREFIX* (works after a crash: no state needed)."""
+    _root()
+    _emit({"prefix": prefix, "removed_namespaces": build.down(prefix)}, as_json)
+
+
+@app.command("traffic")
+def traffic_cmd(
+    src: Annotated[str, typer.Option(help="router whose edge host sends")] = "",
+    dst: Annotated[str, typer.Option(help="router whose edge host receives")] = "",
+    mbps: Annotated[float, typer.Option(help="UDP rate (lab scale)")] = 1.0,
+    seconds: float = 10.0,
+    port: int = 5201,
+    demands: Annotated[
+        Path | None, typer.Option(help="replay a demand series (Mbit/s, divided by the scale)")
+    ] = None,
+    step_seconds: Annotated[float, typer.Option(help="lab seconds per demand step")] = 2.0,
+    max_steps: int = 30,
+    max_pairs: int = 8,
+    prefix: Annotated[str, PREFIX_OPT] = build.DEFAULT_PREFIX,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Cross traffic with iperf3 (separate processes in the edge namespaces): one flow
+    (``--src/--dst/--mbps``) or a demand series (``--demands FILE``)."""
+    _root()
+    plan = build.load_plan(prefix)
+    if demands is not None:
+        from shadowcast.datasets import load_demands
+
+        series = load_demands(demands).slice(0, max_steps)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"replaying {demands.name}", total=series.steps)
+            res = replay_demands(plan, series, step_seconds=step_seconds, max_pairs=max_pairs,
+                                 on_step=lambda t: bar.update(task, completed=t + 1))  # fmt: skip
+        _emit({"demands": str(demands), **res}, as_json)
+        return
+    for r in (src, dst):
+        if r not in plan.edges:
+            raise TopologyError(f"router {r!r} has no edge host in lab {prefix}*")
+    with Processes() as procs, Progress(console=console, transient=True) as bar:
+        procs.procs.append(iperf_server(plan, dst, port))
+        client = iperf_udp(plan, src, dst, mbps, seconds, port)
+        procs.procs.append(client)
+        task = bar.add_task(f"{src} -> {dst} {mbps} Mbit/s", total=seconds)
+        t0 = time.time()
+        while client.poll() is None and time.time() - t0 < seconds + 5:
+            bar.update(task, completed=min(seconds, time.time() - t0))
+            time.sleep(0.2)
+        rc = client.returncode
+    _emit({"src": src, "dst": dst, "mbps": mbps, "seconds": seconds, "iperf3_rc": rc}, as_json)

@@ -1,0 +1,135 @@
+"""Cross traffic in the lab: iperf3 in the edge namespaces, always a separate process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shadowcast.errors import ProbeError
+from shadowcast.lab.build import LabPlan
+from shadowcast.records import DemandSeries
+
+
+def have_iperf3() -> bool:
+    return shutil.which("iperf3") is not None
+
+
+@dataclass
+class Processes:
+    """Processes started in lab namespaces; ``stop`` ends exactly these (by PID)."""
+
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _spawn(ns: str, args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["ip", "netns", "exec", ns, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def iperf_server(plan: LabPlan, dst: str, port: int = 5201) -> subprocess.Popen[bytes]:
+    if not have_iperf3():
+        raise ProbeError("iperf3 is not installed (apt-get install iperf3)")
+    e = plan.edges[dst]
+    p = _spawn(e.ns, ["iperf3", "-s", "-B", e.addr_host, "-p", str(port)])
+    time.sleep(0.3)
+    return p
+
+
+def iperf_udp(
+    plan: LabPlan, src: str, dst: str, mbps: float, seconds: float, port: int = 5201
+) -> subprocess.Popen[bytes]:
+    """UDP cross traffic at ``mbps`` (iperf3 paces it) from ``src``'s edge host to ``dst``'s."""
+    a, d = plan.edges[src], plan.edges[dst]
+    return _spawn(
+        a.ns,
+        ["iperf3", "-c", d.addr_host, "-p", str(port), "-u", "-b", f"{mbps * 1e6:.0f}",
+         "-l", "1200", "-t", str(max(1, round(seconds))), "--pacing-timer", "200"],
+    )  # fmt: skip
+
+
+def reflector(plan: LabPlan, at: str, host: str, port: int = 862) -> subprocess.Popen[bytes]:
+    """A STAMP reflector process in ``at``'s edge namespace, bound to ``host``."""
+    p = subprocess.Popen(
+        ["ip", "netns", "exec", plan.edges[at].ns, sys.executable, "-m",
+         "shadowcast.shadow.serve", host, str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert p.stdout is not None
+    ready = p.stdout.readline().strip() == b"ready"
+    p.stdout.close()  # it prints one line only
+    if not ready:
+        p.kill()
+        p.wait()
+        raise ProbeError(f"stamp reflector did not start in {plan.edges[at].ns}")
+    return p
+
+
+def replay_demands(
+    plan: LabPlan,
+    demands: DemandSeries,
+    *,
+    step_seconds: float = 2.0,
+    max_pairs: int = 8,
+    first_port: int = 5400,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Cross traffic that follows a demand series: each step lasts ``step_seconds`` and
+    every OD pair whose ends have edge hosts sends ``demand / plan.scale`` Mbit/s of UDP
+    (one iperf3 client per pair and step; the ``max_pairs`` largest pairs only)."""
+    if not have_iperf3():
+        raise ProbeError("iperf3 is not installed (apt-get install iperf3)")
+    usable = [i for i, (s, d) in enumerate(demands.od_pairs)
+              if s in plan.edges and d in plan.edges and s != d]  # fmt: skip
+    if not usable:
+        raise ProbeError(f"no OD pair of {demands.source or 'the demands'} has lab edge hosts")
+    top = sorted(usable, key=lambda i: -float(demands.values[:, i].sum()))[:max_pairs]
+    sent_mbit = 0.0
+    with Processes() as servers:
+        for k, i in enumerate(top):
+            servers.procs.append(iperf_server(plan, demands.od_pairs[i][1], first_port + k))
+        for t in range(demands.steps):
+            t0 = time.time()
+            with Processes() as clients:
+                for k, i in enumerate(top):
+                    mbps = float(demands.values[t, i]) / plan.scale
+                    if mbps <= 0.001:
+                        continue
+                    src, dst = demands.od_pairs[i]
+                    clients.procs.append(
+                        iperf_udp(plan, src, dst, mbps, step_seconds, port=first_port + k)
+                    )
+                    sent_mbit += mbps * step_seconds
+                for c in clients.procs:
+                    try:
+                        c.wait(timeout=step_seconds + 5)
+                    except subprocess.TimeoutExpired:
+                        c.terminate()
+            if on_step is not None:
+                on_step(t)
+            time.sleep(max(0.0, step_seconds - (time.time() - t0)))
+    return {"steps": float(demands.steps), "pairs": float(len(top)), "offered_mbit": sent_mbit}

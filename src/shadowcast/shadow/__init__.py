@@ -1,0 +1,1 @@
+"""Shadow tunnels: same-path VXLAN overlays carrying STAMP probes."""

@@ -1,0 +1,294 @@
+"""``shadowcast shadow``: list and show shadow tunnels, probe paths, run a reflector."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shadowcast.errors import ProbeError, ShadowcastError
+from shadowcast.shadow.abw import combine, estimate_train, train_gap_s
+from shadowcast.shadow.pathcheck import trace
+from shadowcast.shadow.reflector import Reflector
+from shadowcast.shadow.sockets import NETNS_DIR
+from shadowcast.shadow.stamp import Sender
+from shadowcast.shadow.wire import STAMP_PORT
+
+app = typer.Typer(help="Shadow tunnels and STAMP probes.", no_args_is_help=True)
+console = Console(stderr=True)
+PREFIX_OPT = typer.Option("--prefix", help="namespace prefix of the lab to look in")
+JSON_OPT = typer.Option("--json", help="print one JSON object")
+
+
+def _emit(obj: dict[str, Any], as_json: bool, title: str) -> None:
+    if as_json:
+        from shadowcast.cli import emit_json
+
+        emit_json(obj)
+        return
+    table = Table(title=title, show_header=False)
+    for k, v in obj.items():
+        table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+
+
+def _namespaces(prefix: str) -> list[str]:
+    import os
+
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def tunnels(prefix: str) -> list[dict[str, Any]]:
+    """Every shadow VXLAN device (``shv*``) in the lab's namespaces, one row per end."""
+    rows = []
+    for ns in _namespaces(prefix):
+        proc = subprocess.run(["ip", "-n", ns, "-d", "-j", "addr", "show", "type", "vxlan"],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0 or not proc.stdout.strip():
+            continue
+        for d in json.loads(proc.stdout):
+            if not str(d.get("ifname", "")).startswith("shv"):
+                continue
+            info = d.get("linkinfo", {}).get("info_data", {})
+            inner = next((a["local"] for a in d.get("addr_info", []) if a["family"] == "inet"), "")
+            pr = info.get("port_range", {})
+            rows.append({
+                "name": d["ifname"], "netns": ns, "vni": info.get("id"),
+                "local": info.get("local"), "remote": info.get("remote"),
+                "sport": pr.get("low"), "sport_max": pr.get("high"),
+                "dport": info.get("port"), "inner": inner, "state": d.get("operstate"),
+                "ingress": inner.split(".")[-1].isdigit() and int(inner.split(".")[-1]) % 4 == 1,
+            })  # fmt: skip
+    return rows
+
+
+def _ends(name: str, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    ends = [r for r in tunnels(prefix) if r["name"] == name]
+    src = next((r for r in ends if r["ingress"]), None)
+    dst = next((r for r in ends if not r["ingress"]), None)
+    if src is None or dst is None:
+        raise ProbeError(f"tunnel {name!r} not found (both ends) in namespaces {prefix}*")
+    return src, dst
+
+
+def hostport(target: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT``."""
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        return host, int(rest.lstrip(":") or STAMP_PORT)
+    if target.count(":") == 1:
+        host, port = target.split(":")
+        return host, int(port)
+    return target, STAMP_PORT
+
+
+@app.command("list")
+def list_cmd(
+    prefix: Annotated[str, PREFIX_OPT] = "sclab-",
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """List shadow tunnels (ingress ends) in the lab's namespaces."""
+    rows = [r for r in tunnels(prefix) if r["ingress"]]
+    if as_json:
+        _emit({"tunnels": rows, "count": len(rows)}, True, "")
+        return
+    table = Table("name", "netns", "vni", "local", "remote", "sport", "inner", "state")
+    for r in rows:
+        table.add_row(*(str(r[k]) for k in ("name", "netns", "vni", "local", "remote", "sport",
+                                             "inner", "state")))  # fmt: skip
+    Console().print(table)
+
+
+def _trace_routers(src: dict[str, Any], prefix: str) -> list[str]:
+    """The routers the tunnel's outer 5-tuple crosses (names when the lab plan knows them)."""
+    with console.status("tracing the outer 5-tuple"):
+        hops = [h for h in trace(src["local"], int(src["sport"]), src["remote"],
+                                 netns=src["netns"]) if h]  # fmt: skip
+    try:
+        from shadowcast.lab.build import load_plan
+
+        plan = load_plan(prefix)
+    except ShadowcastError:  # not a lab tunnel: addresses only
+        return hops
+    return [plan.owner_of(h) or h for h in hops]
+
+
+def _lab_capacity_mbps(path: list[str], prefix: str) -> float:
+    """The smallest shaped rate along ``path`` in the lab (Mbit/s)."""
+    from shadowcast.lab.build import load_plan
+
+    plan = load_plan(prefix)
+    rates = []
+    for a, b in zip(path[:-1], path[1:], strict=False):
+        lk, _dev = plan.link_between(a, b)
+        rates.append(lk.rate_ab_bps if lk.a == a else lk.rate_ba_bps)
+    if not rates:
+        raise ProbeError(f"no lab links on path {path}")
+    return min(rates) / 1e6
+
+
+@app.command("show")
+def show_cmd(
+    name: str,
+    prefix: Annotated[str, PREFIX_OPT] = "sclab-",
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """One tunnel: both ends, and the routers its outer 5-tuple crosses (Paris-style)."""
+    src, dst = _ends(name, prefix)
+    routers = _trace_routers(src, prefix)
+    obj = {**{k: src[k] for k in ("name", "vni", "local", "remote", "sport", "dport")},
+           "ingress_netns": src["netns"], "egress_netns": dst["netns"],
+           "inner_local": src["inner"], "inner_remote": dst["inner"], "path": routers}  # fmt: skip
+    _emit(obj, as_json, f"tunnel {name}")
+
+
+async def _probe(
+    host: str, port: int, *, netns: str | None, local: str | None, count: int,
+    interval: float, size: int, key: bytes | None, capacity_bps: float, trains: int,
+    reflect_ns: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    refl = None
+    if reflect_ns is not None:
+        refl = Reflector(key=key, netns=reflect_ns)
+        await refl.start(host, port)
+    try:
+        sender = Sender(host, port, key=key, netns=netns, local=local, size=size, timeout_s=0.5)
+        run = await sender.run(count, interval)
+        out: dict[str, Any] = asdict(run.metrics())
+        if capacity_bps > 0:
+            ests = []
+            for _ in range(trains):
+                tr = await sender.train(30, train_gap_s(600, capacity_bps), size=600)
+                ests.append(estimate_train(tr, capacity_bps))
+                await asyncio.sleep(0.5)
+            out["abw_mbps"] = combine(ests) / 1e6
+            out["probe_bytes"] = sum(e.probe_bytes for e in ests)
+    finally:
+        if refl is not None:
+            refl.stop()
+    return out
+
+
+@app.command("probe")
+def probe_cmd(
+    target: Annotated[str, typer.Argument(help="HOST[:PORT] of a reflector, or a tunnel name")],
+    count: int = 20,
+    interval: float = 0.05,
+    size: int = 0,
+    key_hex: Annotated[str, typer.Option(help="HMAC key (hex): authenticated mode")] = "",
+    netns: Annotated[str, typer.Option(help="send from this namespace")] = "",
+    capacity_mbps: Annotated[float, typer.Option(help="path capacity: also estimate abw")] = 0.0,
+    abw: Annotated[
+        bool, typer.Option(help="estimate abw (lab tunnel: capacity from the plan)")
+    ] = False,
+    trains: int = 3,
+    prefix: Annotated[str, PREFIX_OPT] = "sclab-",
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """STAMP RTT, one-way delay, jitter, loss (and abw) to a reflector or through a tunnel.
+
+    Through a tunnel (``shv...``) a reflector is started for the run at the far end."""
+    key = bytes.fromhex(key_hex) if key_hex else None
+    if target.startswith("shv"):
+        src, dst = _ends(target, prefix)
+        host, port, ns, local = dst["inner"], STAMP_PORT, src["netns"], src["inner"]
+        rns: str | None = dst["netns"]
+        path: list[str] = _trace_routers(src, prefix)
+        if abw and capacity_mbps <= 0:
+            capacity_mbps = _lab_capacity_mbps(path, prefix)
+    else:
+        host, port = hostport(target)
+        ns, local, rns, path = netns or None, None, None, []
+    t0 = time.time()
+    with console.status(f"probing {target}"):
+        res = asyncio.run(_probe(host, port, netns=ns, local=local, count=count,
+                                 interval=interval, size=size, key=key,
+                                 capacity_bps=capacity_mbps * 1e6, trains=trains,
+                                 reflect_ns=rns))  # fmt: skip
+    res["target"] = target
+    res["path"] = path
+    res["elapsed_s"] = time.time() - t0
+    _emit(res, as_json, f"probe {target}")
+
+
+@app.command("reflect")
+def reflect_cmd(
+    host: str = "127.0.0.1",
+    port: int = STAMP_PORT,
+    key_hex: Annotated[str, typer.Option(help="HMAC key (hex): authenticated mode")] = "",
+    seconds: Annotated[float, typer.Option(help="stop after this long (0: until Ctrl-C)")] = 0,
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Run a STAMP session-reflector; prints its counters when it stops."""
+    key = bytes.fromhex(key_hex) if key_hex else None
+
+    async def main() -> dict[str, int]:
+        refl = Reflector(key=key)
+        await refl.start(host, port)
+        try:
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+            else:
+                await asyncio.Event().wait()
+        finally:
+            refl.stop()
+        return dict(refl.counters)
+
+    try:
+        counters = asyncio.run(main())
+    except KeyboardInterrupt:
+        counters = {}
+    _emit({"host": host, "port": port, **counters}, as_json, "reflector")
+
+
+@app.command("open")
+def open_cmd(
+    src: Annotated[str, typer.Option(help="ingress router (has an edge host)")],
+    dst: Annotated[str, typer.Option(help="egress router (has an edge host)")],
+    application: str = "cli",
+    traffic_class: Annotated[str, typer.Option("--class")] = "default",
+    sport: Annotated[int, typer.Option(help="the application's outer source port (0: derive)")] = 0,
+    prefix: Annotated[str, PREFIX_OPT] = "sclab-",
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Create the shadow tunnel of a new-path event in the lab (along the lab's path)."""
+    from shadowcast.lab.build import load_plan
+    from shadowcast.shadow.base import NewPathEvent
+    from shadowcast.shadow.config import TunnelConfig
+    from shadowcast.shadow.linux import LinuxVxlanBackend
+    from shadowcast.shadow.tunnels import TunnelManager
+
+    plan = load_plan(prefix)
+    caps = {}
+    for lk in plan.links:
+        caps[(lk.a, lk.b)], caps[(lk.b, lk.a)] = lk.rate_ab_bps, lk.rate_ba_bps
+    live = tunnels(prefix)
+    base = max([int(r["vni"]) for r in live] + [TunnelConfig().vni_base - 1]) + 1
+    cfg = TunnelConfig(vni_base=base, overlay_cidr=f"100.{64 + len(live) // 2 % 64}.0.0/16")
+    backend = LinuxVxlanBackend({r: e.ns for r, e in plan.edges.items()})
+    mgr = TunnelManager(backend, {r: e.addr_host for r, e in plan.edges.items()}, caps, cfg)
+    path = tuple(plan.path(src, dst))
+    t = mgr.on_new_path(NewPathEvent(application, src, dst, path, traffic_class, sport or None))
+    if t is None:
+        raise ProbeError(f"tunnel refused: {dict(mgr.counters)}")
+    _emit({"name": t.spec.name, "vni": t.spec.vni, "sport": t.spec.sport, "path": list(path),
+           "inner_local": t.spec.inner_local, "inner_remote": t.spec.inner_remote,
+           "probe_rate_bps": t.probe_rate_bps}, as_json, "tunnel")  # fmt: skip
+
+
+@app.command("close")
+def close_cmd(name: str, prefix: Annotated[str, PREFIX_OPT] = "sclab-") -> None:
+    """Delete both ends of a shadow tunnel."""
+    src, dst = _ends(name, prefix)
+    for end in (src, dst):
+        subprocess.run(["ip", "-n", end["netns"], "link", "del", name], check=False)

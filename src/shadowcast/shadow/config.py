@@ -1,0 +1,59 @@
+"""Settings of the shadow stage: tunnel caps, STAMP, available-bandwidth probing."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TunnelConfig(BaseModel):
+    """Caps on the tunnel manager; every cap fails closed (the event is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tunnels: int = Field(default=256, ge=1)
+    create_rate_per_s: float = Field(default=20.0, gt=0)  # token bucket refill
+    create_burst: int = Field(default=20, ge=1)
+    probe_budget_share: float = Field(default=0.01, gt=0, le=0.2)  # of each link's capacity
+    probe_rate_bps: float = Field(default=50_000.0, gt=0)  # wanted average probe rate per tunnel
+    min_probe_rate_bps: float = Field(default=2_000.0, gt=0)  # below this a tunnel is refused
+    max_burst_bytes: int = Field(default=64_000, ge=1500)  # per-path burst cap (one train)
+    idle_s: float = Field(default=300.0, gt=0)
+    min_age_for_eviction_s: float = Field(default=5.0, ge=0)
+    vni_base: int = Field(default=100_000, ge=1, le=(1 << 24) - 1)
+    sport_min: int = Field(default=49_152, ge=1024, le=65_534)
+    overlay_cidr: str = "100.64.0.0/16"
+
+
+class StampConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(default=862, ge=1, le=65_535)
+    key_hex: str = ""  # HMAC key (hex); empty = unauthenticated mode
+    allow: list[str] = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"])
+    rate_pps: float = Field(default=2000.0, gt=0)
+    burst: float = Field(default=200.0, gt=0)
+    max_size: int = Field(default=1472, ge=112)
+    replay_window: int = Field(default=1024, ge=8)
+    max_age_s: float = Field(default=30.0, gt=0)
+
+    def key(self) -> bytes | None:
+        return bytes.fromhex(self.key_hex) if self.key_hex else None
+
+
+class AbwConfig(BaseModel):
+    """Available-bandwidth trains: paced at the path capacity, bounded length."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    packet_bytes: int = Field(default=600, ge=100, le=1400)
+    train_packets: int = Field(default=40, ge=4, le=200)
+    trains: int = Field(default=3, ge=1)
+    interval_s: float = Field(default=2.5, gt=0)
+
+
+class ShadowConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tunnels: TunnelConfig = Field(default_factory=lambda: TunnelConfig())
+    stamp: StampConfig = Field(default_factory=lambda: StampConfig())
+    abw: AbwConfig = Field(default_factory=lambda: AbwConfig())

@@ -331,20 +331,27 @@ def ipfix_export(
     tail = IPFIX_TIME + ((34, 4), app_field)
     layouts = ((256, V4_FIELDS + tail, is_v4, 12, 4), (257, V6_FIELDS + tail, ~is_v4, 0, 16))
     templates = b"".join(template_set(2, t, f) for t, f, m, _, _ in layouts if m.any())
+    # Encode every record of a layout at once, then cut the fixed-size records per packet.
+    encoded: list[tuple[int, npt.NDArray[np.intp], bytes, int]] = []
+    for tid, fields, mask, off, width in layouts:
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            continue
+        cols = {i: v[idx] for i, v in base.items()}
+        v_src = np.ascontiguousarray(src[idx][:, off : off + width])
+        v_dst = np.ascontiguousarray(dst[idx][:, off : off + width])
+        cols[fields[0][0]] = v_src.view(f"V{width}").reshape(-1)
+        cols[fields[1][0]] = v_dst.view(f"V{width}").reshape(-1)
+        blob = encode_records(fields, cols, int(idx.size))
+        encoded.append((tid, idx, blob, len(blob) // int(idx.size)))
     out: list[bytes] = []
     seq = 0
     for k, (a, b) in enumerate(_slices(n, per_packet)):
         sets = templates + extra if k % template_every == 0 else b""
-        for tid, fields, mask, off, width in layouts:
-            m = mask[a:b]
-            if not m.any():
-                continue
-            cols = {i: v[a:b][m] for i, v in base.items()}
-            v_src = np.ascontiguousarray(src[a:b][m][:, off : off + width])
-            v_dst = np.ascontiguousarray(dst[a:b][m][:, off : off + width])
-            cols[fields[0][0]] = v_src.view(f"V{width}").reshape(-1)
-            cols[fields[1][0]] = v_dst.view(f"V{width}").reshape(-1)
-            sets += data_set(tid, encode_records(fields, cols, int(m.sum())))
+        for tid, idx, blob, reclen in encoded:
+            lo, hi = np.searchsorted(idx, [a, b])
+            if hi > lo:
+                sets += data_set(tid, blob[int(lo) * reclen : int(hi) * reclen])
         now = int(te[a:b].max()) // 1000 + 1 if b > a else 0
         out.append(struct.pack("!HHIII", 10, 16 + len(sets), now, seq, domain) + sets)
         seq += b - a + (len(uniq) if extra and k % template_every == 0 else 0)

@@ -74,6 +74,14 @@ def replay_cmd(
     seed: Annotated[int | None, typer.Option(help="synthetic seed")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     plot: Annotated[bool, typer.Option(help="write the PNG plot")] = True,
+    ipfix: Annotated[
+        bool | None,
+        typer.Option(
+            "--ipfix/--direct",
+            help="send the traffic as IPFIX over loopback UDP through the collector and "
+            "replay what it stored (default: on for the synthetic backbone)",
+        ),
+    ] = None,
 ) -> None:
     """Replay a week of backbone traffic: store it, forecast it, map it onto links, alert.
 
@@ -94,9 +102,27 @@ def replay_cmd(
     data_dir.mkdir(parents=True, exist_ok=True)
     for p in (store_path, store_path.with_suffix(".duckdb.wal")):
         p.unlink(missing_ok=True)
-    store = open_store(StoreConfig(backend="duckdb", data_dir=data_dir, path="replay.duckdb"))
+    store_cfg = StoreConfig(backend="duckdb", data_dir=data_dir, path="replay.duckdb")
+    store = open_store(store_cfg)
     alert_cfg = settings.alert
+    feed = None
+    if ipfix is None:
+        ipfix = by_app is not None
     try:
+        if ipfix:
+            from shadowcast.replay.ipfix import feed_via_ipfix
+
+            apps = by_app if by_app is not None else {"": dem.values}
+            with _progress() as bar:
+                task = bar.add_task("exporting IPFIX to the collector", total=dem.steps)
+                feed = feed_via_ipfix(
+                    topo, dem, apps, store, progress=lambda n: bar.advance(task, n)
+                )
+            dem = feed.demands
+            by_app = {a: v for a, v in feed.by_app.items() if a} or None
+            # Reopen: the collector's writer thread had its own connection to the file.
+            store.close()
+            store = open_store(store_cfg)
         with _progress() as bar:
             task = bar.add_task(f"replaying {topo.name}", total=dem.steps)
             result = replay(
@@ -135,6 +161,18 @@ def replay_cmd(
         "alert_lead_s_median": score.lead_s_median,
         "accuracy": accuracy_rows(result),
         "busiest_links": busiest(result),
+        "collector": None
+        if feed is None
+        else {
+            "protocol": "ipfix",
+            "records_sent": feed.records_sent,
+            "packets_sent": feed.packets_sent,
+            "records_stored": feed.records_stored,
+            "bytes_stored_share": feed.stored_share,
+            "decode_errors": feed.decode_errors,
+            "socket_drops": feed.socket_drops,
+            "seconds": round(feed.seconds, 3),
+        },
     }
     if json_out:
         emit_json(report)
@@ -150,6 +188,14 @@ def _print_report(console: Any, result: Any, report: dict[str, Any]) -> None:
         f"{report['links']} links, {report['total_mbit']:,.0f} Mbit summed, "
         f"{report['seconds']:.1f} s"
     )
+    feed = report["collector"]
+    if feed:
+        console.print(
+            f"collector path: {feed['records_sent']:,} IPFIX flow records in "
+            f"{feed['packets_sent']:,} UDP packets → {feed['records_stored']:,} stored "
+            f"({feed['bytes_stored_share']:.4%} of bytes), {feed['decode_errors']} decode "
+            f"errors, {feed['socket_drops']} socket drops, {feed['seconds']:.1f} s"
+        )
     tab = Table(title="Busiest links: now and predicted (peak over the horizon)")
     for col in ("link", "capacity", "now", "replay peak", "predicted", "upper bound"):
         tab.add_column(col, justify="right" if col != "link" else "left")

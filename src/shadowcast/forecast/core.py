@@ -1,0 +1,249 @@
+"""Shared machinery for every model: input cleaning, history buffer, conformal intervals.
+
+A model subclasses :class:`BaseForecaster` and provides two hooks:
+
+* ``_fit_model(y, t0_index)`` learns parameters from the cleaned history ``y[T, n]``;
+* ``_point_at(y, origins, hs, cols)`` returns point forecasts ``[k, m, len(hs)]`` made at
+  each origin (index of the last observed row in ``y``) for steps ``hs``, for series
+  ``cols``, using only ``y[: origin + 1]``.
+
+Calibration: the last ``calibration_window`` of the history is held out; the model is fitted
+on the rest, its forecasts from every held-out origin are scored (scale-aware, see
+:mod:`shadowcast.forecast.conformal`), then (for cheap models) it is refitted on everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from shadowcast.errors import ForecastError
+from shadowcast.forecast.base import clean
+from shadowcast.forecast.config import horizon_steps, parse_duration
+from shadowcast.forecast.conformal import Calibrator, ew_scales, horizon_grid, interp_grid
+from shadowcast.forecast.conformal import scale_floor as _scale_floor
+from shadowcast.records import F64, Forecast, SeriesFrame
+
+I64 = npt.NDArray[np.int64]
+log = logging.getLogger(__name__)
+
+
+class BaseForecaster:
+    """Base class: see the module docstring. Constructors are inert."""
+
+    name = "base"
+    refit_after_calibration = True
+
+    def __init__(
+        self,
+        horizons: Sequence[str | int] = ("15m", "1h"),
+        *,
+        calibration_window: str | int = "1d",
+        scale_rate: float = 0.1,
+        aci_gamma: float = 0.2,
+        max_scores: int = 60_000,
+        keep: str | int = "15d",
+        seed: int = 0,
+    ) -> None:
+        self.horizons_s = [parse_duration(h) for h in horizons]
+        self.calibration_s = parse_duration(calibration_window)
+        self.scale_rate = scale_rate
+        self.aci_gamma = aci_gamma
+        self.max_scores = max_scores
+        self.keep_s = parse_duration(keep)
+        self.seed = seed
+        self.report: dict[str, Any] = {}
+        self._fitted = False
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _fit_model(self, y: F64) -> None:
+        return None
+
+    def _point_at(self, y: F64, origins: I64, hs: I64, cols: I64 | None) -> F64:
+        raise NotImplementedError
+
+    # -- helpers for subclasses ----------------------------------------------------------
+    def time_of(self, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Absolute UNIX seconds of buffer row indices (may lie in the future)."""
+        return np.asarray(self._t0 + (self._offset + idx) * self.step, dtype=np.int64)
+
+    @property
+    def _y(self) -> F64:
+        """Everything seen so far (the last ``keep`` at most): a view of the buffer."""
+        return self._buf[: self._len]
+
+    @property
+    def n_series(self) -> int:
+        return int(self._y.shape[1])
+
+    # -- protocol ------------------------------------------------------------------------
+    def fit(self, history: SeriesFrame) -> Self:
+        if history.step <= 0:
+            raise ForecastError(f"series step must be positive, got {history.step}")
+        raw = np.asarray(history.values, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[0] < 1 or raw.shape[1] < 1:
+            raise ForecastError(f"need values[T>=1, n>=1], got shape {raw.shape}")
+        self.step = int(history.step)
+        self.keys = history.keys
+        self.meta = dict(history.meta)
+        self._t0 = int(np.asarray(history.times[:1], dtype="datetime64[s]").astype(np.int64)[0])
+        self._offset = 0
+        self.report = _input_report(raw)
+        if self.report["nonfinite"]:
+            log.info("forecast input cleaned", extra=self.report)
+        y = clean(raw)
+        self._nonneg = bool((y >= 0).all())
+        self.H = max(horizon_steps(self.horizons_s, self.step))
+        self.grid = horizon_grid(self.H)
+        self._floor = _scale_floor(y)
+        self._cal = Calibrator(self.grid, self.aci_gamma, self.max_scores, self.seed)
+        self._buf = y
+        self._len = y.shape[0]
+        T = y.shape[0]
+        cal = min(max(1, self.calibration_s // self.step), T // 3)
+        if cal >= 2 and T - cal >= 2:
+            self._fit_model(y[: T - cal])
+            self._calibrate(y, T - cal - 1)
+            if self.refit_after_calibration:
+                self._fit_model(y)
+        else:
+            self._fit_model(y)
+            self._calibrate(y, max(0, T - 2))
+        self.report["calibrated"] = self._cal.calibrated
+        self._scale_state = np.stack(
+            [ew_scales(y, int(h), self.scale_rate, T - 1)[-1] for h in self.grid], axis=1
+        )
+        self._pending: dict[int, tuple[F64, F64, dict[float, tuple[F64, F64]]]] = {}
+        self._fitted = True
+        return self
+
+    def _calibrate(self, y: F64, first_origin: int) -> None:
+        T, n = y.shape
+        origins = np.arange(first_origin, T - 1, dtype=np.int64)
+        rng = np.random.default_rng(self.seed)
+        m = int(min(n, max(1, self.max_scores // max(1, len(origins)))))
+        cols = np.sort(rng.choice(n, m, replace=False)) if m < n else None
+        pred = self._cal_points(y, origins, cols)  # [k, m, G]
+        ysub = y if cols is None else y[:, cols]
+        floor = self._floor if cols is None else self._floor[cols]
+        scores: list[F64] = []
+        for g, h in enumerate(self.grid):
+            ok = origins + h <= T - 1
+            o = origins[ok]
+            if o.size == 0:
+                scores.append(np.zeros(0))
+                continue
+            sc = ew_scales(ysub, int(h), self.scale_rate, int(o[0]))[: o.size] + floor
+            scores.append(((ysub[o + h] - pred[ok, :, g]) / sc).ravel())
+        self._cal.fit(scores)
+        self._per_step = max(1, m)
+
+    def _cal_points(self, y: F64, origins: I64, cols: I64 | None) -> F64:
+        """Forecasts from the calibration origins at the grid steps (hook for ensembles)."""
+        return self._point_at(y, origins, self.grid, cols)
+
+    def _check(self) -> None:
+        if not self._fitted:
+            raise ForecastError(f"{self.name}: predict/update called before fit")
+
+    def predict(self, horizon: int, levels: Sequence[float] = ()) -> Forecast:
+        self._check()
+        if int(horizon) < 1:
+            raise ForecastError(f"{self.name}: horizon must be >= 1 step, got {horizon}")
+        hs = np.arange(1, int(horizon) + 1, dtype=np.int64)
+        T = self._y.shape[0]
+        mean = self._point_at(self._y, np.array([T - 1], dtype=np.int64), hs, None)[0]
+        last = np.broadcast_to(self._y[-1][:, None], mean.shape)
+        mean = np.where(np.isfinite(mean), mean, last)
+        if self._nonneg:
+            mean = np.maximum(mean, 0.0)
+        scale = interp_grid(self.grid, self._scale_state, hs) + self._floor[:, None]
+        lower: dict[float, F64] = {}
+        upper: dict[float, F64] = {}
+        used: dict[float, tuple[F64, F64]] = {}
+        for level in levels:
+            lv = float(level)
+            if not 0.0 < lv < 100.0:
+                raise ForecastError(f"{self.name}: level {level} must be in (0, 100)")
+            qlo, qhi = self._cal.quantiles(lv)
+            used[lv] = (qlo, qhi)
+            lo = mean + scale * interp_grid(self.grid, qlo[None, :], hs)
+            hi = mean + scale * interp_grid(self.grid, qhi[None, :], hs)
+            lo = np.minimum(lo, mean)
+            if self._nonneg:
+                lo = np.maximum(lo, 0.0)
+            lower[lv], upper[lv] = lo, np.maximum(hi, mean)
+        gi = self.grid[self.grid <= horizon] - 1
+        self._pending[self._offset + T - 1] = (mean[:, gi], scale[:, gi], used)
+        return Forecast(mean=mean, lower=lower, upper=upper, model=self.name)
+
+    def update(self, new_rows: F64) -> None:
+        self._check()
+        rows = np.asarray(new_rows, dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows[None, :]
+        if rows.ndim != 2 or rows.shape[1] != self.n_series:
+            raise ForecastError(
+                f"{self.name}: update expects rows[k, {self.n_series}], got {rows.shape}"
+            )
+        bad = ~np.isfinite(rows)
+        self.report["nonfinite"] = int(self.report.get("nonfinite", 0)) + int(bad.sum())
+        for r in rows:
+            self._append(r)
+        self._after_update(rows.shape[0])
+
+    def _after_update(self, rows: int) -> None:
+        return None
+
+    def _min_history(self) -> int:
+        """Rows of history the model's forecasts read (the online buffer keeps at least so
+        many)."""
+        return 2
+
+    def _append(self, r: F64) -> None:
+        prev = self._y[-1]
+        r = np.where(np.isfinite(r), r, prev)
+        T = self._y.shape[0]
+        t_abs = self._offset + T
+        for g, h in enumerate(self.grid):
+            p = self._pending.get(t_abs - int(h))
+            if p is None or g >= p[0].shape[1]:
+                continue
+            mean, scale, used = p
+            sc = (r - mean[:, g]) / scale[:, g]
+            q = {lv: (float(lo[g]), float(hi[g])) for lv, (lo, hi) in used.items()}
+            self._cal.observe(g, sc, q, self._per_step)
+        for g, h in enumerate(self.grid):
+            d = np.abs(r - self._y[T - h]) if T - h >= 0 else np.zeros_like(r)
+            self._scale_state[:, g] += self.scale_rate * (d - self._scale_state[:, g])
+        keep = max(self.keep_s // self.step, 4 * self.H + 2, self._min_history())
+        if self._len == self._buf.shape[0]:  # full: drop the oldest beyond keep, or grow
+            drop = max(0, self._len - keep)
+            cap = max(self._len - drop + 1, 2 * (self._len - drop), 64)
+            buf = np.empty((cap, self._buf.shape[1]))
+            buf[: self._len - drop] = self._buf[drop : self._len]
+            self._buf, self._len = buf, self._len - drop
+            self._offset += drop
+        self._buf[self._len] = r
+        self._len += 1
+        for o in [o for o in self._pending if o < t_abs - self.H]:
+            del self._pending[o]
+
+
+def _input_report(raw: F64) -> dict[str, Any]:
+    finite = np.isfinite(raw)
+    first = np.where(finite.any(axis=0), np.argmax(finite, axis=0), raw.shape[0])
+    return {
+        "nan": int(np.isnan(raw).sum()),
+        "inf": int(np.isinf(raw).sum()),
+        "nonfinite": int((~finite).sum()),
+        "all_missing_series": int((~finite.any(axis=0)).sum()),
+        "late_start_series": int(((first > 0) & (first < raw.shape[0])).sum()),
+        "constant_series": int((np.nanstd(np.where(finite, raw, np.nan), axis=0) == 0).sum())
+        if finite.any(axis=0).all()
+        else 0,
+    }

@@ -1,0 +1,33 @@
+"""The explicit model registry: name -> factory taking keyword options."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shadowcast.errors import ConfigError
+from shadowcast.forecast.baselines import Persistence, SeasonalNaive, SeasonalNaiveWeekly
+from shadowcast.forecast.core import BaseForecaster
+from shadowcast.forecast.ensemble import Ensemble
+from shadowcast.forecast.gbm import GlobalGBM
+from shadowcast.forecast.profile import ProfileEW
+
+MODELS: dict[str, Callable[..., BaseForecaster]] = {
+    "persistence": Persistence,
+    "seasonal_naive": SeasonalNaive,
+    "seasonal_naive_weekly": SeasonalNaiveWeekly,
+    "profile": ProfileEW,
+    "gbm": GlobalGBM,
+    "auto": Ensemble,
+}
+
+
+def make_model(name: str, **options: Any) -> BaseForecaster:
+    """Instantiate a registered model; unknown names raise ConfigError listing the choices."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"forecast.model: unknown model {name!r}; choose one of {sorted(MODELS)}"
+        ) from None
+    return factory(**options)

@@ -1,0 +1,41 @@
+"""Small frames shared by the forecast tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shadowcast.forecast.synthetic import synthetic_frame
+from shadowcast.records import SeriesFrame
+
+# Small options so the LightGBM-based models stay fast in the contract suite.
+FAST = {
+    "gbm": {"rounds": 20, "max_rows": 20_000},
+    "auto": {"member_options": {"gbm": {"rounds": 20, "max_rows": 20_000}}},
+}
+
+
+def opts(name: str) -> dict[str, object]:
+    return dict(FAST.get(name, {}))
+
+
+@pytest.fixture(scope="session")
+def frame() -> SeriesFrame:
+    return synthetic_frame(24, 864, 300, seed=3)  # 3 days of 5-min data
+
+
+@pytest.fixture(scope="session")
+def bad_frame() -> SeriesFrame:
+    """Gaps, zeros, a constant series, NaN/inf, a series starting mid-history, all-NaN."""
+    f = synthetic_frame(12, 864, 300, seed=4)
+    v = f.values.copy()
+    v[100:140, 0] = np.nan  # gap
+    v[:, 1] = 0.0  # all zeros
+    v[:, 2] = 42.0  # constant
+    v[::7, 3] = np.inf
+    v[5::11, 3] = -np.inf
+    v[:500, 4] = np.nan  # starts mid-history
+    v[:, 5] = np.nan  # never observed
+    v[-3:, 6] = np.nan  # ends in a gap
+    v[200:300, 7] = 0.0  # zeros inside
+    return SeriesFrame(times=f.times, keys=f.keys, values=v, step=f.step)

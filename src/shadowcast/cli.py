@@ -116,6 +116,9 @@ def _register() -> None:
     from shadowcast.replay.commands import eval_app, replay_cmd
 
     app.command("replay")(replay_cmd)
+    from shadowcast.plan.commands import eval_te
+
+    eval_app.command("te")(eval_te)
     app.add_typer(eval_app, name="eval")
     for name, (mod, attr, help_text) in SUBCOMMANDS.items():
         try:

@@ -32,6 +32,7 @@ STAGE_CONFIGS: dict[str, tuple[str, str]] = {
     "forecast": ("shadowcast.forecast.config", "ForecastConfig"),
     "plan": ("shadowcast.plan.config", "PlanConfig"),
     "shadow": ("shadowcast.shadow.config", "ShadowConfig"),
+    "act": ("shadowcast.act.config", "ActConfig"),
 }
 
 

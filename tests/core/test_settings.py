@@ -19,7 +19,7 @@ def test_defaults_load() -> None:
 
 def test_example_file_is_valid() -> None:
     s = load_settings(REPO / "shadowcast.yaml.example", environ={})
-    assert s.replay.models[0] == "seasonal_naive"
+    assert s.replay.models[0] == "profile"
 
 
 def test_wrong_type_names_the_field(tmp_path: Path) -> None:

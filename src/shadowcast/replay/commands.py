@@ -22,7 +22,9 @@ from shadowcast.replay.report import (
 from shadowcast.replay.run import replay
 from shadowcast.units import format_duration, parse_duration
 
-eval_app = typer.Typer(help="Evaluate forecasters and traffic engineering on a series.")
+eval_app = typer.Typer(
+    help="Evaluate forecasters and traffic engineering on a series.", no_args_is_help=True
+)
 
 
 def load_inputs(
@@ -68,7 +70,12 @@ def replay_cmd(
         Path | None, typer.Option(help="SNDlib matrices (dir or .tar.gz) or CSV time,src,dst,value")
     ] = None,
     capacities: Annotated[
-        Path | None, typer.Option(help="take link capacities from this topology file")
+        Path | None,
+        typer.Option(
+            "--capacities",
+            "--capacities-from",
+            help="take link capacities from this topology file",
+        ),
     ] = None,
     weeks: Annotated[float | None, typer.Option(help="synthetic replay length")] = None,
     seed: Annotated[int | None, typer.Option(help="synthetic seed")] = None,
@@ -304,31 +311,6 @@ def eval_forecast(
         emit_json({"rows": rows})
         return
     _rows_table(out, "Forecast backtest", rows)
-
-
-@eval_app.command("te")
-def eval_te(
-    ctx: typer.Context,
-    topology: Annotated[Path, typer.Option(help="topology file")],
-    demands: Annotated[Path, typer.Option(help="training (or whole) demand series")],
-    test: Annotated[Path | None, typer.Option(help="test series")] = None,
-    horizons: Annotated[str, typer.Option(help="comma-separated, e.g. 15m,1h")] = "15m,1h",
-    capacities: Annotated[Path | None, typer.Option(help="capacities from this file")] = None,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Replay TE methods step by step: MLU vs the oracle optimum, overloads, solve time."""
-    from shadowcast import datasets
-    from shadowcast.cli import emit_json, out
-    from shadowcast.plan.evaluate import evaluate_te
-
-    topo = datasets.load_topology(topology, capacities_from=capacities)
-    train = datasets.load_demands(demands, topology=topo)
-    test_s = datasets.load_demands(test, topology=topo) if test else None
-    rows = evaluate_te(topo, train, test_s, horizons=_horizons(horizons))
-    if json_out:
-        emit_json({"rows": rows})
-        return
-    _rows_table(out, "Traffic-engineering replay", rows)
 
 
 def _rows_table(console: Any, title: str, rows: list[dict[str, Any]]) -> None:

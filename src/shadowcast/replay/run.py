@@ -28,7 +28,7 @@ from shadowcast.replay.arrow import dict_array, long_table, ts_array
 from shadowcast.replay.config import ReplayConfig
 from shadowcast.store.base import Store
 from shadowcast.store.schema import TS
-from shadowcast.units import horizon_steps
+from shadowcast.units import horizon_steps, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def replay(
     rule = CapacityRule(link_names, rule_threshold, within, step)
     alerts: list[Alert] = []
 
-    warm = min(max(2 * h_pred, 24 * 3600 // step), n_t // 4)
+    warm = min(max(2 * h_pred, parse_duration(config.warmup) // step), n_t // 2)
     history = SeriesFrame.from_demands(demands.slice(0, warm))
     models = {m: make_model(m, step).fit(history) for m in config.models}
     tracks = {

@@ -1,0 +1,246 @@
+"""Candidate paths per OD pair and their latency.
+
+A path is a tuple of link indices into ``topology.links``. Candidates are the ``k``
+shortest simple paths (Yen, via networkx) or ``k`` link-disjoint paths (successive
+shortest paths with used links removed). Parallel links between the same two nodes are
+collapsed to the one with the highest capacity for path enumeration.
+
+Latency: propagation from node coordinates (great-circle distance at 2/3 c, i.e.
+~5 µs per km) or measured per-link values (e.g. shadow-path one-way delay) where given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from shadowcast.errors import TopologyError
+from shadowcast.records import F64, I64, Topology
+
+log = logging.getLogger(__name__)
+
+EARTH_RADIUS_KM = 6371.0
+FIBRE_KM_PER_MS = 200.0  # light in fibre: ~2/3 c
+DEFAULT_LINK_MS = 1.0  # a link whose ends have no coordinates
+
+
+def great_circle_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Haversine distance between two (lon, lat) points in km."""
+    lon1, lat1, lon2, lat2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def link_latency_ms(topology: Topology, measured: Mapping[str, float] | None = None) -> F64:
+    """One-way latency per link in ms: measured (by link name) else propagation."""
+    names = topology.link_names()
+    out = np.empty(len(topology.links))
+    for e, lk in enumerate(topology.links):
+        if measured and names[e] in measured:
+            out[e] = float(measured[names[e]])
+        elif lk.src in topology.coords and lk.dst in topology.coords:
+            km = great_circle_km(topology.coords[lk.src], topology.coords[lk.dst])
+            out[e] = max(km / FIBRE_KM_PER_MS, 0.01)
+        else:
+            out[e] = DEFAULT_LINK_MS
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PathSet:
+    """Candidate paths of every OD pair, flattened.
+
+    ``paths[p]`` is a tuple of link indices; ``path_od[p]`` its OD index; the paths of OD
+    ``k`` are ``od_start[k]:od_start[k + 1]`` (the first is the shortest).
+    """
+
+    od_pairs: tuple[tuple[str, str], ...]
+    paths: tuple[tuple[int, ...], ...]
+    path_od: I64
+    od_start: I64
+    latency_ms: F64
+    hops: F64
+    n_links: int
+    inc: sp.csr_matrix | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def n_paths(self) -> int:
+        return len(self.paths)
+
+    def incidence(self) -> sp.csr_matrix:
+        """Sparse ``[n_links, n_paths]`` 0/1 matrix: path ``p`` uses link ``e``."""
+        if self.inc is not None:
+            return self.inc
+        rows = np.fromiter(itertools.chain.from_iterable(self.paths), dtype=np.int64)
+        cols = np.repeat(np.arange(self.n_paths), [len(p) for p in self.paths])
+        data = np.ones(rows.size)
+        return sp.csr_matrix((data, (rows, cols)), shape=(self.n_links, self.n_paths))
+
+    def shortest_split(self) -> F64:
+        """Split vector ``[n_paths]`` that puts every OD on its first (shortest) path."""
+        x = np.zeros(self.n_paths)
+        x[self.od_start[:-1]] = 1.0
+        return x
+
+    def nodes_of(self, p: int, topology: Topology) -> tuple[str, ...]:
+        links = [topology.links[e] for e in self.paths[p]]
+        return (links[0].src, *[lk.dst for lk in links]) if links else ()
+
+    def without_links(self, failed: Sequence[int]) -> npt.NDArray[np.bool_]:
+        """Mask ``[n_paths]``: True where the path avoids every failed link."""
+        bad = set(int(e) for e in failed)
+        return np.array([not bad.intersection(p) for p in self.paths], dtype=bool)
+
+
+def _graph(topology: Topology, weights: F64) -> tuple[nx.DiGraph, dict[tuple[str, str], int]]:
+    g: nx.DiGraph = nx.DiGraph()
+    g.add_nodes_from(topology.nodes)
+    best: dict[tuple[str, str], int] = {}
+    for e, lk in enumerate(topology.links):
+        key = (lk.src, lk.dst)
+        if lk.capacity <= 0:
+            continue
+        if key not in best or lk.capacity > topology.links[best[key]].capacity:
+            best[key] = e
+    for (u, v), e in best.items():
+        g.add_edge(u, v, weight=float(weights[e]), idx=e)
+    return g, best
+
+
+def candidate_paths(
+    topology: Topology,
+    od_pairs: Sequence[tuple[str, str]],
+    k: int = 4,
+    *,
+    disjoint: bool = False,
+    weight: str = "hops",
+    measured_ms: Mapping[str, float] | None = None,
+    algorithm: str = "auto",
+) -> PathSet:
+    """The ``k`` shortest (or link-disjoint) paths of every OD pair.
+
+    ``weight`` is ``"hops"`` or ``"latency"``. ``algorithm``: ``"yen"`` (exact k shortest
+    simple paths), ``"waypoint"`` (shortest path plus the best paths through one
+    intermediate node — segment-routing style, one all-pairs Dijkstra, for large graphs),
+    or ``"auto"`` (waypoint above 5,000 OD pairs). Raises TopologyError if an OD pair has
+    an unknown endpoint or no path at all.
+    """
+    if k < 1:
+        raise TopologyError(f"k must be >= 1, got {k}")
+    lat = link_latency_ms(topology, measured_ms)
+    if weight == "hops":
+        w = np.ones(len(topology.links))
+    elif weight == "latency":
+        w = lat
+    else:
+        raise TopologyError(f"unknown path weight {weight!r}; expected 'hops' or 'latency'")
+    g, _ = _graph(topology, w)
+    if algorithm not in ("auto", "yen", "waypoint"):
+        raise TopologyError(f"unknown path algorithm {algorithm!r}")
+    use_waypoint = algorithm == "waypoint" or (algorithm == "auto" and len(od_pairs) > 5000)
+    finder = _Waypoints(g, k) if use_waypoint and not disjoint else None
+    paths: list[tuple[int, ...]] = []
+    path_od: list[int] = []
+    starts = [0]
+    for i, (s, d) in enumerate(od_pairs):
+        if s not in g or d not in g:
+            raise TopologyError(f"OD pair {s}->{d}: endpoint not in topology {topology.name!r}")
+        if finder is not None:
+            found = finder.paths(s, d)
+        else:
+            found = _disjoint(g, s, d, k) if disjoint else _k_shortest(g, s, d, k)
+        if not found:
+            raise TopologyError(f"no path from {s} to {d} in topology {topology.name!r}")
+        for nodes in found:
+            paths.append(tuple(int(g.edges[u, v]["idx"]) for u, v in itertools.pairwise(nodes)))
+            path_od.append(i)
+        starts.append(len(paths))
+    latency = np.array([lat[list(p)].sum() for p in paths])
+    hops = np.array([len(p) for p in paths], dtype=np.float64)
+    built = PathSet(
+        od_pairs=tuple(od_pairs),
+        paths=tuple(paths),
+        path_od=np.array(path_od, dtype=np.int64),
+        od_start=np.array(starts, dtype=np.int64),
+        latency_ms=latency,
+        hops=hops,
+        n_links=len(topology.links),
+    )
+    return replace(built, inc=built.incidence())
+
+
+def _k_shortest(g: nx.DiGraph, s: str, d: str, k: int) -> list[list[str]]:
+    try:
+        return list(itertools.islice(nx.shortest_simple_paths(g, s, d, weight="weight"), k))
+    except nx.NetworkXNoPath:
+        return []
+
+
+def _disjoint(g: nx.DiGraph, s: str, d: str, k: int) -> list[list[str]]:
+    h = g.copy()
+    out: list[list[str]] = []
+    for _ in range(k):
+        try:
+            nodes: list[str] = nx.shortest_path(h, s, d, weight="weight")
+        except nx.NetworkXNoPath:
+            break
+        out.append(nodes)
+        h.remove_edges_from(itertools.pairwise(nodes))
+    return out
+
+
+class _Waypoints:
+    """Shortest path plus paths ``s -> m -> d`` through one waypoint ``m`` (loop-free),
+    cheapest first; all from one all-pairs Dijkstra (scipy)."""
+
+    def __init__(self, g: nx.DiGraph, k: int) -> None:
+        from scipy.sparse.csgraph import dijkstra
+
+        self.k = k
+        self.nodes = list(g.nodes)
+        self.index = {n: i for i, n in enumerate(self.nodes)}
+        n = len(self.nodes)
+        rows, cols, w = [], [], []
+        for u, v, data in g.edges(data=True):
+            rows.append(self.index[u])
+            cols.append(self.index[v])
+            w.append(float(data["weight"]))
+        m = sp.csr_matrix((w, (rows, cols)), shape=(n, n))
+        self.dist, self.pred = dijkstra(m, directed=True, return_predecessors=True)
+
+    def _sp(self, s: int, d: int) -> list[int]:
+        out = [d]
+        while out[-1] != s:
+            p = int(self.pred[s, out[-1]])
+            if p < 0:
+                return []
+            out.append(p)
+        return out[::-1]
+
+    def paths(self, s: str, d: str) -> list[list[str]]:
+        si, di = self.index[s], self.index[d]
+        if not np.isfinite(self.dist[si, di]):
+            return []
+        best = self._sp(si, di)
+        found = [best]
+        cost = self.dist[si, :] + self.dist[:, di]
+        cost[[si, di]] = np.inf
+        cost[best] = np.inf
+        for m in np.argsort(cost, kind="stable")[: 4 * self.k]:
+            if len(found) >= self.k or not np.isfinite(cost[m]):
+                break
+            cand = self._sp(si, int(m))[:-1] + self._sp(int(m), di)
+            if len(set(cand)) == len(cand) and cand not in found:
+                found.append(cand)
+        return [[self.nodes[i] for i in p] for p in found]

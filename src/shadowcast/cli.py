@@ -135,7 +135,7 @@ def main() -> None:
     try:
         app()
     except ShadowcastError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(2)
 
 

@@ -20,7 +20,7 @@ from shadowcast.plan.evaluate import evaluate_te, parse_horizon
 from shadowcast.plan.paths import candidate_paths
 from shadowcast.plan.planner import ClassForecast, make_plan, split_matrix
 from shadowcast.plan.whatif import what_if
-from shadowcast.records import DemandSeries, SeriesFrame, Topology
+from shadowcast.records import DemandSeries, Forecast, SeriesFrame, Topology
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Plan reservations, shaping and path splits from forecasts.")
@@ -41,8 +41,39 @@ def _load(topology: Path, caps: Path | None, demands: Path) -> tuple[Topology, D
     return topo, load_demands(demands, topology=topo)
 
 
+def _stored(
+    topology: Path, caps: Path | None, store_path: Path, horizon: str
+) -> tuple[Topology, list[tuple[str, str]], int, Any, Forecast]:
+    """Topology and the latest stored OD forecast, cut to ``horizon``."""
+    from shadowcast.datasets import load_topology
+    from shadowcast.replay.run import stored_od_forecast
+    from shadowcast.store.duckdb import DuckDBStore
+
+    if not store_path.is_file():
+        raise PlanError(f"--store {store_path}: no such file")
+    topo = load_topology(topology, capacities_from=caps)
+    st = DuckDBStore(str(store_path))
+    try:
+        issued, step_s, names, fc = stored_od_forecast(st)
+    finally:
+        st.close()
+    pairs = [tuple(n.split("->", 1)) for n in names]
+    nodes = set(topo.nodes)
+    for s, d in pairs:
+        if s not in nodes or d not in nodes:
+            raise PlanError(f"stored forecast for {s}->{d}: not in topology {topology}")
+    h = max(1, min(fc.mean.shape[1], round(parse_horizon(horizon) / step_s)))
+    cut = Forecast(
+        mean=fc.mean[:, :h],
+        lower={lv: v[:, :h] for lv, v in fc.lower.items()},
+        upper={lv: v[:, :h] for lv, v in fc.upper.items()},
+        model=fc.model,
+    )
+    return topo, [(s, d) for s, d in pairs], step_s, issued, cut
+
+
 def _fail(exc: ShadowcastError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -50,7 +81,14 @@ def _fail(exc: ShadowcastError) -> typer.Exit:
 def plan(
     ctx: typer.Context,
     topology: TopoOpt,
-    demands: DemOpt,
+    demands: Annotated[
+        Path | None,
+        typer.Option("--demands", "-d", help="demand series to forecast from (or --store)"),
+    ] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option(help="plan from the latest OD forecasts stored here (a replay's DuckDB file)"),
+    ] = None,
     capacities_from: CapsOpt = None,
     model: Annotated[str, typer.Option(help="forecast model (forecast registry name)")] = (
         "persistence"
@@ -70,35 +108,41 @@ def plan(
     with ``--fail``/``--fail-node``, re-plan without those elements and report overloads."""
     if ctx.invoked_subcommand is not None:
         return
+    if (demands is None) == (store is None):
+        raise typer.BadParameter("give exactly one of --demands and --store")
     try:
-        topo, dem = _load(topology, capacities_from, demands)
         cfg = PlanConfig()
-        end = dem.steps if at < 0 else at + 1
-        if not 2 <= end <= dem.steps:
-            raise typer.BadParameter(f"--at {at}: series has {dem.steps} steps")
-        h = max(1, round(parse_horizon(horizon) / dem.step))
-        from shadowcast.forecast.registry import make_model
+        if store is not None:
+            topo, od_pairs, step_s, issued, fc = _stored(topology, capacities_from, store, horizon)
+        else:
+            assert demands is not None
+            topo, dem = _load(topology, capacities_from, demands)
+            od_pairs, step_s = list(dem.od_pairs), dem.step
+            end = dem.steps if at < 0 else at + 1
+            if not 2 <= end <= dem.steps:
+                raise typer.BadParameter(f"--at {at}: series has {dem.steps} steps")
+            h = max(1, round(parse_horizon(horizon) / dem.step))
+            from shadowcast.forecast.registry import make_model
 
-        fm = make_model(model, horizons=[parse_horizon(horizon)])
-        hist = dem.slice(0, end)
-        fm.fit(SeriesFrame.from_demands(hist))
-        fc = fm.predict(h, (80.0, 95.0))
+            fm = make_model(model, horizons=[parse_horizon(horizon)])
+            fm.fit(SeriesFrame.from_demands(dem.slice(0, end)))
+            fc = fm.predict(h, (80.0, 95.0))
+            issued = dem.times[end - 1]
         forecasts = [ClassForecast("all", fc)]
-        issued = dem.times[end - 1]
         if fail or fail_node:
             w = what_if(
                 topo,
                 forecasts,
-                dem.od_pairs,
+                od_pairs,
                 fail_links=fail or [],
                 fail_nodes=fail_node or [],
                 config=cfg,
-                step_s=dem.step,
+                step_s=step_s,
             )
             out: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
             _print_whatif(out, as_json)
             return
-        paths = candidate_paths(topo, dem.od_pairs, cfg.k_paths)
+        paths = candidate_paths(topo, od_pairs, cfg.k_paths)
         cur = None
         if current is not None:
             try:
@@ -106,7 +150,7 @@ def plan(
             except (OSError, ValueError) as exc:
                 raise PlanError(f"--current {current}: {exc}") from exc
             cur = split_matrix(in_force, paths, ["all"])
-        p = make_plan(forecasts, paths, topo, cfg, current=cur, issued=issued, step_s=dem.step)
+        p = make_plan(forecasts, paths, topo, cfg, current=cur, issued=issued, step_s=step_s)
         if save is not None:
             save.write_text(p.to_json())
         try:

@@ -88,9 +88,16 @@ class PathSet:
         return sp.csr_matrix((data, (rows, cols)), shape=(self.n_links, self.n_paths))
 
     def shortest_split(self) -> F64:
-        """Split vector ``[n_paths]`` that puts every OD on its first (shortest) path."""
+        """Split vector ``[n_paths]`` of IGP routing as the network does it today: every OD
+        split equally over its candidate paths of the fewest hops (ECMP); the first
+        (shortest) path when it is the only one."""
         x = np.zeros(self.n_paths)
-        x[self.od_start[:-1]] = 1.0
+        hops = np.array([len(p) for p in self.paths])
+        for a, b in zip(self.od_start[:-1], self.od_start[1:], strict=True):
+            if b <= a:
+                continue
+            best = np.flatnonzero(hops[a:b] == hops[a:b].min()) + a
+            x[best] = 1.0 / best.size
         return x
 
     def nodes_of(self, p: int, topology: Topology) -> tuple[str, ...]:

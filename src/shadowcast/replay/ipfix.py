@@ -10,8 +10,6 @@ report shows is what crossed the collector (and any loss is counted, not hidden)
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,8 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from shadowcast.collect.config import CollectConfig, ListenerConfig
-from shadowcast.collect.server import CollectServer
+from shadowcast.collect.loopback import LoopbackCollector
 from shadowcast.collect.synth import ipfix_export
 from shadowcast.errors import ShadowcastError
 from shadowcast.records import F32, DemandSeries, Topology
@@ -135,64 +132,22 @@ def feed_via_ipfix(
     index = topology.node_index()
     src = np.array([index[s] for s, _ in demands.od_pairs], dtype=np.int32)
     dst = np.array([index[d] for _, d in demands.od_pairs], dtype=np.int32)
-    cfg = CollectConfig(
-        bind="127.0.0.1",
-        listeners=[ListenerConfig(protocol="ipfix", port=0)],
-        workers=workers,
-        flush_interval_s=0.5,
-    )
-    server = CollectServer(cfg, store)
-    port = next(iter(server.bind()))
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            server.serve(on_ready=lambda _ports: ready.set())
-        except BaseException as exc:  # reported to the caller below
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=run, name="replay-collector", daemon=True)
-    thread.start()
-    if not ready.wait(60) or failure:
-        server.stop()
-        raise ShadowcastError(f"the collector did not start: {failure[0] if failure else ''}")
     sent_records = sent_packets = sent_bytes = 0
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
+    with LoopbackCollector(store, workers=workers, records_per_s=records_per_s) as lc:
         for c0 in range(0, demands.steps, chunk_steps):
             c1 = min(demands.steps, c0 + chunk_steps)
             table = flows_for(demands, by_app, src, dst, c0, c1)
             packets = ipfix_export(table, app_mode="id", per_packet=30)
-            per_packet_s = 30 / records_per_s
-            began = time.perf_counter()
-            for i, pkt in enumerate(packets):
-                sock.sendto(pkt, ("127.0.0.1", port))
-                if i % 64 == 63:
-                    ahead = began + (i + 1) * per_packet_s - time.perf_counter()
-                    if ahead > 0:
-                        time.sleep(ahead)
+            lc.send(packets, table.num_rows)
             sent_records += table.num_rows
             sent_packets += len(packets)
-            sent_bytes += int(pa.compute.sum(table.column("bytes")).as_py() or 0)
+            sent_bytes += int(table.column("bytes").to_numpy().sum())
             if progress is not None:
                 progress(c1 - c0)
-        last, last_change = -1, time.monotonic()
-        while time.monotonic() - last_change < drain_timeout_s:
-            snap = server.snapshot()
-            if snap.rows_stored >= sent_records:
-                break
-            if snap.rows_stored != last:
-                last, last_change = snap.rows_stored, time.monotonic()
-            time.sleep(0.1)
-    finally:
-        sock.close()
-        server.stop()
-        thread.join(timeout=60)
-    snap = server.snapshot()
-    if failure:
-        raise ShadowcastError(f"the collector failed: {failure[0]}")
+        lc.wait_stored(sent_records, idle_timeout_s=drain_timeout_s)
+    snap = lc.snapshot()
+    if lc.server.failures:
+        raise ShadowcastError(f"the collector failed: {'; '.join(lc.server.failures)}")
     observed, observed_apps, stored_bytes = _read_back(store, topology, demands)
     return FeedResult(
         records_sent=sent_records,

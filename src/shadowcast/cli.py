@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from shadowcast import __version__
 from shadowcast.errors import ShadowcastError
+from shadowcast.output import emit_json
 from shadowcast.settings import CoreSettings, load_settings
 
 console = Console(stderr=True)
@@ -43,21 +43,6 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "lab": ("shadowcast.lab.commands", "app", "Network-namespace lab backbone."),
     "store": ("shadowcast.store.commands", "app", "Inspect and maintain the store."),
 }
-
-
-def emit_json(obj: Any) -> None:
-    """Print one JSON object on stdout (NaN/inf become null)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    sys.stdout.write(json.dumps(clean(obj), default=str) + "\n")
 
 
 def settings_of(ctx: typer.Context) -> CoreSettings:

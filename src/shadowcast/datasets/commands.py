@@ -10,12 +10,12 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from shadowcast.datasets.csvdemand import write_csv
 from shadowcast.datasets.demands import load_demands, totals
 from shadowcast.datasets.synthetic import synthetic_dataset
 from shadowcast.datasets.topology import load_topology, write_node_link
+from shadowcast.output import emit_record
 from shadowcast.records import DemandSeries, Topology
 
 app = typer.Typer(help="Inspect and generate datasets.", no_args_is_help=True)
@@ -26,18 +26,6 @@ T = TypeVar("T")
 def _busy(what: str, fn: Callable[[], T]) -> T:
     with console.status(what):
         return fn()
-
-
-def _emit(obj: dict[str, Any], as_json: bool, title: str) -> None:
-    if as_json:
-        from shadowcast.cli import emit_json
-
-        emit_json(obj)
-        return
-    table = Table(title=title, show_header=False)
-    for k, v in obj.items():
-        table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
-    Console().print(table)
 
 
 def topology_summary(topo: Topology) -> dict[str, Any]:
@@ -87,7 +75,7 @@ def info(
         dem = _busy(f"loading {demands.name}", lambda: load_demands(demands, topology=topo))
         out.update(demand_summary(dem))
         out["load_seconds"] = round(time.perf_counter() - t0, 3)
-    _emit(out, as_json, "dataset")
+    emit_record(out, as_json, "dataset")
 
 
 @app.command("synth")
@@ -113,4 +101,4 @@ def synth(
     total = sum(summary[f"share_{a}"] for a in ds.by_app) or 1.0
     for a in ds.by_app:
         summary[f"share_{a}"] /= total
-    _emit(summary, as_json, "synthetic dataset")
+    emit_record(summary, as_json, "synthetic dataset")

@@ -23,7 +23,7 @@ JSON_OPT = typer.Option("--json", help="print one JSON object")
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        from shadowcast.cli import emit_json
+        from shadowcast.output import emit_json
 
         emit_json(obj)
     else:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shadowcast.errors import ProbeError, ShadowcastError
+from shadowcast.output import emit_record
 from shadowcast.shadow.abw import combine, estimate_train, train_gap_s
 from shadowcast.shadow.pathcheck import trace
 from shadowcast.shadow.reflector import Reflector
@@ -25,18 +26,6 @@ app = typer.Typer(help="Shadow tunnels and STAMP probes.", no_args_is_help=True)
 console = Console(stderr=True)
 PREFIX_OPT = typer.Option("--prefix", help="namespace prefix of the lab to look in")
 JSON_OPT = typer.Option("--json", help="print one JSON object")
-
-
-def _emit(obj: dict[str, Any], as_json: bool, title: str) -> None:
-    if as_json:
-        from shadowcast.cli import emit_json
-
-        emit_json(obj)
-        return
-    table = Table(title=title, show_header=False)
-    for k, v in obj.items():
-        table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
-    Console().print(table)
 
 
 def _namespaces(prefix: str) -> list[str]:
@@ -100,7 +89,7 @@ def list_cmd(
     """List shadow tunnels (ingress ends) in the lab's namespaces."""
     rows = [r for r in tunnels(prefix) if r["ingress"]]
     if as_json:
-        _emit({"tunnels": rows, "count": len(rows)}, True, "")
+        emit_record({"tunnels": rows, "count": len(rows)}, True, "")
         return
     table = Table("name", "netns", "vni", "local", "remote", "sport", "inner", "state")
     for r in rows:
@@ -149,7 +138,7 @@ def show_cmd(
     obj = {**{k: src[k] for k in ("name", "vni", "local", "remote", "sport", "dport")},
            "ingress_netns": src["netns"], "egress_netns": dst["netns"],
            "inner_local": src["inner"], "inner_remote": dst["inner"], "path": routers}  # fmt: skip
-    _emit(obj, as_json, f"tunnel {name}")
+    emit_record(obj, as_json, f"tunnel {name}")
 
 
 async def _probe(
@@ -218,7 +207,7 @@ def probe_cmd(
     res["target"] = target
     res["path"] = path
     res["elapsed_s"] = time.time() - t0
-    _emit(res, as_json, f"probe {target}")
+    emit_record(res, as_json, f"probe {target}")
 
 
 @app.command("reflect")
@@ -248,7 +237,7 @@ def reflect_cmd(
         counters = asyncio.run(main())
     except KeyboardInterrupt:
         counters = {}
-    _emit({"host": host, "port": port, **counters}, as_json, "reflector")
+    emit_record({"host": host, "port": port, **counters}, as_json, "reflector")
 
 
 @app.command("open")
@@ -281,7 +270,7 @@ def open_cmd(
     t = mgr.on_new_path(NewPathEvent(application, src, dst, path, traffic_class, sport or None))
     if t is None:
         raise ProbeError(f"tunnel refused: {dict(mgr.counters)}")
-    _emit({"name": t.spec.name, "vni": t.spec.vni, "sport": t.spec.sport, "path": list(path),
+    emit_record({"name": t.spec.name, "vni": t.spec.vni, "sport": t.spec.sport, "path": list(path),
            "inner_local": t.spec.inner_local, "inner_remote": t.spec.inner_remote,
            "probe_rate_bps": t.probe_rate_bps}, as_json, "tunnel")  # fmt: skip
 

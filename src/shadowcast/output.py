@@ -1,0 +1,36 @@
+"""What commands print: one JSON object with ``--json``, a rich table otherwise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+def emit_json(obj: Any) -> None:
+    """Print one JSON object on stdout (NaN/inf become null)."""
+    sys.stdout.write(json.dumps(_clean(obj), default=str) + "\n")
+
+
+def emit_record(obj: dict[str, Any], as_json: bool, title: str) -> None:
+    """One record: JSON with ``as_json``, else a two-column table of its fields."""
+    if as_json:
+        emit_json(obj)
+        return
+    table = Table(title=title, show_header=False)
+    for k, v in obj.items():
+        table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
+    Console().print(table)

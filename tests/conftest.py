@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from shadowcast.datasets.locate import find_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def find_data_dir() -> Path | None:
-    env = os.environ.get("SHADOWCAST_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO.parent / "shared" / "data")
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
 
 
 @pytest.fixture(scope="session")

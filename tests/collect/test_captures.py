@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from conftest import find_data_dir
 from shadowcast.collect.decoders import FlowDecoder, sniff
 from shadowcast.collect.pcapfile import read_udp
+from shadowcast.datasets.locate import find_data_dir
 from shadowcast.records import FLOW_SCHEMA
 
 _DATA = find_data_dir()

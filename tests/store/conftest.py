@@ -24,7 +24,19 @@ def make_rows() -> MakeRows:
     return random_table
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+# Every backend, and the duckdb backend in each flows_format ("duckdb" is its default,
+# parquet segments; "duckdb:table" keeps flows in DuckDB tables).
+BACKEND_PARAMS = sorted([*BACKENDS, "duckdb:table"])
+
+
+def config_for(backend: str, **fields: object) -> StoreConfig:
+    """A StoreConfig for a ``backend`` fixture value (``name`` or ``name:flows_format``)."""
+    name, _, fmt = backend.partition(":")
+    extra = {"flows_format": fmt} if fmt else {}
+    return StoreConfig.model_validate({"backend": name, **extra, **fields})
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
@@ -33,7 +45,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store(backend: str, tmp_path: Path) -> Iterator[Store]:
     """Each backend, opened on a fresh file under ``tmp_path`` where it has one."""
-    s = open_store(StoreConfig(backend=backend, data_dir=tmp_path))  # type: ignore[arg-type]
+    s = open_store(config_for(backend, data_dir=tmp_path))
     try:
         yield s
     finally:
@@ -46,7 +58,7 @@ def store_factory(backend: str) -> Iterator[StoreFactory]:
     opened: list[Store] = []
 
     def make() -> Store:
-        s = open_store(StoreConfig(backend=backend, path=":memory:"))  # type: ignore[arg-type]
+        s = open_store(config_for(backend, path=":memory:"))
         opened.append(s)
         return s
 

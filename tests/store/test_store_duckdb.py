@@ -82,9 +82,13 @@ def test_reader_sees_only_committed_writes() -> None:
     s.close()
 
 
-@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("backend", [*sorted(BACKENDS), "duckdb:table"])
 def test_concurrent_writers_and_reader(backend: str, tmp_path: Path) -> None:
-    s: Store = open_store(StoreConfig(backend=backend, data_dir=tmp_path))  # type: ignore[arg-type]
+    name, _, fmt = backend.partition(":")
+    cfg = StoreConfig.model_validate(
+        {"backend": name, "data_dir": tmp_path, **({"flows_format": fmt} if fmt else {})}
+    )
+    s: Store = open_store(cfg)
     errors: list[BaseException] = []
 
     def write(seed: int) -> None:

@@ -63,6 +63,9 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
     path = cfg.resolved_path()
     if cfg.backend == "duckdb" and path != ":memory:":
         files = [Path(path), Path(path + ".wal")]
+        segments = Path(path + ".segments")  # flows as Parquet segment files
+        if segments.is_dir():
+            files += list(segments.rglob("*.parquet"))
         size = sum(f.stat().st_size for f in files if f.is_file())
     return {"backend": cfg.backend, "path": path, "file_bytes": size, "tables": tables}
 

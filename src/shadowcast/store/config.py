@@ -42,6 +42,11 @@ class StoreConfig(BaseModel):
     retention_days: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RETENTION_DAYS))
     # Rows per write when a stage batches its output (the collector's flush size).
     batch_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    # How the duckdb backend keeps flows and flow_features: "parquet" segment files under
+    # <path>.segments/ named by a manifest in the database (about a third of the write
+    # cost of a DuckDB insert), or "table" (plain DuckDB tables). Each reads the other's.
+    flows_format: Literal["parquet", "table"] = "parquet"
+    segment_compression: Literal["lz4", "zstd", "snappy", "none"] = "lz4"
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. "4GB"
     threads: int | None = Field(default=None, ge=1)
 

@@ -1,0 +1,294 @@
+"""Immutable Parquet segment files for the wide per-flow tables (``flows``, ``flow_features``).
+
+A DuckDB ``INSERT`` of a flow row costs about three times what writing the same row to a
+Parquet file with pyarrow does, so in ``parquet`` mode (:class:`~shadowcast.store.duckdb.
+DuckDBStore`'s default) each write of these tables becomes one Parquet file under
+``<db file>.segments/<table>/`` and one row in a manifest table inside the DuckDB file.
+The manifest row is what makes the file part of the table, and it is written in the same
+DuckDB transaction as everything else, so segments are committed, rolled back and seen by
+readers exactly as table rows are; files no committed manifest row names (a crash between
+writing the file and committing) are deleted when the store is next opened.
+
+Queries read the committed files with ``read_parquet([...])`` in manifest (= insertion)
+order. Retention drops whole segments older than the cutoff and rewrites one that
+straddles it; runs of small segments at the end (a collector flushing a few rows a second)
+are merged so a day does not leave tens of thousands of files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute
+import pyarrow.parquet
+
+from shadowcast.errors import StoreError
+from shadowcast.store import conform as cf
+
+log = logging.getLogger(__name__)
+
+# Segment folders open in this process (DuckDB shares one database between connections to
+# a file): files of another open store's unfinished transaction are not leftovers.
+# Each holds [stores open on it, last sequence number handed out].
+_OPEN: dict[Path, list[int]] = {}
+_OPEN_LOCK = threading.Lock()
+
+# Untyped modules (compute kernels are generated at import time).
+pc: Any = pyarrow.compute
+pq: Any = pyarrow.parquet
+
+MANIFEST = "_shadowcast_segments"
+SEGMENTED: frozenset[str] = frozenset({"flows", "flow_features"})
+COMPRESSIONS: tuple[str, ...] = ("lz4", "zstd", "snappy", "none")
+ROW_GROUP = 131_072  # DuckDB scans row groups in parallel
+SMALL_ROWS = 100_000  # segments under this many rows are merged ...
+MERGE_RUN = 16  # ... once this many of them end the table
+
+
+@dataclass(slots=True)
+class Pending:
+    """Files a transaction made (deleted if it rolls back) and made obsolete (deleted
+    once it commits)."""
+
+    created: list[Path] = field(default_factory=list)
+    obsolete: list[Path] = field(default_factory=list)
+
+    def committed(self) -> None:
+        for path in self.obsolete:
+            _unlink(path)
+        self.clear()
+
+    def rolled_back(self) -> None:
+        for path in self.created:
+            _unlink(path)
+        self.clear()
+
+    def clear(self) -> None:
+        self.created.clear()
+        self.obsolete.clear()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot delete segment file", extra={"path": str(path), "error": str(exc)})
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Segments:
+    """The segment files of one store under ``root`` and their manifest."""
+
+    def __init__(self, root: Path, compression: str = "lz4", fsync: bool = True) -> None:
+        if compression not in COMPRESSIONS:
+            raise StoreError(f"unknown segment compression {compression!r} (one of {COMPRESSIONS})")
+        self.root = root
+        self.compression = compression
+        self.fsync = fsync
+        self._opened: Path | None = None
+        self._entry = [0, 0]
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def open(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create the manifest if missing and delete files it does not name."""
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {MANIFEST} (tbl VARCHAR, seq BIGINT, file VARCHAR, "
+            "rows BIGINT, tmin TIMESTAMPTZ, tmax TIMESTAMPTZ)"
+        )
+        rows = con.execute(f"SELECT tbl, file, seq FROM {MANIFEST}").fetchall()
+        known = {(str(r[0]), str(r[1])) for r in rows}
+        key = self.root.resolve()
+        top = max((int(r[2]) for r in rows), default=0)
+        with _OPEN_LOCK:
+            entry = _OPEN.setdefault(key, [0, top])
+            shared = entry[0] > 0
+            entry[0] += 1
+            self._entry = entry
+        self._opened = key
+        if shared:
+            return
+        for table in SEGMENTED:
+            folder = self.root / table
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if (table, path.name) not in known:
+                    log.info("deleting uncommitted segment file", extra={"path": str(path)})
+                    _unlink(path)
+
+    def close(self) -> None:
+        key, self._opened = self._opened, None
+        if key is None:
+            return
+        with _OPEN_LOCK:
+            _OPEN[key][0] -= 1
+            if _OPEN[key][0] <= 0:
+                del _OPEN[key]
+
+    def next_seq(self) -> int:
+        with _OPEN_LOCK:
+            self._entry[1] += 1
+            return self._entry[1]
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _write_file(self, table: str, data: pa.Table) -> Path:
+        folder = self.root / table
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.parquet"
+        strings = [f.name for f in data.schema if pa.types.is_string(f.type)]
+        try:
+            pq.write_table(
+                data,
+                path,
+                compression=self.compression,
+                row_group_size=ROW_GROUP,
+                use_dictionary=strings,
+            )
+            if self.fsync:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except (OSError, pa.ArrowException) as exc:
+            _unlink(path)
+            raise StoreError(f"write to {table!r}: cannot write segment {path}: {exc}") from exc
+        return path
+
+    @staticmethod
+    def _bounds(table: str, data: pa.Table) -> tuple[datetime | None, datetime | None]:
+        mm = pc.min_max(data.column(cf.time_column(table))).as_py()
+        return mm["min"], mm["max"]
+
+    def append(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        table: str,
+        data: pa.Table,
+        seq: int,
+        pending: Pending,
+    ) -> None:
+        """Write ``data`` as a new segment inside the cursor's open transaction."""
+        path = self._write_file(table, data)
+        pending.created.append(path)
+        lo, hi = self._bounds(table, data)
+        try:
+            cur.execute(
+                f"INSERT INTO {MANIFEST} VALUES (?, ?, ?, ?, ?, ?)",
+                [table, seq, path.name, data.num_rows, lo, hi],
+            )
+        except duckdb.Error as exc:
+            raise StoreError(f"write to {table!r} failed: {exc}") from exc
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def files(self, cur: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+        """The segment files of ``table`` the cursor's transaction sees, in order."""
+        rows = cur.execute(
+            f"SELECT file FROM {MANIFEST} WHERE tbl = ? ORDER BY seq", [table]
+        ).fetchall()
+        return [str(self.root / table / r[0]) for r in rows]
+
+    def rows(self, cur: duckdb.DuckDBPyConnection, table: str) -> int:
+        rows = cur.execute(
+            f"SELECT coalesce(sum(rows), 0) FROM {MANIFEST} WHERE tbl = ?", [table]
+        ).fetchall()
+        return int(rows[0][0])
+
+    def source(self, cur: duckdb.DuckDBPyConnection, table: str, with_table: bool) -> str:
+        """A FROM-clause item holding the rows of ``table`` (its DuckDB table, when
+        ``with_table``, followed by its segments)."""
+        files = self.files(cur, table)
+        if not files:
+            return '"' + table + '"'
+        scan = f"read_parquet([{', '.join(_lit(f) for f in files)}])"
+        if not with_table:
+            return scan
+        return f'(SELECT * FROM "{table}" UNION ALL SELECT * FROM {scan})'
+
+    # -- retention and merging -----------------------------------------------------------
+
+    def retain(
+        self, cur: duckdb.DuckDBPyConnection, table: str, cutoff: datetime, pending: Pending
+    ) -> int:
+        """Drop the rows of ``table`` whose time is before ``cutoff``; rows deleted."""
+        tcol = cf.time_column(table)
+        try:
+            old = cur.execute(
+                f"SELECT seq, file, rows, tmax < ? FROM {MANIFEST} "
+                "WHERE tbl = ? AND tmin < ? ORDER BY seq",
+                [cutoff, table, cutoff],
+            ).fetchall()
+            deleted = 0
+            for seq, name, rows, whole in old:
+                path = self.root / table / name
+                if whole:
+                    cur.execute(f"DELETE FROM {MANIFEST} WHERE tbl = ? AND seq = ?", [table, seq])
+                    deleted += int(rows)
+                else:
+                    data = pq.read_table(path, schema=cf.table_schema(table))
+                    t = data.column(tcol)
+                    keep = pc.or_kleene(
+                        pc.greater_equal(t, pa.scalar(cutoff, t.type)), pc.is_null(t)
+                    )
+                    data = data.filter(keep)
+                    new = self._write_file(table, data)
+                    pending.created.append(new)
+                    lo, hi = self._bounds(table, data)
+                    cur.execute(
+                        f"UPDATE {MANIFEST} SET file = ?, rows = ?, tmin = ?, tmax = ? "
+                        "WHERE tbl = ? AND seq = ?",
+                        [new.name, data.num_rows, lo, hi, table, seq],
+                    )
+                    deleted += int(rows) - data.num_rows
+                pending.obsolete.append(path)
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            raise StoreError(f"retention on {table!r} failed: {exc}") from exc
+        return deleted
+
+    def merge_tail(self, cur: duckdb.DuckDBPyConnection, table: str, pending: Pending) -> int:
+        """Merge the run of small segments that ends ``table`` into one, when it is
+        ``MERGE_RUN`` long; segments merged (0 when none)."""
+        tail = cur.execute(
+            f"SELECT seq, file, rows FROM {MANIFEST} WHERE tbl = ? ORDER BY seq DESC LIMIT ?",
+            [table, 4 * MERGE_RUN],
+        ).fetchall()
+        run = []
+        for seq, name, rows in tail:
+            if int(rows) >= SMALL_ROWS:
+                break
+            run.append((int(seq), str(name)))
+        if len(run) < MERGE_RUN:
+            return 0
+        run.reverse()
+        schema = cf.table_schema(table)
+        paths = [self.root / table / name for _, name in run]
+        data = pa.concat_tables([pq.read_table(p, schema=schema) for p in paths])
+        new = self._write_file(table, data)
+        pending.created.append(new)
+        lo, hi = self._bounds(table, data)
+        seqs = [seq for seq, _ in run]
+        cur.execute(
+            f"DELETE FROM {MANIFEST} WHERE tbl = ? AND seq IN ({', '.join('?' * len(seqs))})",
+            [table, *seqs],
+        )
+        cur.execute(
+            f"INSERT INTO {MANIFEST} VALUES (?, ?, ?, ?, ?, ?)",
+            [table, seqs[0], new.name, data.num_rows, lo, hi],
+        )
+        pending.obsolete.extend(paths)
+        return len(run)

@@ -7,6 +7,14 @@ the window wins. The same window then gives the blend's conformal scores: choosi
 blends is a mild selection, which the online ACI corrects if it shows. A weight of 1 on one member
 is per-horizon model *selection*; the default members are persistence, the profile model
 and the global LightGBM model.
+
+Online (``online_rate`` > 0, "online expert aggregation"): every forecast's member
+predictions are kept until its target arrives through ``update``; then each candidate
+blend's absolute error (in Mbit/s, so big series weigh as they do in NMAE) updates an
+exponentially weighted mean loss per horizon, seeded with the calibration window's. Each
+series then uses the blend with the least ``own loss + shrinkage x pooled mean loss``: a big
+series' own record decides for it, a small one follows the pool (losses are in Mbit/s).
+Only observations seen before a forecast ever choose its weights.
 """
 
 from __future__ import annotations
@@ -48,9 +56,18 @@ class Ensemble(BaseForecaster):
         *,
         members: Sequence[Callable[..., BaseForecaster]] = (Persistence, ProfileEW, GlobalGBM),
         member_options: dict[str, dict[str, Any]] | None = None,
+        online_rate: float = 0.05,
+        shrinkage: float = 10.0,
         **kw: Any,
     ) -> None:
         super().__init__(horizons, **kw)
+        self.online_rate = float(online_rate)
+        self.shrinkage = float(shrinkage)
+        self._sloss: F64 | None = None  # [G, n, n_combos] the same per series
+        self._wser: F64 | None = None  # [G, n, M] per-series weights
+        self._combos = np.array(_simplex(len(members)))
+        self._loss: F64 | None = None  # [G, n_combos] EW mean |error| per point
+        self._made: dict[int, F64] = {}  # absolute origin -> member points [n, G, M]
         opts = member_options or {}
         self.members = [m(horizons, **opts.get(m.name, {})) for m in members]  # type: ignore[attr-defined]
         self._weights: F64 | None = None
@@ -67,6 +84,36 @@ class Ensemble(BaseForecaster):
         for m in self.members:
             self._sync(m)
             m._after_update(rows)
+        if (
+            self._loss is None
+            or self._sloss is None
+            or self._wser is None
+            or self._weights is None
+            or self.online_rate <= 0
+        ):
+            self._made.clear()
+            return
+        T = self._y.shape[0]
+        end = self._offset + T  # absolute index one past the newest row
+        for t_abs in range(end - rows, end):
+            act = self._y[t_abs - self._offset]
+            for g, h in enumerate(self.grid):
+                pm = self._made.get(t_abs - int(h))
+                if pm is None or g >= pm.shape[1]:
+                    continue
+                err = np.abs(pm[:, g, :] @ self._combos.T - act[:, None])  # [n, C]
+                self._sloss[g] += self.online_rate * (err - self._sloss[g])
+                self._loss[g] += self.online_rate * (err.mean(axis=0) - self._loss[g])
+                self._choose(g)
+        for o in [o for o in self._made if o < end - int(self.grid[-1])]:
+            del self._made[o]
+
+    def _choose(self, g: int) -> None:
+        assert self._loss is not None and self._sloss is not None
+        assert self._weights is not None and self._wser is not None
+        self._weights[g] = self._combos[int(np.argmin(self._loss[g]))]
+        total = self._sloss[g] + self.shrinkage * self._loss[g][None, :]
+        self._wser[g] = self._combos[np.argmin(total, axis=1)]
 
     def _min_history(self) -> int:
         return max(m._min_history() for m in self.members)
@@ -93,7 +140,11 @@ class Ensemble(BaseForecaster):
         P = self._member_points(y, origins, self.grid, cols)  # [k, m, G, M]
         sub = y if cols is None else y[:, cols]
         floor = self._floor if cols is None else self._floor[cols]
-        combos = np.array(_simplex(len(self.members)))
+        combos = self._combos
+        self._loss = np.zeros((len(self.grid), len(combos)))
+        self._sloss = np.zeros((len(self.grid), y.shape[1], len(combos)))
+        self._wser = None
+        self._made.clear()
         self._weights = np.zeros((len(self.grid), len(self.members)))
         self._weights[:, 0] = 1.0
         for g, h in enumerate(self.grid):
@@ -106,6 +157,20 @@ class Ensemble(BaseForecaster):
             pg = P[ok, :, g]
             errs = [float(np.mean(np.abs(act - pg @ w) / sc)) for w in combos]
             self._weights[g] = combos[int(np.argmin(errs))]
+            err = np.abs(act[:, :, None] - pg @ combos.T)  # [o, m, C]
+            self._loss[g] = err.mean(axis=(0, 1))
+            self._sloss[g] = self._loss[g][None, :]
+            if cols is None:
+                self._sloss[g] = err.mean(axis=0)
+            else:
+                self._sloss[g][cols] = err.mean(axis=0)
+        # per-series weights start from the calibration losses; the conformal scores below
+        # are the pooled blend's (ACI absorbs the difference online)
+        self._wser = np.zeros((len(self.grid), y.shape[1], len(self.members)))
+        self._wser[:] = self._weights[:, None, :]
+        if self.online_rate > 0:
+            for g in range(len(self.grid)):
+                self._choose(g)
         self.report["weights"] = {
             int(h): dict(zip([mm.name for mm in self.members], map(float, w), strict=True))
             for h, w in zip(self.grid, self._weights, strict=True)
@@ -114,8 +179,15 @@ class Ensemble(BaseForecaster):
 
     def _point_at(self, y: F64, origins: I64, hs: I64, cols: I64 | None) -> F64:
         P = self._member_points(y, origins, hs, cols)
+        if cols is None and origins.size == 1 and int(origins[0]) == y.shape[0] - 1:
+            gi = np.searchsorted(hs, self.grid)
+            ok = (gi < hs.size) & (hs[np.minimum(gi, hs.size - 1)] == self.grid)
+            self._made[self._offset + int(origins[0])] = P[0][:, gi[ok], :]
         if self._weights is None:
             return np.asarray(P.mean(axis=-1), dtype=np.float64)
         gi = np.clip(np.searchsorted(self.grid, hs, side="right") - 1, 0, len(self.grid) - 1)
+        if self._wser is not None:
+            Ws = self._wser[gi] if cols is None else self._wser[gi][:, cols]  # [G, m, M]
+            return np.asarray(np.einsum("kmgj,gmj->kmg", P, Ws), dtype=np.float64)
         W = self._weights[gi]  # [G, M]
         return np.asarray(np.einsum("kmgj,gj->kmg", P, W), dtype=np.float64)

@@ -118,6 +118,25 @@ def test_receives_real_udp_and_stores_every_record(running: Running) -> None:
     assert set(snap.socket_drops) == set(running.ports.values())
 
 
+def test_sflow_counter_samples_become_interface_series(running: Running) -> None:
+    packets = build_stream("sflow", 600, seed=4)
+    dec = FlowDecoder()
+    dec.decode([(p, "x") for p in packets], time.time())
+    want = dec.counters()
+    assert want.num_rows > 0
+    send(packets, running.ports["ipfix"], src="127.0.0.4")
+    wait_for(lambda: running.rows("127.0.0.4") == 600, 30, "sflow flow rows")
+    wait_for(
+        lambda: running.store.count("interface_counters") == want.num_rows,
+        30,
+        "interface counter rows",
+    )
+    got = running.store.read("interface_counters")
+    assert set(got.column("exporter").to_pylist()) == {"127.0.0.4"}
+    for col in ("if_index", "if_speed", "in_octets", "out_octets", "in_packets", "out_packets"):
+        assert sorted(got.column(col).to_pylist()) == sorted(want.column(col).to_pylist()), col
+
+
 def test_malformed_packets_are_counted_and_dropped(running: Running) -> None:
     good = build_stream("v5", 300, seed=3)
     header_only = struct.pack("!HHIIIIBBH", 5, 30, 0, 0, 0, 0, 0, 0, 0)  # says 30, has 0

@@ -20,19 +20,9 @@ import pyarrow as pa
 from shadowcast.collect.base import DecoderStats, ExporterStats
 from shadowcast.collect.columns import concat, flow_table
 from shadowcast.collect.frames import parse_headers
+from shadowcast.store.schema import INTERFACE_COUNTERS_SCHEMA
 
-COUNTER_SCHEMA = pa.schema(
-    [
-        ("time", pa.timestamp("ms", tz="UTC")),
-        ("exporter", pa.string()),
-        ("if_index", pa.uint32()),
-        ("if_speed", pa.uint64()),
-        ("in_octets", pa.uint64()),
-        ("out_octets", pa.uint64()),
-        ("in_packets", pa.uint64()),
-        ("out_packets", pa.uint64()),
-    ]
-)
+COUNTER_SCHEMA = INTERFACE_COUNTERS_SCHEMA  # the store's interface_counters table
 
 # (rate, in_if, out_if, frame length, raw header or b"", sampled IP record or None)
 IpData = tuple[

@@ -16,6 +16,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from types import FrameType
 
+import pyarrow as pa
+
 from shadowcast.collect.base import Decoder, ExporterStats
 from shadowcast.collect.batcher import Batcher
 from shadowcast.collect.ipc import DONE, READY, Spill, encode_error, encode_stats, widen_pipe
@@ -97,10 +99,18 @@ class _Worker:
         self.batcher.add(table)
 
     def send_batch(self) -> None:
-        """Counters first, so accounting never lags what reaches the store."""
-        if self.batcher.rows:
+        """Counters first, so accounting never lags what reaches the store. sFlow interface
+        counter samples travel with each flow batch (and at shutdown)."""
+        counters = getattr(self.decoder, "counters", None)
+        iface = counters() if callable(counters) else None
+        has_iface = isinstance(iface, pa.Table) and iface.num_rows > 0
+        if self.batcher.rows or has_iface:
             self.send_stats()
+        if self.batcher.rows:
             self.spill.send(self.conn, "flows", self.batcher.take())
+        if has_iface:
+            assert isinstance(iface, pa.Table)
+            self.spill.send(self.conn, "interface_counters", iface)
 
     def send_stats(self) -> None:
         snaps = [stats_to_dict(self.decoder.stats)]

@@ -24,6 +24,7 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "forecasts": 30,
     "actions": 365,
     "alerts": 365,
+    "interface_counters": 90,
     "flow_features": 7,
 }
 

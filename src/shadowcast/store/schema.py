@@ -119,6 +119,21 @@ FLOW_FEATURES_SCHEMA = pa.schema(
     ]
 )
 
+# sFlow counter samples: interface octets/packets/speed per exporter (to reconcile flow
+# totals against interface counters).
+INTERFACE_COUNTERS_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("exporter", pa.string()),
+        ("if_index", pa.uint32()),
+        ("if_speed", pa.uint64()),
+        ("in_octets", pa.uint64()),
+        ("out_octets", pa.uint64()),
+        ("in_packets", pa.uint64()),
+        ("out_packets", pa.uint64()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOW_SCHEMA,
     "od_series": OD_SERIES_SCHEMA,
@@ -127,6 +142,7 @@ TABLES: dict[str, pa.Schema] = {
     "forecasts": FORECAST_SCHEMA,
     "actions": ACTION_SCHEMA,
     "alerts": ALERT_SCHEMA,
+    "interface_counters": INTERFACE_COUNTERS_SCHEMA,
     "flow_features": FLOW_FEATURES_SCHEMA,
 }
 
@@ -139,5 +155,6 @@ TIME_COLUMN: dict[str, str] = {
     "forecasts": "issued",
     "actions": "time",
     "alerts": "issued",
+    "interface_counters": "time",
     "flow_features": "time_start",
 }

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         store.close()
         file_mb = path.stat().st_size / 1e6
+        seg_dir = Path(str(path) + ".segments")  # flows live in Parquet segments by default
+        seg_mb = sum(f.stat().st_size for f in seg_dir.rglob("*") if f.is_file()) / 1e6
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "write_rows_per_cpu_s": round(rows / write_cpu),
         "generate_seconds": round(gen_s, 3),
         "duckdb_file_mb": round(file_mb, 1),
+        "segments_mb": round(seg_mb, 1),
+        "store_mb": round(file_mb + seg_mb, 1),
         "agg_query": "sum(bytes) per app per 5 min over all rows",
         "agg_groups": duck_out.num_rows,
         "duckdb_agg_seconds": round(duck_s, 4),

@@ -95,8 +95,9 @@ def replay_cmd(
     Without --topology/--demands, replays the seeded synthetic backbone (documented in
     docs/datasets.md). The replay writes to its own store file, replaced on each run.
     """
-    from shadowcast.cli import emit_json, out, settings_of
+    from shadowcast.cli import out, settings_of
     from shadowcast.forecast.registry import make_model
+    from shadowcast.output import emit_json
     from shadowcast.store.config import StoreConfig, open_store
 
     settings = settings_of(ctx)
@@ -282,8 +283,9 @@ def eval_forecast(
 ) -> None:
     """Backtest forecasters: NMAE, MASE vs persistence and seasonal naive, coverage."""
     from shadowcast import datasets
-    from shadowcast.cli import emit_json, out, settings_of
+    from shadowcast.cli import out, settings_of
     from shadowcast.forecast.evaluate import evaluate
+    from shadowcast.output import emit_json
     from shadowcast.records import SeriesFrame
     from shadowcast.units import horizon_steps
 

@@ -170,21 +170,15 @@ def replay(
     for c0 in range(0, n_t, chunk):
         c1 = min(n_t, c0 + chunk)
         times = demands.times[c0:c1]
+        # All traffic (app "") and, when known, each application's share.
         od_tables = [
             long_table(
                 times,
                 {"src": (src_codes, names), "dst": (dst_codes, names)},
-                {"mbps": demands.values[c0:c1]},
-            ).append_column("app", pa.array([""] * ((c1 - c0) * n_od)))
+                {"mbps": series[c0:c1]},
+            ).append_column("app", pa.array([app] * ((c1 - c0) * n_od)))
+            for app, series in [("", demands.values), *((a, apps[a]) for a in app_names[1:])]
         ]
-        for app in app_names[1:]:
-            od_tables.append(
-                long_table(
-                    times,
-                    {"src": (src_codes, names), "dst": (dst_codes, names)},
-                    {"mbps": apps[app][c0:c1]},
-                ).append_column("app", pa.array([app] * ((c1 - c0) * n_od)))
-            )
         link_tab = long_table(
             times,
             {"link": (np.arange(len(link_names)), link_names)},
@@ -210,9 +204,6 @@ def replay(
                 link_up = {
                     lv: link_loads(routing, fc.upper[lv].T).T / cap_mbps[:, None] for lv in fc.upper
                 }
-                link_lo = {
-                    lv: link_loads(routing, fc.lower[lv].T).T / cap_mbps[:, None] for lv in fc.lower
-                }
                 for hname, h in horizons.items():
                     tr = tracks[(m, hname)]
                     tgt = t + h
@@ -231,8 +222,13 @@ def replay(
                                 inside = (actual >= od_lo) & (actual <= od_hi)
                                 tr.covered[lv] += int(inside.sum())
                     if m == primary:
+                        # lower bounds are stored only for the model that drives alerts
+                        link_lo = {
+                            lv: link_loads(routing, fc.lower[lv][:, h - 1]) / cap_mbps
+                            for lv in fc.lower
+                        }
                         mean_h = link_mean[:, h - 1] * cap_mbps
-                        los = [link_lo.get(lv, link_mean)[:, h - 1] for lv in buf.levels]
+                        los = [link_lo.get(lv, link_mean[:, h - 1]) for lv in buf.levels]
                         ups = [link_up.get(lv, link_mean)[:, h - 1] for lv in buf.levels]
                         buf.add(
                             int(issued.astype("datetime64[s]").astype(np.int64)),

@@ -38,6 +38,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "collect": ("shadowcast.collect.commands", "app", "Receive NetFlow/IPFIX/sFlow."),
     "ingest": ("shadowcast.collect.commands", "ingest_app", "Ingest pcaps through nDPI."),
     "profile": ("shadowcast.profile.commands", "app", "Application behaviour profiles."),
+    "forecast": (
+        "shadowcast.forecast.commands",
+        "app",
+        "Forecast demand and link load with intervals; runout per link.",
+    ),
     "plan": ("shadowcast.plan.commands", "app", "Traffic-engineering plans and what-ifs."),
     "shadow": ("shadowcast.shadow.commands", "app", "Shadow tunnels and STAMP probes."),
     "lab": ("shadowcast.lab.commands", "app", "Network-namespace lab backbone."),

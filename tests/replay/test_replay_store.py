@@ -75,6 +75,42 @@ def test_plan_reads_the_replay_store(tmp_path: Path) -> None:
     assert plan.returncode == 0, plan.stderr[-2000:]
     out = json.loads(plan.stdout)
     assert out["checker"] == "accepted" and out["plan"]["topology"] == "Geant2001"
+    # `shadowcast forecast` finds the replay's store and topology by itself, maps the OD
+    # forecasts onto every link, dates runout, and stores its cycle for `plan --store`
+    fc = subprocess.run(
+        [*run, "forecast", "--model", "seasonal_naive", "--write", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert fc.returncode == 0, fc.stderr[-2000:]
+    doc = json.loads(fc.stdout)
+    assert doc["source"] == str(env_dir / "replay.duckdb") and doc["model"] == "seasonal_naive"
+    from shadowcast.datasets import load_topology
+
+    assert len(doc["links"]) == len(doc["runout"]) == len(load_topology(topo).links)
+    p = [max(row["15m"]["p_exceed"], row["1h"]["p_exceed"]) for row in doc["links"]]
+    assert p == sorted(p, reverse=True) and all(0.0 <= x <= 1.0 for x in p)
+    assert doc["written_rows"] > 0
+    plan2 = subprocess.run(
+        [
+            *run,
+            "plan",
+            "--topology",
+            str(topo),
+            "--store",
+            str(env_dir / "replay.duckdb"),
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert plan2.returncode == 0, plan2.stderr[-2000:]
     missing = subprocess.run(
         [*run, "plan", "--topology", str(topo), "--store", str(tmp_path / "none.duckdb")],
         cwd=tmp_path,

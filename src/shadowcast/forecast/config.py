@@ -68,6 +68,13 @@ class ForecastConfig(BaseModel):
     dask_scheduler: str | None = None
     gbm_rounds: int = Field(100, ge=1)
     gbm_max_rows: int = Field(150_000, ge=1000)
+    # Link outlook (``shadowcast forecast``): P(load > threshold x capacity) per link and
+    # horizon from ``link_samples`` joint draws; runout = when the p95 daily peak crosses
+    # ``runout_target`` x capacity, looked for within ``runout_horizon``.
+    threshold: float = Field(0.9, gt=0.0, le=2.0)
+    link_samples: int = Field(2000, ge=100, le=100_000)
+    runout_target: float = Field(0.8, gt=0.0, le=2.0)
+    runout_horizon: str = "365d"
 
     @field_validator("horizons")
     @classmethod
@@ -86,7 +93,7 @@ class ForecastConfig(BaseModel):
                 raise ValueError(f"level {lv} must be a percent in (0, 100)")
         return sorted(v)
 
-    @field_validator("calibration_window")
+    @field_validator("calibration_window", "runout_horizon")
     @classmethod
     def _check_window(cls, v: str) -> str:
         _checked(v)
@@ -95,6 +102,10 @@ class ForecastConfig(BaseModel):
     @property
     def horizons_s(self) -> list[int]:
         return [parse_duration(h) for h in self.horizons]
+
+    @property
+    def runout_horizon_s(self) -> int:
+        return parse_duration(self.runout_horizon)
 
     @property
     def calibration_s(self) -> int:

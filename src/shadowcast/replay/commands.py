@@ -98,6 +98,7 @@ def replay_cmd(
     from shadowcast.cli import out, settings_of
     from shadowcast.forecast.registry import make_model
     from shadowcast.output import emit_json
+    from shadowcast.datasets.topology import write_node_link
     from shadowcast.store.config import StoreConfig, open_store
 
     settings = settings_of(ctx)
@@ -112,6 +113,8 @@ def replay_cmd(
         p.unlink(missing_ok=True)
     store_cfg = StoreConfig(backend="duckdb", data_dir=data_dir, path="replay.duckdb")
     store = open_store(store_cfg)
+    # the topology beside the store, so `shadowcast forecast` maps forecasts onto its links
+    write_node_link(topo, store_path.with_suffix(".topology.json"))
     alert_cfg = settings.alert
     feed = None
     if ipfix is None:

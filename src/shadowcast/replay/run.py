@@ -322,7 +322,11 @@ def stored_od_forecast(store: Store) -> tuple[np.datetime64, int, list[str], For
         raise StoreError("no OD forecasts in the store: run `shadowcast replay` first")
     issued_ms = tab.column("issued").cast(pa.int64()).to_numpy()
     last = issued_ms == issued_ms.max()
-    tab = tab.filter(pa.array(last))
+    # several cycles may share the issue time (a replay's and `shadowcast forecast
+    # --write`'s): the one written last wins
+    models = np.asarray(tab.column("model").to_pylist(), dtype=object)
+    newest = models[np.flatnonzero(last)[-1]]
+    tab = tab.filter(pa.array(last & (models == newest)))
     subj = np.array(tab.column("subject").to_pylist(), dtype=object)
     names = sorted(set(subj.tolist()))
     pos = {s: i for i, s in enumerate(names)}

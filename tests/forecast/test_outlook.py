@@ -1,0 +1,158 @@
+"""The operator's forecast cycle: series -> links (P(exceed), intervals) -> runout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from shadowcast.errors import StoreError
+from shadowcast.forecast.config import ForecastConfig
+from shadowcast.forecast.outlook import (
+    LinkInputs,
+    ObservedLinks,
+    forecast_outlook,
+    links_from_store,
+    series_from_store,
+)
+from shadowcast.plan.routing import routing_matrix
+from shadowcast.records import Link, SeriesFrame, Topology
+from shadowcast.store.duckdb import DuckDBStore
+from shadowcast.store.schema import TS
+
+STEP = 900
+DAY = 86400 // STEP
+
+
+def _line() -> Topology:
+    """A - B - C, 1 Gbit/s each way."""
+    links = []
+    for a, b in (("A", "B"), ("B", "C")):
+        links += [Link(a, b, 1e9), Link(b, a, 1e9)]
+    return Topology("line", ("A", "B", "C"), tuple(links))
+
+
+def _frame(values: np.ndarray, keys: tuple[str, ...]) -> SeriesFrame:
+    t0 = np.datetime64("2026-01-05T00:00:00", "s")
+    times = t0 + np.arange(values.shape[0]) * np.timedelta64(STEP, "s")
+    return SeriesFrame(times=times, keys=keys, values=values.astype(np.float64), step=STEP)
+
+
+def _inputs(topo: Topology, frame: SeriesFrame) -> LinkInputs:
+    pairs = [tuple(k.split("->")) for k in frame.keys]
+    return LinkInputs(
+        topo.link_names(),
+        routing_matrix(topo, pairs),
+        topo.capacities / 1e6,  # type: ignore[arg-type]
+    )
+
+
+def test_link_means_route_the_od_forecast_and_p_exceed_tracks_headroom() -> None:
+    rng = np.random.default_rng(0)
+    T = 3 * DAY
+    keys = ("A->C", "A->B", "C->A")
+    base = np.array([930.0, 20.0, 300.0])  # A->B carries 950 of 1000 Mbit/s; B->A 300
+    vals = base[None, :] * (1 + 0.01 * rng.standard_normal((T, 3)))
+    frame = _frame(vals, keys)
+    topo = _line()
+    cfg = ForecastConfig(model="persistence", horizons=["15m", "1h"], threshold=0.9)
+    ol = forecast_outlook(frame, cfg, links=_inputs(topo, frame))
+    names = list(ol.link_names)
+    R = routing_matrix(topo, [("A", "C"), ("A", "B"), ("C", "A")])
+    for label, steps in ol.horizons.items():
+        lf = ol.links[label]
+        np.testing.assert_allclose(lf.mean[:, 0], R @ ol.series.mean[:, steps - 1])
+        assert lf.p_exceed is not None
+        assert lf.p_exceed[names.index("A->B"), 0] > 0.9  # 95 % loaded, 90 % threshold
+        assert lf.p_exceed[names.index("B->A"), 0] < 0.01  # 30 % loaded
+        for lv in cfg.levels:
+            assert (lf.lower[lv] <= lf.mean + 1e-9).all() and (lf.mean <= lf.upper[lv] + 1e-9).all()
+    # intervals widen with the horizon on the loaded link
+    e = names.index("A->B")
+    w = {lb: ol.links[lb].upper[95.0][e, 0] - ol.links[lb].lower[95.0][e, 0] for lb in ol.links}
+    assert w["1h"] >= w["15m"] > 0
+
+
+def test_link_interval_is_narrower_than_summed_quantiles_for_independent_pairs() -> None:
+    """Quantiles do not add: with independent OD noise the link's 95 % band is narrower
+    than the sum of the OD bands (the comonotone worst case)."""
+    rng = np.random.default_rng(1)
+    T, n = 3 * DAY, 6
+    keys = ("A->B", "A->C", "B->C", "C->A", "C->B", "B->A")
+    vals = 100 + 10 * rng.standard_normal((T, n))
+    frame = _frame(vals, keys)
+    topo = _line()
+    cfg = ForecastConfig(model="persistence", horizons=["15m"], link_samples=4000)
+    ol = forecast_outlook(frame, cfg, links=_inputs(topo, frame))
+    lf = ol.links["15m"]
+    R = routing_matrix(topo, [tuple(k.split("->")) for k in keys])  # type: ignore[misc]
+    fc = ol.series
+    como = R @ (fc.upper[95.0][:, 0] - fc.lower[95.0][:, 0])
+    width = lf.upper[95.0][:, 0] - lf.lower[95.0][:, 0]
+    multi = np.asarray((R > 0).sum(axis=1)).ravel() >= 2
+    assert multi.any()
+    assert (width[multi] < 0.85 * como[multi]).all()
+
+
+def test_runout_dates_a_linearly_growing_link() -> None:
+    days = 10
+    T = days * DAY
+    t = np.arange(T)
+    daily = 0.5 + 0.5 * np.sin(2 * np.pi * t / DAY)  # 0..1 within a day
+    growth = 20.0  # Mbit/s per day on the daily peak
+    ac = 400 + (200 + growth * t / DAY) * daily
+    frame = _frame(np.stack([ac, np.full(T, 10.0)], axis=1), ("A->C", "C->A"))
+    topo = _line()
+    cfg = ForecastConfig(model="persistence", horizons=["15m"], runout_target=0.8)
+    ol = forecast_outlook(frame, cfg, links=_inputs(topo, frame))
+    assert ol.runout is not None
+    e = list(ol.link_names).index("A->B")
+    # peak of the last day ~ 400 + 200 + 20 * 9.9; target 800 Mbit/s
+    last_peak = 600 + growth * (days - 1) + growth * 0.25
+    expect = (800 - last_peak) / growth
+    assert ol.runout.days[e] == pytest.approx(expect, abs=1.0)
+    assert ol.runout.slope[e] == pytest.approx(growth, rel=0.05)
+    assert not np.isfinite(ol.runout.days[list(ol.link_names).index("C->B")])
+
+
+def test_observed_loads_drive_runout_without_a_topology() -> None:
+    frame = _frame(np.full((3 * DAY, 1), 5.0), ("A->C",))
+    times = frame.times
+    loads = np.linspace(100, 700, len(times))[:, None]
+    obs = ObservedLinks(times, loads, np.array([1000.0]), ["X->Y"])
+    ol = forecast_outlook(frame, ForecastConfig(model="persistence"), observed=obs)
+    assert ol.links == {} and ol.runout is not None and list(ol.link_names) == ["X->Y"]
+    assert 0 < ol.runout.days[0] < 3
+
+
+def _od_rows(times_s: list[int], src: str, dst: str, app: str, mbps: list[float]) -> pa.Table:
+    return pa.table(
+        {
+            "time": pa.array(np.asarray(times_s, dtype=np.int64) * 1000).cast(TS),
+            "src": [src] * len(times_s),
+            "dst": [dst] * len(times_s),
+            "app": [app] * len(times_s),
+            "mbps": pa.array(mbps, type=pa.float64()),
+        }
+    )
+
+
+def test_series_from_store_makes_a_dense_frame_with_gaps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    st = DuckDBStore(str(tmp_path / "s.duckdb"))
+    try:
+        with pytest.raises(StoreError, match="no OD series"):
+            series_from_store(st)
+        t0 = 1_767_571_200  # 2026-01-05 00:00 UTC
+        ts = [t0 + k * 300 for k in range(6)]
+        st.write("od_series", _od_rows(ts, "A", "B", "", [1, 2, 3, 4, 5, 6]))
+        st.write("od_series", _od_rows([ts[0], ts[1], ts[3]], "B", "A", "", [7, 8, 9]))
+        st.write("od_series", _od_rows(ts, "A", "B", "web", [0.5] * 6))
+        fr = series_from_store(st)
+        assert fr.step == 300 and fr.keys == ("A->B", "B->A") and fr.values.shape == (6, 2)
+        np.testing.assert_array_equal(fr.values[:, 0], [1, 2, 3, 4, 5, 6])
+        assert np.isnan(fr.values[[2, 4, 5], 1]).all() and fr.values[3, 1] == 9
+        apps = series_from_store(st, by_app=True)
+        assert apps.keys == ("A->B/web",)
+        assert links_from_store(st) is None
+    finally:
+        st.close()

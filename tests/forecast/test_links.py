@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from scipy.stats import norm
 
 from shadowcast.errors import ForecastError
-from shadowcast.forecast.links import copula_loadings, link_forecast, runout
+from shadowcast.forecast.links import copula_loadings, link_bounds, link_forecast, runout
 from shadowcast.records import Forecast
 
 
@@ -41,6 +41,31 @@ def test_quantiles_do_not_add() -> None:
     assert half_cor == pytest.approx(expected, rel=0.1)
     assert half_cor > 3 * half_ind
     assert (cor.lower[95.0] <= cor.mean).all() and (cor.mean <= cor.upper[95.0]).all()
+
+
+def test_link_bounds_combine_half_widths_with_the_correlation() -> None:
+    n = 12
+    rng = np.random.default_rng(3)
+    fc = _gauss_forecast(n, 100.0, 10.0, h=3)
+    # asymmetric: a wider upper side on half the pairs
+    fc.upper[95.0][: n // 2] += 15.0
+    R = sp.csr_matrix(np.vstack([np.ones(n), np.r_[np.full(n // 2, 0.5), np.zeros(n // 2)]]))
+    hw_up = fc.upper[95.0] - fc.mean
+    lo, up = link_bounds(fc, R, None)  # independent: root sum of squares
+    np.testing.assert_allclose(up[95.0] - R @ fc.mean, np.sqrt(R.multiply(R) @ hw_up**2))
+    one = np.ones((n, 1))  # one common factor, |L| = 1: the comonotone sum
+    lo1, up1 = link_bounds(fc, R, one)
+    np.testing.assert_allclose(up1[95.0], R @ fc.upper[95.0])
+    np.testing.assert_allclose(lo1[80.0], R @ fc.lower[80.0])
+    # in between: agrees with sampling the same Gaussian copula (symmetric marginals)
+    sym = _gauss_forecast(n, 100.0, 10.0)
+    L = copula_loadings(rng.standard_normal((400, 1)) + 0.7 * rng.standard_normal((400, n)))
+    _, upL = link_bounds(sym, R, L)
+    mc = link_forecast(sym, R, loadings=L, samples=40000, seed=4)
+    np.testing.assert_allclose(upL[95.0], mc.upper[95.0], rtol=0.02)
+    assert (lo[95.0] <= R @ fc.mean).all() and (up[95.0] >= R @ fc.mean).all()
+    with pytest.raises(ForecastError, match="loadings"):
+        link_bounds(fc, R, np.ones((n + 1, 1)))
 
 
 def test_exceedance_probability() -> None:

@@ -96,9 +96,9 @@ def replay_cmd(
     docs/datasets.md). The replay writes to its own store file, replaced on each run.
     """
     from shadowcast.cli import out, settings_of
+    from shadowcast.datasets.topology import write_node_link
     from shadowcast.forecast.registry import make_model
     from shadowcast.output import emit_json
-    from shadowcast.datasets.topology import write_node_link
     from shadowcast.store.config import StoreConfig, open_store
 
     settings = settings_of(ctx)

@@ -20,4 +20,9 @@ class ReplayConfig(BaseModel):
     warmup: str = Field(
         "2d", description="history the models are fitted on before forecasting starts"
     )
+    link_intervals: str = Field(
+        "correlated",
+        pattern="^(correlated|comonotone)$",
+        description="link bounds: OD half-widths combined with their correlation, or summed",
+    )
     chunk_steps: int = Field(288, gt=0, description="steps per store write batch")

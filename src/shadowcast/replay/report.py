@@ -82,6 +82,13 @@ def accuracy_rows(result: ReplayResult) -> list[dict[str, Any]]:
         n = tr.count * result.demands.values.shape[1]
         for lv, c in tr.covered.items():
             row[f"coverage_{lv:g}"] = c / n if n else float("nan")
+        # links: share of (step, link) at or below the predicted upper bound; the upper
+        # bound of a two-sided L % interval is the (100 + L) / 2 % quantile
+        for lv, up in tr.link_upper.items():
+            ok = np.isfinite(up)
+            row[f"link_upper_coverage_{lv:g}"] = (
+                float((result.util[ok] <= up[ok] + 1e-12).mean()) if ok.any() else float("nan")
+            )
         rows.append(row)
     return rows
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.forecast.base import Forecaster
+from shadowcast.forecast.links import copula_loadings, link_bounds
 from shadowcast.plan.routing import link_loads, routing_matrix
 from shadowcast.records import F64, Alert, DemandSeries, Forecast, SeriesFrame, Topology
 from shadowcast.replay.arrow import dict_array, long_table, ts_array
@@ -162,6 +163,9 @@ def replay(
         for h in horizons
     }
 
+    comonotone = config.link_intervals == "comonotone"
+    day = max(2, 86400 // step)
+    loadings = copula_loadings(demands.values[max(0, warm - day) : warm].astype(np.float64))
     apps = dict(by_app or {})
     app_names = [""] + sorted(apps)
     chunk = config.chunk_steps
@@ -199,11 +203,12 @@ def replay(
                 model.update(row)
                 fc = model.predict(h_pred, levels)
                 link_mean = link_loads(routing, fc.mean.T).T / cap_mbps[:, None]  # [L, H]
-                # Comonotone bounds (OD quantiles summed over the link): conservative until
-                # the correlation-aware link forecaster replaces them.
-                link_up = {
-                    lv: link_loads(routing, fc.upper[lv].T).T / cap_mbps[:, None] for lv in fc.upper
-                }
+                if comonotone:  # OD quantiles summed over the link: the worst case
+                    link_lo_all = {lv: link_loads(routing, v.T).T for lv, v in fc.lower.items()}
+                    link_up_all = {lv: link_loads(routing, v.T).T for lv, v in fc.upper.items()}
+                else:  # half-widths combined with the OD pairs' correlation
+                    link_lo_all, link_up_all = link_bounds(fc, routing, loadings)
+                link_up = {lv: v / cap_mbps[:, None] for lv, v in link_up_all.items()}
                 for hname, h in horizons.items():
                     tr = tracks[(m, hname)]
                     tgt = t + h
@@ -223,10 +228,7 @@ def replay(
                                 tr.covered[lv] += int(inside.sum())
                     if m == primary:
                         # lower bounds are stored only for the model that drives alerts
-                        link_lo = {
-                            lv: link_loads(routing, fc.lower[lv][:, h - 1]) / cap_mbps
-                            for lv in fc.lower
-                        }
+                        link_lo = {lv: v[:, h - 1] / cap_mbps for lv, v in link_lo_all.items()}
                         mean_h = link_mean[:, h - 1] * cap_mbps
                         los = [link_lo.get(lv, link_mean[:, h - 1]) for lv in buf.levels]
                         ups = [link_up.get(lv, link_mean)[:, h - 1] for lv in buf.levels]
@@ -254,6 +256,8 @@ def replay(
                                 if top is not None
                                 else last_pred[hname]
                             )
+        if not comonotone and c1 > warm:  # the correlation follows the last day
+            loadings = copula_loadings(demands.values[max(0, c1 - day) : c1].astype(np.float64))
         with store.transaction():
             store.write("od_series", pa.concat_tables(od_tables))
             store.write("link_series", link_tab)

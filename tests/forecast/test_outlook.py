@@ -156,3 +156,59 @@ def test_series_from_store_makes_a_dense_frame_with_gaps(tmp_path) -> None:  # t
         assert links_from_store(st) is None
     finally:
         st.close()
+
+
+def test_score_stored_forecasts_against_measurements(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shadowcast.forecast.score import score_stored
+
+    st = DuckDBStore(str(tmp_path / "s.duckdb"))
+    try:
+        with pytest.raises(StoreError, match="no link forecasts"):
+            score_stored(st)
+        t0 = 1_767_571_200
+        ts = [t0 + k * 300 for k in range(3)]
+        loads = {"X->Y": [100.0, 110.0, 120.0], "Y->X": [50.0, 40.0, 70.0]}
+        st.write(
+            "link_series",
+            pa.table(
+                {
+                    "time": pa.array(np.array(ts * 2, dtype=np.int64) * 1000).cast(TS),
+                    "link": ["X->Y"] * 3 + ["Y->X"] * 3,
+                    "load_mbps": loads["X->Y"] + loads["Y->X"],
+                    "capacity_mbps": [1000.0] * 6,
+                    "utilisation": [v / 1000 for v in loads["X->Y"] + loads["Y->X"]],
+                }
+            ),
+        )
+        # issued at ts[0], 5 min ahead, for ts[1]; and one target not measured yet
+        rows = [
+            # target, subject, mean, lower, upper
+            (ts[1], "X->Y", 100.0, 90.0, 105.0),  # actual 110: above the upper bound
+            (ts[1], "Y->X", 50.0, 30.0, 60.0),  # actual 40: inside
+            (ts[2] + 300, "X->Y", 120.0, 100.0, 140.0),  # pending
+        ]
+        n = len(rows)
+        st.write(
+            "forecasts",
+            pa.table(
+                {
+                    "issued": pa.array(np.full(n, ts[0] * 1000, dtype=np.int64)).cast(TS),
+                    "target": pa.array(np.array([r[0] for r in rows]) * 1000).cast(TS),
+                    "horizon_s": pa.array(np.full(n, 300, dtype=np.int64)),
+                    "kind": ["link"] * n,
+                    "subject": [r[1] for r in rows],
+                    "model": ["m"] * n,
+                    "mean": [r[2] for r in rows],
+                    "level": [80.0] * n,
+                    "lower": [r[3] for r in rows],
+                    "upper": [r[4] for r in rows],
+                }
+            ),
+        )
+        doc = score_stored(st, "link")
+        (row,) = doc["rows"]
+        assert row["scored"] == 2 and row["pending"] == 1
+        assert row["nmae"] == pytest.approx((10 + 10) / (110 + 40))
+        assert row["coverage_80"] == 0.5 and row["upper_coverage_80"] == 0.5
+    finally:
+        st.close()

@@ -119,6 +119,56 @@ def forecast(
         _print(report, top)
 
 
+@app.command("score")
+def score(
+    ctx: typer.Context,
+    store: Annotated[
+        Path | None, typer.Option(help="the store (default: the configured one, else the replay's)")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="link or od")] = "link",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Feedback: score the stored forecasts against what was measured at their targets
+    (NMAE, interval coverage, upper-bound coverage), per model and horizon."""
+    from shadowcast.cli import console, out
+    from shadowcast.forecast.score import score_stored
+    from shadowcast.store.duckdb import DuckDBStore
+
+    try:
+        path = _pick_store(ctx, store)
+        st = DuckDBStore(str(path))
+        try:
+            doc = score_stored(st, kind)
+        finally:
+            st.close()
+    except ShadowcastError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    doc["store"] = str(path)
+    if as_json:
+        from shadowcast.output import emit_json
+
+        emit_json(doc)
+        return
+    cols = sorted({k for r in doc["rows"] for k in r if "coverage" in k})
+    t = Table(title=f"stored {kind} forecasts against what was measured ({path})")
+    heads = [c.replace("upper_coverage_", "<=hi ").replace("coverage_", "in ") for c in cols]
+    for c in ("model", "h", "scored", "pending", "NMAE", *heads):
+        t.add_column(c, justify="left" if c == "model" else "right")
+    for r in doc["rows"]:
+        from shadowcast.units import format_duration
+
+        cells = [r["model"], format_duration(r["horizon_s"]), f"{r['scored']:,}"]
+        cells += [f"{r['pending']:,}", "" if r["nmae"] is None else f"{r['nmae']:.3f}"]
+        cells += ["" if r.get(c) is None else f"{r[c]:.1%}" for c in cols]
+        t.add_row(*cells)
+    out.print(t)
+    console.print(
+        "in L: share inside the L % interval; <=hi L: share at or below its upper bound "
+        "(nominal (100 + L) / 2 %)"
+    )
+
+
 def _run(
     ctx: typer.Context,
     store_path: Path | None,

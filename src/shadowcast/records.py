@@ -170,7 +170,9 @@ class SeriesFrame:
 
     ``times`` are UTC ``datetime64[s]`` at a fixed ``step`` (seconds). NaN marks a gap.
     ``meta`` carries optional per-series attributes (category, distance_km, capacity, ...),
-    each an array of length ``len(keys)``.
+    each an array of length ``len(keys)``. ``exog`` carries optional time-varying exogenous
+    inputs (shadow-path ``rtt_ms``, ``abw_mbps``, ...), each a float array shaped like
+    ``values`` (row ``t`` is what was measured in the same bucket); NaN = unknown.
     """
 
     times: npt.NDArray[np.datetime64]
@@ -178,12 +180,21 @@ class SeriesFrame:
     values: F64
     step: int
     meta: Mapping[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+    exog: Mapping[str, F64] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.values.shape != (len(self.times), len(self.keys)):
             raise ValueError(
                 f"values shape {self.values.shape} != ({len(self.times)}, {len(self.keys)})"
             )
+        want = (len(self.times), len(self.keys))
+        for key, arr in self.exog.items():
+            a = np.asarray(arr)
+            if a.shape != want or a.dtype.kind not in "fiu":
+                raise ValueError(
+                    f"exog[{key!r}]: expected a numeric array of shape {want} (times x keys), "
+                    f"got {a.dtype} {a.shape}"
+                )
 
     @classmethod
     def from_demands(cls, demands: DemandSeries) -> SeriesFrame:

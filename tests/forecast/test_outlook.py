@@ -212,3 +212,49 @@ def test_score_stored_forecasts_against_measurements(tmp_path) -> None:  # type:
         assert row["coverage_80"] == 0.5 and row["upper_coverage_80"] == 0.5
     finally:
         st.close()
+
+
+def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``shadowcast forecast --store`` (no topology): series from ``od_series``, shadow-path
+    measurements attached as exogenous inputs, one JSON object."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+
+    path = tmp_path / "s.duckdb"
+    st = DuckDBStore(str(path))
+    t0 = 1_767_571_200
+    ts = [t0 + k * 300 for k in range(2 * 288)]
+    rng = np.random.default_rng(5)
+    st.write("od_series", _od_rows(ts, "A", "B", "", list(100 + rng.random(len(ts)))))
+    st.write("od_series", _od_rows(ts, "B", "A", "", list(50 + rng.random(len(ts)))))
+    m = len(ts) // 2
+    st.write(
+        "shadow",
+        pa.table(
+            {
+                "time": pa.array(np.asarray(ts[m:], dtype=np.int64) * 1000 + 7).cast(TS),
+                "tunnel": ["A->B"] * (len(ts) - m),
+                "path": ["A>B"] * (len(ts) - m),
+                "rtt_ms": [1.5] * (len(ts) - m),
+                "owd_ms": [0.7] * (len(ts) - m),
+                "jitter_ms": [0.1] * (len(ts) - m),
+                "loss": [0.0] * (len(ts) - m),
+                "abw_mbps": [900.0] * (len(ts) - m),
+            }
+        ),
+    )
+    st.close()
+    res = CliRunner().invoke(
+        app, ["forecast", "--store", str(path), "--model", "persistence", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["series"] == 2 and doc["step_s"] == 300 and doc["history_steps"] == len(ts)
+    assert doc["exog"] == ["abw_mbps", "loss", "rtt_ms"]
+    assert doc["links"] == [] and doc["runout"] == []
+    assert [r["key"] for r in doc["top_series"]] == ["A->B", "B->A"]
+    bad = CliRunner().invoke(app, ["forecast", "--store", str(tmp_path / "none.duckdb")])
+    assert bad.exit_code == 2 and "no such file" in bad.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, Self
 
 import numpy as np
@@ -16,6 +16,12 @@ class Forecaster(Protocol):
     ``update(new_rows)`` appends observations ``new_rows[k, n_series]`` (online: the model
     may refit incrementally, and conformal intervals adapt); ``predict`` then forecasts from
     the end of everything seen so far.
+
+    ``SeriesFrame.exog`` (time-varying exogenous inputs, ``[T, n]`` each, NaN = unknown) is
+    kept by ``fit``; ``update(new_rows, exog)`` takes their rows for the same times
+    (``exog[name][k, n]``; a wrongly shaped one raises ForecastError naming it). Models
+    that use exogenous inputs read only what was known at each forecast's origin; models
+    that do not use them accept and keep them all the same.
     """
 
     name: str
@@ -24,7 +30,7 @@ class Forecaster(Protocol):
 
     def predict(self, horizon: int, levels: Sequence[float] = ()) -> Forecast: ...
 
-    def update(self, new_rows: F64) -> None: ...
+    def update(self, new_rows: F64, exog: Mapping[str, F64] | None = None) -> None: ...
 
 
 def clean(values: F64) -> F64:

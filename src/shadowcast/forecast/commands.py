@@ -19,6 +19,7 @@ from shadowcast.forecast.outlook import (
     series_from_store,
 )
 from shadowcast.records import SeriesFrame, Topology
+from shadowcast.store.base import Store
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Forecast demand and link load with intervals; runout per link.")
@@ -169,6 +170,25 @@ def score(
     )
 
 
+def _with_exog(
+    st: Store, frame: SeriesFrame, topo: Topology | None, names: list[str]
+) -> SeriesFrame:
+    """``frame`` with the configured exogenous inputs the store has measurements for."""
+    from dataclasses import replace
+
+    from shadowcast.forecast.exog import capacity_exog, shadow_exog
+
+    shadow = [c for c in names if c not in ("capacity_mbps", "headroom_mbps")]
+    ex = shadow_exog(st, frame.keys, frame.times, frame.step, shadow) if shadow else {}
+    if topo is not None and len(shadow) < len(names):
+        cap = capacity_exog(st, topo, frame.keys, frame.times, frame.step)
+        ex.update({k: v for k, v in cap.items() if k in names})
+    ex = {k: v for k, v in ex.items() if np.isfinite(v).any()}
+    if ex:
+        log.info("exogenous inputs", extra={"exog": sorted(ex)})
+    return replace(frame, exog=ex) if ex else frame
+
+
 def _run(
     ctx: typer.Context,
     store_path: Path | None,
@@ -220,6 +240,8 @@ def _run(
         try:
             frame = series_from_store(st, by_app=by_app)
             observed = links_from_store(st, topo.link_names() if topo else None)
+            if cfg.exog and not by_app:
+                frame = _with_exog(st, frame, topo, cfg.exog)
         finally:
             st.close()
     if days is not None:
@@ -316,6 +338,7 @@ def _json(report: dict[str, Any], top: int) -> dict[str, Any]:
     return {
         "source": report["source"],
         "topology": report["topology"],
+        "exog": sorted(frame.exog),
         "model": ol.model,
         "issued": str(ol.issued) + "Z",
         "step_s": ol.step,

@@ -52,6 +52,17 @@ def _checked(text: str) -> int:
         raise ValueError(str(exc)) from None
 
 
+EXOG_INPUTS = (
+    "abw_mbps",
+    "rtt_ms",
+    "owd_ms",
+    "jitter_ms",
+    "loss",
+    "capacity_mbps",
+    "headroom_mbps",
+)
+
+
 class ForecastConfig(BaseModel):
     """What to forecast, how far ahead, with which model and intervals."""
 
@@ -71,6 +82,9 @@ class ForecastConfig(BaseModel):
     # Link outlook (``shadowcast forecast``): P(load > threshold x capacity) per link and
     # horizon from ``link_samples`` joint draws; runout = when the p95 daily peak crosses
     # ``runout_target`` x capacity, looked for within ``runout_horizon``.
+    # Time-varying exogenous inputs read from the store when it has them (shadow-path
+    # measurements; bottleneck capacity/headroom from link_series with a topology).
+    exog: list[str] = Field(default_factory=lambda: ["abw_mbps", "rtt_ms", "loss"])
     threshold: float = Field(0.9, gt=0.0, le=2.0)
     link_samples: int = Field(2000, ge=100, le=100_000)
     runout_target: float = Field(0.8, gt=0.0, le=2.0)
@@ -92,6 +106,14 @@ class ForecastConfig(BaseModel):
             if not 0.0 < lv < 100.0:
                 raise ValueError(f"level {lv} must be a percent in (0, 100)")
         return sorted(v)
+
+    @field_validator("exog")
+    @classmethod
+    def _check_exog(cls, v: list[str]) -> list[str]:
+        bad = sorted(set(v) - set(EXOG_INPUTS))
+        if bad:
+            raise ValueError(f"unknown exogenous input(s) {bad}; choose from {list(EXOG_INPUTS)}")
+        return v
 
     @field_validator("calibration_window", "runout_horizon")
     @classmethod

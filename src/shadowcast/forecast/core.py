@@ -7,6 +7,12 @@ A model subclasses :class:`BaseForecaster` and provides two hooks:
   each origin (index of the last observed row in ``y``) for steps ``hs``, for series
   ``cols``, using only ``y[: origin + 1]``.
 
+Exogenous inputs (``SeriesFrame.exog``, time-varying, NaN = unknown) are kept in a buffer
+beside the values, row for row (``self._xbuf[name]``, rows as in ``y``; ``self._x`` gives
+views of what is kept); ``update(rows, exog)`` appends their new rows. A model that reads
+them takes row ``o`` (or earlier) only, for a forecast made at origin ``o``; models that
+ignore them need nothing.
+
 Calibration: the last ``calibration_window`` of the history is held out; the model is fitted
 on the rest, its forecasts from every held-out origin are scored (scale-aware, see
 :mod:`shadowcast.forecast.conformal`), then (for cheap models) it is refitted on everything.
@@ -15,7 +21,7 @@ on the rest, its forecasts from every held-out origin are scored (scale-aware, s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -57,6 +63,8 @@ class BaseForecaster:
         self.keep_s = parse_duration(keep)
         self.seed = seed
         self.report: dict[str, Any] = {}
+        self.exog_names: tuple[str, ...] = ()
+        self._xbuf: dict[str, F64] = {}
         self._fitted = False
 
     # -- hooks ---------------------------------------------------------------------------
@@ -77,6 +85,11 @@ class BaseForecaster:
         return self._buf[: self._len]
 
     @property
+    def _x(self) -> dict[str, F64]:
+        """Exogenous inputs aligned with ``_y``, by name: views of the buffer."""
+        return {k: b[: self._len] for k, b in self._xbuf.items()}
+
+    @property
     def n_series(self) -> int:
         return int(self._y.shape[1])
 
@@ -90,6 +103,7 @@ class BaseForecaster:
         self.step = int(history.step)
         self.keys = history.keys
         self.meta = dict(history.meta)
+        self.exog_names = tuple(sorted(history.exog))
         self._t0 = int(np.asarray(history.times[:1], dtype="datetime64[s]").astype(np.int64)[0])
         self._offset = 0
         self.report = _input_report(raw)
@@ -103,6 +117,7 @@ class BaseForecaster:
         self._cal = Calibrator(self.grid, self.aci_gamma, self.max_scores, self.seed)
         self._buf = y
         self._len = y.shape[0]
+        self._xbuf = {k: _finite_or_nan(history.exog[k]) for k in self.exog_names}
         T = y.shape[0]
         cal = min(max(1, self.calibration_s // self.step), T // 3)
         if cal >= 2 and T - cal >= 2:
@@ -181,7 +196,10 @@ class BaseForecaster:
         self._pending[self._offset + T - 1] = (mean[:, gi], scale[:, gi], used)
         return Forecast(mean=mean, lower=lower, upper=upper, model=self.name)
 
-    def update(self, new_rows: F64) -> None:
+    def update(self, new_rows: F64, exog: Mapping[str, F64] | None = None) -> None:
+        """Append ``new_rows[k, n]`` and, optionally, the exogenous inputs' rows for the same
+        times (``exog[name][k, n]``). An input seen at fit but not given here is unknown
+        (NaN) for these rows; one not seen at fit is checked and ignored."""
         self._check()
         rows = np.asarray(new_rows, dtype=np.float64)
         if rows.ndim == 1:
@@ -190,11 +208,35 @@ class BaseForecaster:
             raise ForecastError(
                 f"{self.name}: update expects rows[k, {self.n_series}], got {rows.shape}"
             )
+        xs = self._exog_rows(exog, rows.shape[0])
         bad = ~np.isfinite(rows)
         self.report["nonfinite"] = int(self.report.get("nonfinite", 0)) + int(bad.sum())
-        for r in rows:
-            self._append(r)
+        for j, r in enumerate(rows):
+            self._append(r, {k: v[j] for k, v in xs.items()})
         self._after_update(rows.shape[0])
+
+    def _exog_rows(self, exog: Mapping[str, F64] | None, k: int) -> dict[str, F64]:
+        """Checked exogenous rows ``[k, n]`` for every input seen at fit (NaN if not given)."""
+        n = self.n_series
+        given = dict(exog or {})
+        out: dict[str, F64] = {}
+        for name, arr in given.items():
+            a = np.asarray(arr)
+            if a.ndim == 1 and k == 1:
+                a = a[None, :]
+            if a.shape != (k, n) or a.dtype.kind not in "fiu":
+                raise ForecastError(
+                    f"{self.name}: exog[{name!r}] must be numeric rows[{k}, {n}] like new_rows, "
+                    f"got {a.dtype} {a.shape}"
+                )
+            if name in self._xbuf:
+                out[name] = _finite_or_nan(a)
+        unknown = sorted(set(given) - set(self._xbuf))
+        if unknown:
+            log.debug("exog inputs not seen at fit ignored", extra={"exog": unknown})
+        for name in self._xbuf:
+            out.setdefault(name, np.full((k, n), np.nan))
+        return out
 
     def _after_update(self, rows: int) -> None:
         return None
@@ -204,7 +246,7 @@ class BaseForecaster:
         many)."""
         return 2
 
-    def _append(self, r: F64) -> None:
+    def _append(self, r: F64, x: Mapping[str, F64] | None = None) -> None:
         prev = self._y[-1]
         r = np.where(np.isfinite(r), r, prev)
         T = self._y.shape[0]
@@ -224,14 +266,30 @@ class BaseForecaster:
         if self._len == self._buf.shape[0]:  # full: drop the oldest beyond keep, or grow
             drop = max(0, self._len - keep)
             cap = max(self._len - drop + 1, 2 * (self._len - drop), 64)
-            buf = np.empty((cap, self._buf.shape[1]))
-            buf[: self._len - drop] = self._buf[drop : self._len]
-            self._buf, self._len = buf, self._len - drop
+            self._buf = _regrow(self._buf, drop, self._len, cap)
+            self._xbuf = {k: _regrow(b, drop, self._len, cap) for k, b in self._xbuf.items()}
+            self._len -= drop
             self._offset += drop
         self._buf[self._len] = r
+        for k, b in self._xbuf.items():
+            b[self._len] = np.nan if x is None or k not in x else x[k]
         self._len += 1
         for o in [o for o in self._pending if o < t_abs - self.H]:
             del self._pending[o]
+
+
+def _regrow(buf: F64, drop: int, length: int, cap: int) -> F64:
+    """A new buffer of ``cap`` rows holding ``buf[drop:length]`` at its start."""
+    out = np.empty((cap, buf.shape[1]))
+    out[: length - drop] = buf[drop:length]
+    return out
+
+
+def _finite_or_nan(a: npt.ArrayLike) -> F64:
+    """A float64 copy with every non-finite value made NaN (unknown)."""
+    out = np.array(a, dtype=np.float64, copy=True)
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
 def _input_report(raw: F64) -> dict[str, Any]:

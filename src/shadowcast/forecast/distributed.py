@@ -38,6 +38,7 @@ def chunks(frame: SeriesFrame, chunk_series: int) -> list[SeriesFrame]:
                 values=frame.values[:, a:b],
                 step=frame.step,
                 meta=meta,
+                exog={k: np.asarray(v)[:, a:b] for k, v in frame.exog.items()},
             )
         )
     return out

@@ -34,7 +34,7 @@ from shadowcast.forecast.profile import ProfileEW
 from shadowcast.records import F64
 
 I64 = npt.NDArray[np.int64]
-_SHARED = ("step", "keys", "meta", "_t0", "H", "grid", "_floor", "seed")
+_SHARED = ("step", "keys", "meta", "exog_names", "_t0", "H", "grid", "_floor", "seed")
 
 
 def _simplex(k: int, steps: int = 10) -> list[tuple[float, ...]]:
@@ -78,7 +78,7 @@ class Ensemble(BaseForecaster):
             setattr(m, a, getattr(self, a))
         m._offset = self._offset
         if hasattr(self, "_buf"):
-            m._buf, m._len = self._buf, self._len
+            m._buf, m._len, m._xbuf = self._buf, self._len, self._xbuf
 
     def _after_update(self, rows: int) -> None:
         for m in self.members:

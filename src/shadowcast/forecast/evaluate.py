@@ -49,7 +49,12 @@ def split(series: SeriesFrame, test_fraction: float) -> tuple[SeriesFrame, Serie
 
 def _rows(s: SeriesFrame, a: int, b: int) -> SeriesFrame:
     return SeriesFrame(
-        times=s.times[a:b], keys=s.keys, values=s.values[a:b], step=s.step, meta=s.meta
+        times=s.times[a:b],
+        keys=s.keys,
+        values=s.values[a:b],
+        step=s.step,
+        meta=s.meta,
+        exog={k: np.asarray(v)[a:b] for k, v in s.exog.items()},
     )
 
 
@@ -77,6 +82,8 @@ def evaluate(
     step = train.step
     hmax = hs[-1]
     full = np.concatenate([train.values, test.values]).astype(np.float64)
+    # exogenous inputs of the test part, fed row by row beside the values
+    xfull = {k: np.asarray(test.exog[k]) for k in train.exog if k in test.exog}
     yc = clean(full)
     n_train = train.values.shape[0]
     T = full.shape[0]
@@ -115,7 +122,9 @@ def evaluate(
                 for lv in levels:
                     bounds[(h, lv, 0)][j] = fc.lower[float(lv)][:, h - 1]
                     bounds[(h, lv, 1)][j] = fc.upper[float(lv)][:, h - 1]
-            model.update(full[o + 1])
+            model.update(
+                full[o + 1], {k: v[o + 1 - n_train] for k, v in xfull.items()} or None
+            )
             if progress is not None:
                 progress(model.name, j + 1, k)
         total_s = time.perf_counter() - t0

@@ -14,7 +14,11 @@ Features: lags ``y[o - k] / s`` (k < 12), rolling means (3, 12, 48 steps) and th
 terms of the target (two daily Fourier pairs, a weekly pair, weekend flag), ``h``,
 ``log s``, and optional per-series meta from ``SeriesFrame.meta``: numeric arrays
 (e.g. ``distance_km``, ``capacity``, shadow-path ``rtt_ms``) as they are, string arrays
-(e.g. ``category``) as categorical codes.
+(e.g. ``category``) as categorical codes. Time-varying exogenous inputs
+(``SeriesFrame.exog``: shadow-path ``abw_mbps``, ``rtt_ms``, ...; see
+:mod:`shadowcast.forecast.exog`) add, per input, its value at the origin and its change over
+the last hour, as they are (NaN = unknown; LightGBM routes missing values itself): only what
+was measured by the origin, never at the target time.
 """
 
 from __future__ import annotations
@@ -137,7 +141,22 @@ class GlobalGBM(BaseForecaster):
         X = np.stack(feats, axis=1)
         if self._meta.shape[1]:
             X = np.concatenate([X, self._meta[i]], axis=1)
+        if self._xbuf:
+            X = np.concatenate([X, self._exog_features(o, i)], axis=1)
         return X
+
+    def _exog_features(self, o: I64, i: I64) -> F64:
+        """Per exogenous input: its value at the origin and its change over the last hour
+        (NaN where unknown, or where the hour reaches before the buffer)."""
+        back = o - max(1, 3600 // self.step)
+        ok = back >= 0
+        cols: list[F64] = []
+        for name in self.exog_names:
+            x = self._xbuf[name]
+            now = x[o, i]
+            cols.append(now)
+            cols.append(np.where(ok, now - x[np.maximum(back, 0), i], np.nan))
+        return np.stack(cols, axis=1)
 
     def _group_features(self, sub: F64, oo: I64, i: I64, w: int) -> list[F64]:
         """Recent relative change of the network total and of the series' source and
@@ -208,6 +227,9 @@ class GlobalGBM(BaseForecaster):
         # steps beyond the end of the history are resampled within range
         o = np.minimum(o, T - 1 - h)
         X = self._features(y, o, i, h)
+        # meta columns follow the base features (exogenous ones come last): index them in X
+        first_meta = X.shape[1] - self._meta.shape[1] - 2 * len(self._xbuf)
+        cats = [first_meta + c for c in cats]
         target, s = self._target(y, o, i, h)
         params = {
             "objective": "l1",

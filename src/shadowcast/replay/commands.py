@@ -248,21 +248,34 @@ def _print_report(console: Any, result: Any, report: dict[str, Any]) -> None:
         f"{lead_text(report['alert_lead_s_median'])}"
     )
     ftab = Table(title="Forecast accuracy over the replay (OD level, online)")
-    for col in ("model", "horizon", "NMAE", "NMAE persistence", "cover 80", "cover 95"):
+    heads = ("model", "horizon", "NMAE", "NMAE persistence", "cover 80", "cover 95")
+    for col in (*heads, "link ≤ hi80", "link ≤ hi95"):
         ftab.add_column(col)
+    nan = float("nan")
     for r in report["accuracy"]:
         ftab.add_row(
             r["model"],
             r["horizon"],
             f"{r['nmae']:.3f}",
             f"{r['nmae_persistence']:.3f}",
-            f"{r.get('coverage_80', float('nan')):.1%}",
-            f"{r.get('coverage_95', float('nan')):.1%}",
+            f"{r.get('coverage_80', nan):.1%}",
+            f"{r.get('coverage_95', nan):.1%}",
+            f"{r.get('link_upper_coverage_80', nan):.1%}",
+            f"{r.get('link_upper_coverage_95', nan):.1%}",
         )
     console.print(ftab)
+    console.print(
+        "cover L: OD values inside the L % interval; link ≤ hiL: link loads at or below the "
+        "link upper bound (nominal 90 % and 97.5 %)"
+    )
     console.print(f"store: {report['store']}")
     if report["plot"]:
         console.print(f"plot: {report['plot']}")
+    console.print(
+        "next: `shadowcast forecast` (links at risk, runout), `shadowcast forecast score`, "
+        f"`shadowcast plan --topology {Path(report['store']).with_suffix('.topology.json')} "
+        f"--store {report['store']}`"
+    )
 
 
 def _horizons(text: str) -> list[str]:

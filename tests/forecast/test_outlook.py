@@ -258,3 +258,29 @@ def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) 
     assert [r["key"] for r in doc["top_series"]] == ["A->B", "B->A"]
     bad = CliRunner().invoke(app, ["forecast", "--store", str(tmp_path / "none.duckdb")])
     assert bad.exit_code == 2 and "no such file" in bad.output
+
+
+@pytest.mark.parametrize("name", ["persistence", "profile", "gbm", "auto"])
+def test_horizons_longer_than_the_history_keep_honest_intervals(name: str) -> None:
+    """A 7-day horizon on 2 days of history: no zero-width interval (the scale of
+    unmeasurable horizons grows from the longest measurable one), wider than at 1 h."""
+    from shadowcast.forecast.registry import make_model
+
+    rng = np.random.default_rng(2)
+    T = 2 * DAY
+    t = np.arange(T)
+    vals = (
+        100
+        * (1 + 0.3 * np.sin(2 * np.pi * t / DAY))[:, None]
+        * (1 + 0.05 * rng.standard_normal((T, 4)))
+    )
+    frame = _frame(vals, ("A->B", "B->A", "A->C", "C->A"))
+    m = make_model(name, horizons=["1h", "7d"]).fit(frame)
+    H = 7 * DAY
+    fc = m.predict(H, [80.0, 95.0])
+    width = fc.upper[95.0] - fc.lower[95.0]
+    assert np.isfinite(fc.mean).all() and (width > 0).all()
+    assert (width[:, -1] > width[:, 3]).all()
+    m.update(vals[-1:])  # online, the unmeasurable scales stay extrapolated
+    w2 = m.predict(H, [95.0])
+    assert ((w2.upper[95.0] - w2.lower[95.0])[:, -1] > 0).all()

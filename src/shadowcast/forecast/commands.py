@@ -346,6 +346,7 @@ def _json(report: dict[str, Any], top: int) -> dict[str, Any]:
         "history_steps": int(frame.values.shape[0]),
         "horizons": ol.horizons,
         "levels": list(fc.levels),
+        "uncalibrated_horizons": ol.report.get("uncalibrated", []),
         "threshold": next(iter(ol.links.values())).threshold if ol.links else None,
         "seconds": round(ol.seconds, 3),
         "links": links,
@@ -383,6 +384,12 @@ def _print(report: dict[str, Any], top: int) -> None:
         f"{doc['step_s']} s up to {doc['issued']}; model {doc['model']}, {doc['seconds']} s"
     )
     labels = list(doc["horizons"])
+    if doc["uncalibrated_horizons"]:
+        console.print(
+            f"[yellow]note:[/yellow] {', '.join(doc['uncalibrated_horizons'])} lie beyond the "
+            "calibration window: their intervals are a wide fallback, not calibrated (raise "
+            "forecast.calibration_window to calibrate them)"
+        )
     lv = max(doc["levels"]) if doc["levels"] else None
     if doc["links"]:
         t = Table(title=f"links most at risk (P = P(load > {doc['threshold']:.0%} of capacity))")

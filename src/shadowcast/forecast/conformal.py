@@ -119,6 +119,12 @@ class Calibrator:
         self._sorted = [np.sort(s) for s in self._scores]
         self._cache.clear()
 
+    def max_calibrated_step(self) -> int:
+        """The longest grid horizon with enough scores (0: none); longer ones use the wide
+        fallback quantiles."""
+        ok = [int(h) for h, s in zip(self.grid, self._sorted, strict=True) if s.size >= 20]
+        return max(ok, default=0)
+
     def alpha(self, level: float) -> F64:
         if level not in self._alpha:
             self._alpha[level] = np.full(len(self.grid), 1.0 - level / 100.0)

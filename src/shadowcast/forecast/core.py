@@ -132,9 +132,26 @@ class BaseForecaster:
         self._scale_state = np.stack(
             [ew_scales(y, int(h), self.scale_rate, T - 1)[-1] for h in self.grid], axis=1
         )
+        self._extrapolate_scales(T)
+        self.report["calibrated_steps"] = int(self._cal.max_calibrated_step())
         self._pending: dict[int, tuple[F64, F64, dict[float, tuple[F64, F64]]]] = {}
         self._fitted = True
         return self
+
+    def _extrapolate_scales(self, T: int) -> None:
+        """Horizons at least as long as the history (``h >= T - 1``) have no measured
+        ``|y[t] - y[t-h]|``: their scale grows from the longest measurable one as
+        ``sqrt(h)`` (a random walk), never a zero-width interval."""
+        ok = self.grid < T - 1
+        if ok.all():
+            return
+        if not ok.any():
+            base, hb = np.abs(self._y).mean(axis=0) * 0.1, 1.0
+        else:
+            j = int(np.flatnonzero(ok)[-1])
+            base, hb = self._scale_state[:, j], float(self.grid[j])
+        for g in np.flatnonzero(~ok):
+            self._scale_state[:, g] = base * np.sqrt(float(self.grid[g]) / hb)
 
     def _calibrate(self, y: F64, first_origin: int) -> None:
         T, n = y.shape
@@ -260,8 +277,12 @@ class BaseForecaster:
             q = {lv: (float(lo[g]), float(hi[g])) for lv, (lo, hi) in used.items()}
             self._cal.observe(g, sc, q, self._per_step)
         for g, h in enumerate(self.grid):
-            d = np.abs(r - self._y[T - h]) if T - h >= 0 else np.zeros_like(r)
+            if T - h < 0:  # not measurable yet: keeps its extrapolated scale
+                continue
+            d = np.abs(r - self._y[T - h])
             self._scale_state[:, g] += self.scale_rate * (d - self._scale_state[:, g])
+        if T < self.grid[-1]:
+            self._extrapolate_scales(T + 1)
         keep = max(self.keep_s // self.step, 4 * self.H + 2, self._min_history())
         if self._len == self._buf.shape[0]:  # full: drop the oldest beyond keep, or grow
             drop = max(0, self._len - keep)

@@ -213,19 +213,25 @@ class GlobalGBM(BaseForecaster):
         self._meta, names, cats = self._meta_matrix(n)
         self._make_groups(n)
         rng = np.random.default_rng(self.seed)
-        hmax = int(self.grid[-1])
-        first = min(max(LAGS, 1), max(0, T - hmax - 1))
-        n_orig = T - hmax - first
-        if n_orig < 1:
+        first = min(LAGS, max(0, T - 2))
+        # every horizon the history can show at least once; longer ones are predicted as
+        # the longest trained (h is a feature: trees hold its last split beyond it)
+        fit_grid = self.grid[self.grid <= T - 1 - first]
+        if fit_grid.size == 0:
             self._booster = None
             log.info("gbm: history too short to train, falling back to persistence")
             return
-        R = int(min(self.max_rows, n_orig * n * len(self.grid)))
+        if fit_grid.size < self.grid.size:
+            log.info(
+                "gbm: horizons beyond the history trained as the longest it shows",
+                extra={"longest_trained_steps": int(fit_grid[-1])},
+            )
+        # origins: uniform over those that show every trained horizon
+        n_orig = T - int(fit_grid[-1]) - first
+        R = int(min(self.max_rows, n_orig * n * len(fit_grid)))
         o = rng.integers(first, first + n_orig, R)
         i = rng.integers(0, n, R)
-        h = self.grid[rng.integers(0, len(self.grid), R)]
-        # steps beyond the end of the history are resampled within range
-        o = np.minimum(o, T - 1 - h)
+        h = fit_grid[rng.integers(0, len(fit_grid), R)]
         X = self._features(y, o, i, h)
         # meta columns follow the base features (exogenous ones come last): index them in X
         first_meta = X.shape[1] - self._meta.shape[1] - 2 * len(self._xbuf)

@@ -123,6 +123,11 @@ def forecast_outlook(
         client=client,
     )
     issued = np.asarray(frame.times[-1], dtype="datetime64[s]")
+    # the conformal scores come from the held-out calibration window: longer horizons get
+    # a wide fallback interval (see BaseForecaster) and are flagged
+    T = frame.values.shape[0]
+    reach = min(max(1, cfg.calibration_s // step), T // 3) - 1
+    report = {"uncalibrated": [lb for lb, h in labels.items() if h > reach]}
     out: dict[str, Any] = {
         "issued": issued,
         "step": step,
@@ -130,6 +135,7 @@ def forecast_outlook(
         "horizons": labels,
         "series": fc,
         "model": cfg.model,
+        "report": report,
     }
     if links is not None:
         n_links, n_series = np.shape(links.routing)

@@ -105,3 +105,36 @@ def test_eval_forecast_entry_point() -> None:
     assert [r["horizon"] for r in out["rows"]] == ["15m", "1h", "15m", "1h"]
     assert out["rows"][0]["horizon_steps"] == 3 and out["rows"][1]["horizon_steps"] == 12
     assert "sum |yhat - y|" in out["nmae_definition"]
+
+
+def test_eval_forecast_command_side_by_side_with_statsforecast(tmp_path: Path) -> None:
+    """``shadowcast eval forecast --statsforecast N``: the backtest on every series, and ours
+    beside the baselines and AutoETS on the N largest, in one JSON object."""
+    pytest.importorskip("statsforecast")
+    import json
+
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+    from shadowcast.datasets.csvdemand import write_csv
+    from shadowcast.datasets.synthetic import synthetic_dataset
+
+    dem = synthetic_dataset(weeks=0.4, seed=3).demands
+    keep = np.argsort(-dem.values.mean(axis=0))[:12]
+    from dataclasses import replace
+
+    dem = replace(dem, od_pairs=tuple(dem.od_pairs[i] for i in keep), values=dem.values[:, keep])
+    csv = write_csv(dem, tmp_path / "d.csv")
+    args = ["eval", "forecast", "--demands", str(csv), "--models", "profile,persistence"]
+    res = CliRunner().invoke(app, [*args, "--statsforecast", "4", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert {(r["model"], r["horizon"]) for r in doc["rows"]} == {
+        (m, h) for m in ("profile", "persistence") for h in ("15m", "1h")
+    }
+    sub = doc["subset"]
+    assert {r["model"] for r in sub} == {"persistence", "seasonal_naive", "profile", "sf_AutoETS"}
+    assert all(r["subset_series"] == 4 and r["series"] == 4 for r in sub)
+    pers = {r["horizon"]: r["nmae"] for r in sub if r["model"] == "persistence"}
+    for r in sub:  # ratios are to persistence on the same four series
+        assert r["mase_persistence"] == pytest.approx(r["nmae"] / pers[r["horizon"]], rel=1e-9)

@@ -288,16 +288,31 @@ def _horizons(text: str) -> list[str]:
 @eval_app.command("forecast")
 def eval_forecast(
     ctx: typer.Context,
-    topology: Annotated[Path, typer.Option(help="topology file")],
     demands: Annotated[Path, typer.Option(help="training (or whole) demand series")],
+    topology: Annotated[
+        Path | None, typer.Option(help="topology file (checks the OD pairs' nodes)")
+    ] = None,
     test: Annotated[
         Path | None, typer.Option(help="test series: fit on D, roll through it")
     ] = None,
     horizons: Annotated[str, typer.Option(help="comma-separated, e.g. 15m,1h")] = "15m,1h",
-    models: Annotated[str | None, typer.Option(help="comma-separated model names")] = None,
+    models: Annotated[
+        str, typer.Option(help="comma-separated model names; the first one is 'ours'")
+    ] = "auto,persistence,seasonal_naive",
+    statsforecast: Annotated[
+        int,
+        typer.Option(
+            help="also backtest statsforecast models on the N largest series, beside "
+            "ours and the baselines on the same series (0: off; extra shadowcast[stats])"
+        ),
+    ] = 0,
+    sf_models: Annotated[
+        str, typer.Option(help="statsforecast models, e.g. AutoETS,AutoTheta")
+    ] = "AutoETS",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Backtest forecasters: NMAE, MASE vs persistence and seasonal naive, coverage."""
+    """Backtest forecasters online (rolling origin): NMAE, ratios to persistence and
+    seasonal naive, pinball loss, interval coverage per level (and per volume decile)."""
     from shadowcast import datasets
     from shadowcast.cli import out, settings_of
     from shadowcast.forecast.evaluate import evaluate
@@ -306,29 +321,63 @@ def eval_forecast(
     from shadowcast.units import horizon_steps
 
     settings = settings_of(ctx)
-    topo = datasets.load_topology(topology)
-    train = datasets.load_demands(demands, topology=topo)
-    test_s = datasets.load_demands(test, topology=topo) if test else None
-    hs = _horizons(horizons)
-    names = models.split(",") if models else list(settings.replay.models)
+    topo = datasets.load_topology(topology) if topology else None
+    train = SeriesFrame.from_demands(datasets.load_demands(demands, topology=topo))
+    test_f = SeriesFrame.from_demands(datasets.load_demands(test, topology=topo)) if test else None
+    hs = [horizon_steps(h, train.step) for h in _horizons(horizons)]
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    levels = settings.replay.levels
     with _progress() as bar:
         task = bar.add_task("backtest", total=None)
 
         def tick(label: str, done: int, total: int) -> None:
             bar.update(task, description=f"backtest {label}", completed=done, total=total)
 
-        rows = evaluate(
-            SeriesFrame.from_demands(train),
-            SeriesFrame.from_demands(test_s) if test_s is not None else None,
-            [horizon_steps(h, train.step) for h in hs],
-            names,
-            settings.replay.levels,
-            progress=tick,
-        )
+        rows = evaluate(train, test_f, hs, names, levels, progress=tick)
+        subset: list[dict[str, Any]] = []
+        if statsforecast > 0:
+            from shadowcast.forecast.external import eval_subset
+
+            frame, frac = train, 0.3
+            if test_f is not None:
+                frame = SeriesFrame(
+                    times=np.concatenate([train.times, test_f.times]),
+                    keys=train.keys,
+                    values=np.concatenate([train.values, test_f.values]),
+                    step=train.step,
+                )
+                frac = test_f.values.shape[0] / frame.values.shape[0]
+            bar.update(task, description=f"statsforecast on {statsforecast} series")
+            subset = eval_subset(
+                frame,
+                hs,
+                statsforecast,
+                [m.strip() for m in sf_models.split(",") if m.strip()],
+                names[0],
+                levels=levels,
+                test_fraction=frac,
+            )
     if json_out:
-        emit_json({"rows": rows})
+        emit_json({"rows": rows, "subset": subset})
         return
-    _rows_table(out, "Forecast backtest", rows)
+    _rows_table(out, "Forecast backtest (all series)", rows)
+    if subset:
+        n = subset[0]["subset_series"]
+        _rows_table(out, f"Beside statsforecast, on the {n} largest series", subset)
+
+
+# the backtest table's columns: (row key, header); every key is in the --json rows
+_EVAL_COLUMNS = (
+    ("model", "model"),
+    ("horizon", "h"),
+    ("nmae", "NMAE"),
+    ("mase_persistence", "×pers"),
+    ("mase_seasonal", "×seas"),
+    ("coverage_80", "cov80"),
+    ("coverage_95", "cov95"),
+    ("pinball", "pinball"),
+    ("seconds", "s"),
+)
 
 
 def _rows_table(console: Any, title: str, rows: list[dict[str, Any]]) -> None:
@@ -336,12 +385,17 @@ def _rows_table(console: Any, title: str, rows: list[dict[str, Any]]) -> None:
         console.print("no rows")
         return
     tab = Table(title=title)
-    cols = list(rows[0])
-    for c in cols:
-        tab.add_column(c)
+    cols = [(k, h) for k, h in _EVAL_COLUMNS if k in rows[0]]
+    for _, head in cols:
+        left = head in ("model", "h")
+        tab.add_column(head, justify="left" if left else "right", no_wrap=head == "model")
     for r in rows:
-        tab.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+        tab.add_row(*(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k, _ in cols))
     console.print(tab)
+    console.print(
+        "×pers / ×seas: the model's absolute error over persistence's / seasonal naive's "
+        "on the same points (< 1 beats them); covL: share inside the L % interval"
+    )
 
 
 __all__ = ["eval_app", "replay_cmd"]

@@ -5,8 +5,8 @@ step; its first two matrices are empty). Train on the earlier 70 %, roll through
     .venv/bin/python bench/forecast_eval.py [--json] [--models persistence,...] [--data DIR]
         [--statsforecast N [--sf-models AutoETS,AutoTheta]]
 
-Prints ours ("auto": backtest-weighted blend of persistence, the profile model and the global
-LightGBM model) beside persistence and seasonal naive, and checks the issue's floors:
+Prints ours ("auto": backtest-weighted blend of persistence, the profile model, Theta and
+the global LightGBM model) beside persistence and seasonal naive, and checks the issue's floors:
 NMAE <= 0.95 x persistence at 15 min and 1 h; 80/95 % coverage within +-3 points.
 With ``--statsforecast N`` (needs ``pip install 'shadowcast[stats]'``) it also backtests
 persistence, seasonal naive, ours and the statsforecast model(s) on the N largest series

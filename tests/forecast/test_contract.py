@@ -129,7 +129,7 @@ def test_gbm_online_refit_inside_ensemble(frame: SeriesFrame) -> None:
     )
     o = {"member_options": {"gbm": {"rounds": 10, "max_rows": 5000, "refit_every": "30m"}}}
     model = make_model("auto", **o).fit(head)
-    gbm = model.members[-1]  # type: ignore[attr-defined]
+    (gbm,) = [m for m in model.members if m.name == "gbm"]  # type: ignore[attr-defined]
     first = gbm._booster
     model.update(frame.values[700:712])
     assert gbm._booster is not first  # refitted online
@@ -137,7 +137,7 @@ def test_gbm_online_refit_inside_ensemble(frame: SeriesFrame) -> None:
     _check(fc.mean, fc.lower, fc.upper, len(frame.keys), 12)
 
 
-@pytest.mark.parametrize("name", ["persistence", "seasonal_naive", "profile", "gbm"])
+@pytest.mark.parametrize("name", ["persistence", "seasonal_naive", "profile", "gbm", "theta"])
 def test_planning_horizon_days(name: str, frame: SeriesFrame) -> None:
     """Multi-day horizons: calibrated on a log-spaced grid of steps, interpolated between."""
     model = make_model(name, horizons=["15m", "1d"], **opts(name)).fit(frame)

@@ -35,7 +35,7 @@ def _rolling_coverage(name: str, factor: float) -> tuple[np.ndarray, np.ndarray]
     return np.convolve(cov80, k, "valid"), np.convolve(cov95, k, "valid")
 
 
-@pytest.mark.parametrize("name", ["persistence", "profile", "gbm", "auto"])
+@pytest.mark.parametrize("name", ["persistence", "profile", "gbm", "theta", "auto"])
 @pytest.mark.parametrize("factor", [3.0, 0.3])
 def test_level_shift_recovery(name: str, factor: float) -> None:
     c80, c95 = _rolling_coverage(name, factor)

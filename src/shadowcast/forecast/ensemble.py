@@ -3,10 +3,12 @@
 The members' forecasts from every origin of the calibration window (out of sample: the
 members were fitted on the history before it) are blended with weights on a 0.1 simplex
 grid; per calibrated horizon the blend with the least scale-normalised absolute error over
-the window wins. The same window then gives the blend's conformal scores: choosing among 66
-blends is a mild selection, which the online ACI corrects if it shows. A weight of 1 on one member
-is per-horizon model *selection*; the default members are persistence, the profile model
-and the global LightGBM model.
+the window wins. The same window then gives the blend's conformal scores: choosing among the
+286 blends of four members is a mild selection, which the online ACI corrects if it shows.
+A weight of 1 on one member is per-horizon model *selection*; the default members are
+persistence, the profile model, the global LightGBM model and the Theta model (adding Theta:
+Abilene 0.832/0.885 -> 0.820/0.877 x persistence at 15 min / 1 h, GEANT unchanged; 10,000
+series 50 -> 63 s).
 
 Online (``online_rate`` > 0, "online expert aggregation"): every forecast's member
 predictions are kept until its target arrives through ``update``; then each candidate
@@ -31,6 +33,7 @@ from shadowcast.forecast.conformal import ew_scales
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.gbm import GlobalGBM
 from shadowcast.forecast.profile import ProfileEW
+from shadowcast.forecast.stats import Theta
 from shadowcast.records import F64
 
 I64 = npt.NDArray[np.int64]
@@ -54,7 +57,12 @@ class Ensemble(BaseForecaster):
         self,
         horizons: Sequence[str | int] = ("15m", "1h"),
         *,
-        members: Sequence[Callable[..., BaseForecaster]] = (Persistence, ProfileEW, GlobalGBM),
+        members: Sequence[Callable[..., BaseForecaster]] = (
+            Persistence,
+            ProfileEW,
+            GlobalGBM,
+            Theta,
+        ),
         member_options: dict[str, dict[str, Any]] | None = None,
         online_rate: float = 0.05,
         shrinkage: float = 10.0,

@@ -11,12 +11,14 @@ from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.ensemble import Ensemble
 from shadowcast.forecast.gbm import GlobalGBM
 from shadowcast.forecast.profile import ProfileEW
+from shadowcast.forecast.stats import Theta
 
 MODELS: dict[str, Callable[..., BaseForecaster]] = {
     "persistence": Persistence,
     "seasonal_naive": SeasonalNaive,
     "seasonal_naive_weekly": SeasonalNaiveWeekly,
     "profile": ProfileEW,
+    "theta": Theta,
     "gbm": GlobalGBM,
     "auto": Ensemble,
 }

@@ -122,9 +122,7 @@ def evaluate(
                 for lv in levels:
                     bounds[(h, lv, 0)][j] = fc.lower[float(lv)][:, h - 1]
                     bounds[(h, lv, 1)][j] = fc.upper[float(lv)][:, h - 1]
-            model.update(
-                full[o + 1], {k: v[o + 1 - n_train] for k, v in xfull.items()} or None
-            )
+            model.update(full[o + 1], {k: v[o + 1 - n_train] for k, v in xfull.items()} or None)
             if progress is not None:
                 progress(model.name, j + 1, k)
         total_s = time.perf_counter() - t0

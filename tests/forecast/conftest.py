@@ -39,3 +39,16 @@ def bad_frame() -> SeriesFrame:
     v[-3:, 6] = np.nan  # ends in a gap
     v[200:300, 7] = 0.0  # zeros inside
     return SeriesFrame(times=f.times, keys=f.keys, values=v, step=f.step)
+
+
+def check_forecast(fc_mean: np.ndarray, lower: dict, upper: dict, n: int, h: int) -> None:
+    """Shapes, finiteness, lower <= mean <= upper, nested 80/95 % intervals."""
+    assert fc_mean.shape == (n, h)
+    assert np.isfinite(fc_mean).all()
+    for lv in (80.0, 95.0):
+        lo, hi = lower[lv], upper[lv]
+        assert lo.shape == hi.shape == (n, h)
+        assert np.isfinite(lo).all() and np.isfinite(hi).all()
+        assert (lo <= fc_mean).all() and (fc_mean <= hi).all()
+    assert (lower[95.0] <= lower[80.0] + 1e-9).all()
+    assert (upper[80.0] <= upper[95.0] + 1e-9).all()

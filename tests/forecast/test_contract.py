@@ -10,21 +10,10 @@ from shadowcast.forecast.base import Forecaster
 from shadowcast.forecast.registry import MODELS, make_model
 from shadowcast.records import SeriesFrame
 
+from .conftest import check_forecast as _check
 from .conftest import opts
 
 NAMES = sorted(MODELS)
-
-
-def _check(fc_mean: np.ndarray, lower: dict, upper: dict, n: int, h: int) -> None:
-    assert fc_mean.shape == (n, h)
-    assert np.isfinite(fc_mean).all()
-    for lv in (80.0, 95.0):
-        lo, hi = lower[lv], upper[lv]
-        assert lo.shape == hi.shape == (n, h)
-        assert np.isfinite(lo).all() and np.isfinite(hi).all()
-        assert (lo <= fc_mean).all() and (fc_mean <= hi).all()
-    assert (lower[95.0] <= lower[80.0] + 1e-9).all()
-    assert (upper[80.0] <= upper[95.0] + 1e-9).all()
 
 
 @pytest.mark.parametrize("name", NAMES)

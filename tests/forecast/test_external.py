@@ -18,20 +18,12 @@ from shadowcast.forecast.external import (
 )
 from shadowcast.records import SeriesFrame
 
+from .conftest import check_forecast as _check
+
 
 @pytest.fixture
 def sf() -> Any:
     return pytest.importorskip("statsforecast")
-
-
-def _check(fc_mean: np.ndarray, lower: dict, upper: dict, n: int, h: int) -> None:
-    assert fc_mean.shape == (n, h)
-    assert np.isfinite(fc_mean).all()
-    for lv in (80.0, 95.0):
-        lo, hi = lower[lv], upper[lv]
-        assert lo.shape == hi.shape == (n, h)
-        assert np.isfinite(lo).all() and np.isfinite(hi).all()
-        assert (lo <= fc_mean).all() and (fc_mean <= hi).all()
 
 
 def _seasonal(n: int, days: int, seed: int, noise: float = 2.0) -> SeriesFrame:

@@ -42,81 +42,45 @@ def test_replay_stores_alerts_link_forecasts_and_latest_od_forecast() -> None:
     np.testing.assert_allclose(fc.mean[:, 0], [last[n] for n in names], rtol=1e-5)
 
 
-def test_plan_reads_the_replay_store(tmp_path: Path) -> None:
+def test_plan_and_forecast_read_the_replay_store(tmp_path: Path) -> None:
     env_dir = tmp_path / "var"
-    run = [sys.executable, "-m", "shadowcast.cli"]
     env = {"SHADOWCAST_DATA_DIR": str(env_dir), "PATH": "/usr/bin:/bin"}
-    rep = subprocess.run(
-        [*run, "replay", "--direct", "--weeks", "0.3", "--json", "--no-plot"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shadowcast.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    rep = cli("replay", "--direct", "--weeks", "0.3", "--json", "--no-plot")
     assert rep.returncode == 0, rep.stderr[-2000:]
     topo = Path(__file__).resolve().parents[2] / "src/shadowcast/datasets/data/Geant2001.graphml"
-    plan = subprocess.run(
-        [
-            *run,
-            "plan",
-            "--topology",
-            str(topo),
-            "--store",
-            str(env_dir / "replay.duckdb"),
-            "--json",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    store = str(env_dir / "replay.duckdb")
+    plan = cli("plan", "--topology", str(topo), "--store", store, "--json")
     assert plan.returncode == 0, plan.stderr[-2000:]
     out = json.loads(plan.stdout)
     assert out["checker"] == "accepted" and out["plan"]["topology"] == "Geant2001"
     # `shadowcast forecast` finds the replay's store and topology by itself, maps the OD
     # forecasts onto every link, dates runout, and stores its cycle for `plan --store`
-    fc = subprocess.run(
-        [*run, "forecast", "--model", "seasonal_naive", "--write", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    fc = cli("forecast", "--model", "seasonal_naive", "--write", "--json")
     assert fc.returncode == 0, fc.stderr[-2000:]
     doc = json.loads(fc.stdout)
-    assert doc["source"] == str(env_dir / "replay.duckdb") and doc["model"] == "seasonal_naive"
+    assert doc["source"] == store and doc["model"] == "seasonal_naive"
     from shadowcast.datasets import load_topology
 
     assert len(doc["links"]) == len(doc["runout"]) == len(load_topology(topo).links)
     p = [max(row["15m"]["p_exceed"], row["1h"]["p_exceed"]) for row in doc["links"]]
     assert p == sorted(p, reverse=True) and all(0.0 <= x <= 1.0 for x in p)
     assert doc["written_rows"] > 0
-    plan2 = subprocess.run(
-        [
-            *run,
-            "plan",
-            "--topology",
-            str(topo),
-            "--store",
-            str(env_dir / "replay.duckdb"),
-            "--json",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    plan2 = cli("plan", "--topology", str(topo), "--store", store, "--json")
     assert plan2.returncode == 0, plan2.stderr[-2000:]
-    missing = subprocess.run(
-        [*run, "plan", "--topology", str(topo), "--store", str(tmp_path / "none.duckdb")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    score = cli("forecast", "score", "--json")
+    assert score.returncode == 0, score.stderr[-2000:]
+    rows = json.loads(score.stdout)["rows"]
+    assert {r["horizon_s"] for r in rows} == {900, 3600} and all(r["scored"] > 0 for r in rows)
+    missing = cli("plan", "--topology", str(topo), "--store", str(tmp_path / "none.duckdb"))
     assert missing.returncode == 2 and "no such file" in " ".join(missing.stderr.split())

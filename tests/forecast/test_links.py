@@ -66,6 +66,24 @@ def test_link_bounds_combine_half_widths_with_the_correlation() -> None:
     assert (lo[95.0] <= R @ fc.mean).all() and (up[95.0] >= R @ fc.mean).all()
     with pytest.raises(ForecastError, match="loadings"):
         link_bounds(fc, R, np.ones((n + 1, 1)))
+    # per-lag loadings: steps 1-2 independent, step 3 on (lag 3) fully correlated
+    _, upm = link_bounds(fc, R, {1: np.zeros((n, 0)), 3: one})
+    np.testing.assert_allclose(upm[95.0][:, :2], up[95.0][:, :2])
+    np.testing.assert_allclose(upm[95.0][:, 2], up1[95.0][:, 2])
+
+
+def test_sample_loadings_follow_the_samples_correlation() -> None:
+    from shadowcast.forecast.links import sample_loadings
+
+    rng = np.random.default_rng(7)
+    common = rng.standard_normal((3000, 1))
+    n = 40  # the principal-component loadings overstate by about (1 - rho) / n: conservative
+    draws = 0.8 * common + 0.6 * rng.standard_normal((3000, n))  # correlation 0.64
+    L = sample_loadings(draws, k=1)
+    off = (L @ L.T)[~np.eye(n, dtype=bool)]
+    assert off.mean() == pytest.approx(0.64, abs=0.03) and off.min() > 0.55
+    Li = sample_loadings(rng.standard_normal((3000, n)), k=3)  # independent draws
+    assert np.abs((Li @ Li.T)[~np.eye(n, dtype=bool)]).mean() < 0.05
 
 
 def test_exceedance_probability() -> None:

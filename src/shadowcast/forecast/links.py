@@ -16,6 +16,7 @@ residuals around it (as Kentik reports per interface).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -50,14 +51,21 @@ def copula_loadings(history: F64, k: int = 5, lag: int = 1) -> F64:
     y = np.nan_to_num(np.asarray(history, dtype=np.float64))
     if y.shape[0] <= lag + 2:
         return np.zeros((y.shape[1], 0))
-    d = y[lag:] - y[:-lag]
+    return sample_loadings(y[lag:] - y[:-lag], k)
+
+
+def sample_loadings(samples: F64, k: int = 5) -> F64:
+    """Factor loadings of the rank correlation of joint draws ``samples[S, n]``, e.g. a
+    model's realised forecast errors at one horizon (the correlation the link bounds
+    need: what errors share, not what raw changes share)."""
+    d = np.nan_to_num(np.asarray(samples, dtype=np.float64))
+    k = int(min(k, d.shape[0] - 1, d.shape[1]))
+    if k < 1:
+        return np.zeros((d.shape[1], 0))
     z = norm.ppf((rankdata(d, axis=0) - 0.5) / d.shape[0])
     z -= z.mean(axis=0)
     sd = z.std(axis=0)
     z = np.where(sd > 0, z / np.where(sd > 0, sd, 1.0), 0.0)
-    k = int(min(k, d.shape[0] - 1, d.shape[1]))
-    if k < 1:
-        return np.zeros((y.shape[1], 0))
     _, s, vt = np.linalg.svd(z, full_matrices=False)
     L = vt[:k].T * (s[:k] / np.sqrt(z.shape[0]))
     norms = np.linalg.norm(L, axis=1)
@@ -150,7 +158,7 @@ def link_forecast(
 
 
 def link_bounds(
-    fc: Forecast, routing: Routing, loadings: F64 | None
+    fc: Forecast, routing: Routing, loadings: F64 | Mapping[int, F64] | None
 ) -> tuple[dict[float, F64], dict[float, F64]]:
     """Per-link interval bounds ``[n_links, h]`` for every level, without sampling.
 
@@ -160,25 +168,41 @@ def link_bounds(
     half-widths, ``C = I`` the root sum of squares. Exact for Gaussian marginals and cheap
     (``O(nnz(R) k h)``), so the replay uses it every step; :func:`link_forecast` samples
     the full marginals when P(exceed) is wanted.
+
+    ``loadings`` may map a lag in steps to the loadings of that lag's changes
+    (:func:`copula_loadings` with ``lag``): step ``j`` ahead then uses the longest lag
+    ``<= j`` (errors over longer horizons move together more: a shared daily ramp).
     """
     R = sp.csr_matrix(routing)
-    n_od = fc.mean.shape[0]
+    n_od, h = fc.mean.shape
     if R.shape[1] != n_od:
         raise ForecastError(f"routing has {R.shape[1]} OD columns, forecast has {n_od} series")
-    L = np.zeros((n_od, 0)) if loadings is None else np.asarray(loadings, dtype=np.float64)
-    if L.shape[0] != n_od:
-        raise ForecastError(f"loadings have {L.shape[0]} rows, forecast has {n_od} series")
-    idio2 = np.maximum(1.0 - (L * L).sum(axis=1), 0.0)[:, None]
+    if loadings is None or not isinstance(loadings, Mapping):
+        by_lag = {1: np.zeros((n_od, 0)) if loadings is None else np.asarray(loadings)}
+    else:
+        by_lag = {int(k): np.asarray(v, dtype=np.float64) for k, v in loadings.items()}
+    lags = sorted(by_lag)
+    for L in by_lag.values():
+        if L.shape[0] != n_od:
+            raise ForecastError(f"loadings have {L.shape[0]} rows, forecast has {n_od} series")
+    use = np.searchsorted(lags, np.arange(1, h + 1), side="right") - 1
     R2 = R.multiply(R).tocsr()
     mean = np.asarray(R @ fc.mean, dtype=np.float64)
 
     def spread(hw: F64) -> F64:  # [n_od, h] -> [n_links, h]
         hw = np.maximum(hw, 0.0)
-        var = np.asarray(R2 @ (idio2 * hw * hw))
-        if L.shape[1]:
-            f = np.asarray(R @ (hw[:, None, :] * L[:, :, None]).reshape(n_od, -1))
-            var = var + (f.reshape(R.shape[0], L.shape[1], -1) ** 2).sum(axis=1)
-        return np.asarray(np.sqrt(var), dtype=np.float64)
+        out = np.empty((R.shape[0], h))
+        for u in np.unique(use):
+            cols = np.flatnonzero(use == u)
+            L = by_lag[lags[max(int(u), 0)]]
+            idio2 = np.maximum(1.0 - (L * L).sum(axis=1), 0.0)[:, None]
+            w = hw[:, cols]
+            var = np.asarray(R2 @ (idio2 * w * w))
+            if L.shape[1]:
+                f = np.asarray(R @ (w[:, None, :] * L[:, :, None]).reshape(n_od, -1))
+                var = var + (f.reshape(R.shape[0], L.shape[1], -1) ** 2).sum(axis=1)
+            out[:, cols] = np.sqrt(var)
+        return out
 
     lower = {lv: mean - spread(fc.mean - fc.lower[lv]) for lv in fc.levels}
     upper = {lv: mean + spread(fc.upper[lv] - fc.mean) for lv in fc.levels}

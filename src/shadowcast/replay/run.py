@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ import pyarrow as pa
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.forecast.base import Forecaster
-from shadowcast.forecast.links import copula_loadings, link_bounds
+from shadowcast.forecast.links import copula_loadings, link_bounds, sample_loadings
 from shadowcast.plan.routing import link_loads, routing_matrix
 from shadowcast.records import F64, Alert, DemandSeries, Forecast, SeriesFrame, Topology
 from shadowcast.replay.arrow import dict_array, long_table, ts_array
@@ -165,7 +166,30 @@ def replay(
 
     comonotone = config.link_intervals == "comonotone"
     day = max(2, 86400 // step)
-    loadings = copula_loadings(demands.values[max(0, warm - day) : warm].astype(np.float64))
+    # The link bounds need the correlation of each model's forecast errors, per horizon:
+    # learnt from its realised errors over the last day (only those whose target has been
+    # observed); until there are enough, from the lag-h changes of the history.
+    lags = sorted(set(horizons.values()))
+    made: dict[tuple[str, int], deque[tuple[int, F64]]] = {
+        (m, h): deque() for m in config.models for h in lags
+    }
+    errs: dict[tuple[str, int], deque[F64]] = {
+        (m, h): deque(maxlen=day) for m in config.models for h in lags
+    }
+
+    def loadings_at(end: int) -> dict[str, dict[int, F64]]:
+        hist = demands.values[max(0, end - day - max(lags)) : end].astype(np.float64)
+        out: dict[str, dict[int, F64]] = {}
+        for m in config.models:
+            out[m] = {
+                h: sample_loadings(np.stack(errs[(m, h)]))
+                if len(errs[(m, h)]) >= 50
+                else copula_loadings(hist, lag=h)
+                for h in lags
+            }
+        return out
+
+    loadings = loadings_at(warm)
     apps = dict(by_app or {})
     app_names = [""] + sorted(apps)
     chunk = config.chunk_steps
@@ -206,8 +230,14 @@ def replay(
                 if comonotone:  # OD quantiles summed over the link: the worst case
                     link_lo_all = {lv: link_loads(routing, v.T).T for lv, v in fc.lower.items()}
                     link_up_all = {lv: link_loads(routing, v.T).T for lv, v in fc.upper.items()}
-                else:  # half-widths combined with the OD pairs' correlation
-                    link_lo_all, link_up_all = link_bounds(fc, routing, loadings)
+                else:  # half-widths combined with the OD pairs' error correlation
+                    link_lo_all, link_up_all = link_bounds(fc, routing, loadings[m])
+                    for h in lags:
+                        q = made[(m, h)]
+                        while q and q[0][0] <= t:  # target observed: its error is known
+                            tgt0, mean0 = q.popleft()
+                            errs[(m, h)].append(demands.values[tgt0] - mean0)
+                        q.append((t + h, fc.mean[:, h - 1].copy()))
                 link_up = {lv: v / cap_mbps[:, None] for lv, v in link_up_all.items()}
                 for hname, h in horizons.items():
                     tr = tracks[(m, hname)]
@@ -257,7 +287,7 @@ def replay(
                                 else last_pred[hname]
                             )
         if not comonotone and c1 > warm:  # the correlation follows the last day
-            loadings = copula_loadings(demands.values[max(0, c1 - day) : c1].astype(np.float64))
+            loadings = loadings_at(c1)
         with store.transaction():
             store.write("od_series", pa.concat_tables(od_tables))
             store.write("link_series", link_tab)

@@ -90,8 +90,10 @@ def _rows_in_grid(tab: pa.Table, t0_ms: int, step_ms: int, T: int) -> tuple[I64,
     return b, (b >= 0) & (b < T)
 
 
-def _codes(column: pa.ChunkedArray) -> tuple[I64, list[str]]:
-    enc = column.fill_null("").combine_chunks().dictionary_encode()
+def column_codes(column: pa.ChunkedArray) -> tuple[I64, list[str]]:
+    """A string column as integer codes into its distinct values (nulls as ""): one Python
+    string per distinct value, never one per row."""
+    enc = column.cast(pa.string()).fill_null("").combine_chunks().dictionary_encode()
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
 
 
@@ -99,8 +101,8 @@ def _od_columns(tab: pa.Table, keys: Sequence[str]) -> I64:
     """Position in ``keys`` of each shadow row's OD pair (-1: none); one lookup per
     distinct (tunnel, path), not per row."""
     pos = {k: i for i, k in enumerate(keys)}
-    ti, tnames = _codes(tab.column("tunnel"))
-    pi, pnames = _codes(tab.column("path"))
+    ti, tnames = column_codes(tab.column("tunnel"))
+    pi, pnames = column_codes(tab.column("path"))
     combo = ti * max(1, len(pnames)) + pi
     uniq, inv = np.unique(combo, return_inverse=True)
     lut = np.empty(uniq.size, dtype=np.int64)

@@ -27,6 +27,7 @@ import pyarrow as pa
 from shadowcast.errors import ForecastError, StoreError
 from shadowcast.forecast.config import ForecastConfig
 from shadowcast.forecast.distributed import fit_predict
+from shadowcast.forecast.exog import column_codes
 from shadowcast.forecast.links import LinkForecast, Runout, copula_loadings, link_forecast, runout
 from shadowcast.records import F64, Forecast, SeriesFrame
 from shadowcast.store.base import Store
@@ -195,37 +196,46 @@ def series_from_store(
     store: Store, *, by_app: bool = False, days: float | None = None
 ) -> SeriesFrame:
     """OD series (all traffic, or per application with keys ``src->dst/app``) from the
-    store's ``od_series`` table as a dense frame; missing buckets are NaN (gaps)."""
+    store's ``od_series`` table as a dense frame, keys sorted; missing buckets are NaN
+    (gaps). ``days``: only the last ``days`` before the newest row."""
     tab = store.read("od_series")
     if tab.num_rows == 0:
         raise StoreError("no OD series in the store: run `shadowcast replay` or collect first")
-    app = np.asarray(tab.column("app").to_pylist(), dtype=object)
-    keep = app != "" if by_app else app == ""
+    ai, apps = column_codes(tab.column("app"))
+    keep = (np.asarray(apps, dtype=object) != "")[ai] == by_app
     if not keep.any():
         what = "per-application" if by_app else "all-traffic"
         raise StoreError(f"no {what} OD series in the store")
-    tab = tab.filter(pa.array(keep))
     t = tab.column("time").cast(pa.int64()).to_numpy() // 1000  # ms -> s
-    key = np.char.add(
-        np.char.add(np.asarray(tab.column("src").to_pylist(), dtype=str), "->"),
-        np.asarray(tab.column("dst").to_pylist(), dtype=str),
-    )
-    if by_app:
-        key = np.char.add(np.char.add(key, "/"), app[keep].astype(str))
-    mbps = tab.column("mbps").to_numpy()
     if days is not None:
-        sel = t > t.max() - int(days * 86400)
-        t, key, mbps = t[sel], key[sel], mbps[sel]
+        keep &= t > t[keep].max() - int(days * 86400)
+    si, srcs = column_codes(tab.column("src"))
+    di, dsts = column_codes(tab.column("dst"))
+    combo = si * len(dsts) + di
+    if by_app:
+        combo = combo * len(apps) + ai
+    t, combo, mbps = t[keep], combo[keep], tab.column("mbps").to_numpy()[keep]
     times = np.unique(t)
     if len(times) < 2:
         raise StoreError(f"the store holds {len(times)} time step(s) of OD series; need more")
-    keys, ki = np.unique(key, return_inverse=True)
+    uniq, ki = np.unique(combo, return_inverse=True)
+    names = []
+    for c in uniq.tolist():  # one name per series, not per row
+        od, a = divmod(c, len(apps)) if by_app else (c, 0)
+        s, d = divmod(od, len(dsts))
+        names.append(f"{srcs[s]}->{dsts[d]}" + (f"/{apps[a]}" if by_app else ""))
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
     step = int(np.min(np.diff(times)))
     grid = np.arange(times[0], times[-1] + step, step)
-    values = np.full((len(grid), len(keys)), np.nan)
-    values[np.searchsorted(grid, t), ki] = mbps
+    values = np.full((len(grid), len(names)), np.nan)
+    values[np.searchsorted(grid, t), rank[ki.ravel()]] = mbps
     return SeriesFrame(
-        times=grid.astype("datetime64[s]"), keys=tuple(keys.tolist()), values=values, step=step
+        times=grid.astype("datetime64[s]"),
+        keys=tuple(names[i] for i in order),
+        values=values,
+        step=step,
     )
 
 
@@ -235,15 +245,16 @@ def links_from_store(store: Store, names: Sequence[str] | None = None) -> Observ
     tab = store.read("link_series")
     if tab.num_rows == 0:
         return None
-    t = tab.column("time").cast(pa.int64()).to_numpy() // 1000
-    link = np.asarray(tab.column("link").to_pylist(), dtype=str)
-    names = list(names) if names is not None else sorted(set(link.tolist()))
+    codes, stored = column_codes(tab.column("link"))
+    names = list(names) if names is not None else sorted(stored)
     pos = {n: i for i, n in enumerate(names)}
-    ok = np.array([lk in pos for lk in link])
+    li = np.array([pos.get(n, -1) for n in stored], dtype=np.int64)[codes]
+    ok = li >= 0
     if not ok.any():
         return None
+    t = tab.column("time").cast(pa.int64()).to_numpy() // 1000
     times, ti = np.unique(t[ok], return_inverse=True)
-    li = np.array([pos[lk] for lk in link[ok]], dtype=np.int64)
+    li = li[ok]
     loads = np.full((len(times), len(names)), np.nan)
     loads[ti, li] = tab.column("load_mbps").to_numpy()[ok]
     cap = np.full(len(names), np.nan)

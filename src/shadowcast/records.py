@@ -196,6 +196,29 @@ class SeriesFrame:
                     f"got {a.dtype} {a.shape}"
                 )
 
+    def rows(self, start: int | None, stop: int | None = None) -> SeriesFrame:
+        """Time steps ``start:stop`` (Python slice semantics), meta and exog kept."""
+        return SeriesFrame(
+            times=self.times[start:stop],
+            keys=self.keys,
+            values=self.values[start:stop],
+            step=self.step,
+            meta=self.meta,
+            exog={k: np.asarray(v)[start:stop] for k, v in self.exog.items()},
+        )
+
+    def columns(self, idx: slice | Sequence[int] | npt.NDArray[np.integer]) -> SeriesFrame:
+        """The series at ``idx`` (a slice or positions), with their meta and exog."""
+        pos = np.arange(len(self.keys))[idx]
+        return SeriesFrame(
+            times=self.times,
+            keys=tuple(self.keys[int(i)] for i in pos),
+            values=self.values[:, idx],
+            step=self.step,
+            meta={k: np.asarray(v)[idx] for k, v in self.meta.items()},
+            exog={k: np.asarray(v)[:, idx] for k, v in self.exog.items()},
+        )
+
     @classmethod
     def from_demands(cls, demands: DemandSeries) -> SeriesFrame:
         return cls(

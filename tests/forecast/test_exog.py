@@ -306,6 +306,9 @@ def test_backtest_and_chunks_carry_exog() -> None:
     with_ = evaluate(f, None, [12], ["gbm"], test_fraction=0.25, model_options=opts)[0]
     without = evaluate(plain, None, [12], ["gbm"], test_fraction=0.25, model_options=opts)[0]
     assert with_["nmae"] < 0.8 * without["nmae"]
+    head = f.rows(-5)
+    assert head.values.shape == head.exog["abw_mbps"].shape == (5, 20)
+    np.testing.assert_array_equal(head.exog["abw_mbps"], f.exog["abw_mbps"][-5:])
     parts = chunks(f, 7)
     assert [p.exog["abw_mbps"].shape[1] for p in parts] == [7, 7, 6]
     np.testing.assert_array_equal(parts[1].exog["abw_mbps"], f.exog["abw_mbps"][:, 7:14])

@@ -256,8 +256,20 @@ def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) 
     assert doc["exog"] == ["abw_mbps", "loss", "rtt_ms"]
     assert doc["links"] == [] and doc["runout"] == []
     assert [r["key"] for r in doc["top_series"]] == ["A->B", "B->A"]
+    # --days trims the series at the source: the shadow inputs stay attached
+    res = CliRunner().invoke(
+        app,
+        ["forecast", "--store", str(path), "--model", "persistence", "--days", "1", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["history_steps"] == 288 and doc["exog"] == ["abw_mbps", "loss", "rtt_ms"]
     bad = CliRunner().invoke(app, ["forecast", "--store", str(tmp_path / "none.duckdb")])
     assert bad.exit_code == 2 and "no such file" in bad.output
+    csv = tmp_path / "d.csv"
+    csv.write_text("time,src,dst,value\n2026-01-05T00:00:00Z,A,B,1\n")
+    both = CliRunner().invoke(app, ["forecast", "--demands", str(csv), "--write"])
+    assert both.exit_code == 2 and "use --store" in both.output
 
 
 @pytest.mark.parametrize("name", ["persistence", "profile", "gbm", "auto"])

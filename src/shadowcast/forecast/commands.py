@@ -43,10 +43,11 @@ def _pick_store(ctx: typer.Context, given: Path | None) -> Path:
         if not given.is_file():
             raise StoreError(f"--store {given}: no such file")
         return given
-    for p in _store_candidates(ctx):
+    candidates = _store_candidates(ctx)
+    for p in candidates:
         if p.is_file():
             return p
-    tried = ", ".join(str(p) for p in _store_candidates(ctx))
+    tried = ", ".join(str(p) for p in candidates)
     raise StoreError(
         f"no store found (tried {tried}): run `shadowcast replay` first, or give --store "
         "or --demands"
@@ -134,6 +135,7 @@ def score(
     from shadowcast.cli import console, out
     from shadowcast.forecast.score import score_stored
     from shadowcast.store.duckdb import DuckDBStore
+    from shadowcast.units import format_duration
 
     try:
         path = _pick_store(ctx, store)
@@ -157,8 +159,6 @@ def score(
     for c in ("model", "h", "scored", "pending", "NMAE", *heads):
         t.add_column(c, justify="left" if c == "model" else "right")
     for r in doc["rows"]:
-        from shadowcast.units import format_duration
-
         cells = [r["model"], format_duration(r["horizon_s"]), f"{r['scored']:,}"]
         cells += [f"{r['pending']:,}", "" if r["nmae"] is None else f"{r['nmae']:.3f}"]
         cells += ["" if r.get(c) is None else f"{r[c]:.1%}" for c in cols]
@@ -224,8 +224,12 @@ def _run(
             raise ConfigError("give --store or --demands, not both")
         if by_app:
             raise ConfigError("--by-app reads per-application series from a store")
+        if write:
+            raise ConfigError("--write stores into the store the series came from: use --store")
         topo = datasets.load_topology(topology, capacities_from=capacities) if topology else None
         frame = SeriesFrame.from_demands(datasets.load_demands(demands, topology=topo))
+        if days is not None:
+            frame = frame.rows(-max(4, int(days * 86400 // frame.step)))
         source = str(demands)
     else:
         from shadowcast.store.duckdb import DuckDBStore
@@ -238,15 +242,12 @@ def _run(
             topo = datasets.load_topology(topology, capacities_from=capacities)
         st = DuckDBStore(str(path))
         try:
-            frame = series_from_store(st, by_app=by_app)
+            frame = series_from_store(st, by_app=by_app, days=days)
             observed = links_from_store(st, topo.link_names() if topo else None)
             if cfg.exog and not by_app:
                 frame = _with_exog(st, frame, topo, cfg.exog)
         finally:
             st.close()
-    if days is not None:
-        k = max(4, int(days * 86400 // frame.step))
-        frame = SeriesFrame(frame.times[-k:], frame.keys, frame.values[-k:], frame.step)
     links = _links(topo, frame) if topo is not None and not by_app else None
     client = None
     if cfg.dask_scheduler:
@@ -259,8 +260,6 @@ def _run(
     finally:
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
-    if write and demands is not None:
-        raise ConfigError("--write stores into the store the series came from: use --store")
     written = _write(Path(source), ol) if write else 0
     return {
         "outlook": ol,

@@ -27,20 +27,7 @@ def chunks(frame: SeriesFrame, chunk_series: int) -> list[SeriesFrame]:
     if chunk_series < 1:
         raise ForecastError(f"chunk_series must be >= 1, got {chunk_series}")
     n = len(frame.keys)
-    out = []
-    for a in range(0, n, chunk_series):
-        b = min(n, a + chunk_series)
-        meta = {k: np.asarray(v)[a:b] for k, v in frame.meta.items()}
-        out.append(
-            SeriesFrame(
-                times=frame.times,
-                keys=frame.keys[a:b],
-                values=frame.values[:, a:b],
-                step=frame.step,
-                meta=meta,
-                exog={k: np.asarray(v)[:, a:b] for k, v in frame.exog.items()},
-            )
-        )
+    out = [frame.columns(slice(a, min(n, a + chunk_series))) for a in range(0, n, chunk_series)]
     return out
 
 

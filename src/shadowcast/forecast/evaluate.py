@@ -44,18 +44,7 @@ def split(series: SeriesFrame, test_fraction: float) -> tuple[SeriesFrame, Serie
     cut = int(round(T * (1.0 - test_fraction)))
     if cut < 2 or cut >= T:
         raise ForecastError(f"cannot split {T} steps with test_fraction={test_fraction}")
-    return _rows(series, 0, cut), _rows(series, cut, T)
-
-
-def _rows(s: SeriesFrame, a: int, b: int) -> SeriesFrame:
-    return SeriesFrame(
-        times=s.times[a:b],
-        keys=s.keys,
-        values=s.values[a:b],
-        step=s.step,
-        meta=s.meta,
-        exog={k: np.asarray(v)[a:b] for k, v in s.exog.items()},
-    )
+    return series.rows(0, cut), series.rows(cut, T)
 
 
 def evaluate(

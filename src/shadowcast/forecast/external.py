@@ -227,13 +227,7 @@ def subset_frame(
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN series -> NaN -> 0
         volume = np.nan_to_num(np.nanmean(np.where(np.isfinite(head), head, np.nan), axis=0))
     pick = np.sort(np.argsort(-volume, kind="stable")[: min(n, k)])
-    return SeriesFrame(
-        times=frame.times,
-        keys=tuple(frame.keys[int(i)] for i in pick),
-        values=np.ascontiguousarray(frame.values[:, pick]),
-        step=frame.step,
-        meta={name: np.asarray(a)[pick] for name, a in frame.meta.items()},
-    )
+    return frame.columns(pick)
 
 
 def eval_subset(

@@ -158,7 +158,11 @@ def link_forecast(
 
 
 def link_bounds(
-    fc: Forecast, routing: Routing, loadings: F64 | Mapping[int, F64] | None
+    fc: Forecast,
+    routing: Routing,
+    loadings: F64 | Mapping[int, F64] | None,
+    *,
+    lower: bool = True,
 ) -> tuple[dict[float, F64], dict[float, F64]]:
     """Per-link interval bounds ``[n_links, h]`` for every level, without sampling.
 
@@ -172,6 +176,7 @@ def link_bounds(
     ``loadings`` may map a lag in steps to the loadings of that lag's changes
     (:func:`copula_loadings` with ``lag``): step ``j`` ahead then uses the longest lag
     ``<= j`` (errors over longer horizons move together more: a shared daily ramp).
+    ``lower=False`` skips the lower bounds (an empty dict) when only the upper are wanted.
     """
     R = sp.csr_matrix(routing)
     n_od, h = fc.mean.shape
@@ -204,9 +209,9 @@ def link_bounds(
             out[:, cols] = np.sqrt(var)
         return out
 
-    lower = {lv: mean - spread(fc.mean - fc.lower[lv]) for lv in fc.levels}
-    upper = {lv: mean + spread(fc.upper[lv] - fc.mean) for lv in fc.levels}
-    return lower, upper
+    lo = {lv: mean - spread(fc.mean - fc.lower[lv]) for lv in fc.levels} if lower else {}
+    up = {lv: mean + spread(fc.upper[lv] - fc.mean) for lv in fc.levels}
+    return lo, up
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,7 +189,7 @@ def replay(
             }
         return out
 
-    loadings = loadings_at(warm)
+    loadings = {} if comonotone else loadings_at(warm)
     apps = dict(by_app or {})
     app_names = [""] + sorted(apps)
     chunk = config.chunk_steps
@@ -227,11 +227,18 @@ def replay(
                 model.update(row)
                 fc = model.predict(h_pred, levels)
                 link_mean = link_loads(routing, fc.mean.T).T / cap_mbps[:, None]  # [L, H]
+                # lower bounds are stored only for the model that drives alerts
                 if comonotone:  # OD quantiles summed over the link: the worst case
-                    link_lo_all = {lv: link_loads(routing, v.T).T for lv, v in fc.lower.items()}
                     link_up_all = {lv: link_loads(routing, v.T).T for lv, v in fc.upper.items()}
+                    link_lo_all = (
+                        {lv: link_loads(routing, v.T).T for lv, v in fc.lower.items()}
+                        if m == primary
+                        else {}
+                    )
                 else:  # half-widths combined with the OD pairs' error correlation
-                    link_lo_all, link_up_all = link_bounds(fc, routing, loadings[m])
+                    link_lo_all, link_up_all = link_bounds(
+                        fc, routing, loadings[m], lower=m == primary
+                    )
                     for h in lags:
                         q = made[(m, h)]
                         while q and q[0][0] <= t:  # target observed: its error is known
@@ -257,7 +264,6 @@ def replay(
                                 inside = (actual >= od_lo) & (actual <= od_hi)
                                 tr.covered[lv] += int(inside.sum())
                     if m == primary:
-                        # lower bounds are stored only for the model that drives alerts
                         link_lo = {lv: v[:, h - 1] / cap_mbps for lv, v in link_lo_all.items()}
                         mean_h = link_mean[:, h - 1] * cap_mbps
                         los = [link_lo.get(lv, link_mean[:, h - 1]) for lv in buf.levels]

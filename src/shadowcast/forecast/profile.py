@@ -51,12 +51,16 @@ def daily_profile(y: F64, phase0: int, season: int, decay: float = 0.7) -> F64:
     age = (days - 1 - np.arange(days)).astype(np.float64)
     w = (decay**age)[:, None, None] * np.isfinite(cube)
     prof = np.nansum(np.nan_to_num(cube) * w, axis=0) / np.maximum(w.sum(axis=0), 1e-12)
-    k = 1 if season < 96 else 2  # smooth +-k phases, circularly
-    if k:
-        ext = np.concatenate([prof[-k:], prof, prof[:k]])
-        c = np.cumsum(np.concatenate([np.zeros((1, n)), ext]), axis=0)
-        prof = (c[2 * k + 1 :] - c[: -2 * k - 1]) / (2 * k + 1)
-    return np.asarray(prof, dtype=np.float64)
+    return circular_smooth(prof, 1 if season < 96 else 2)
+
+
+def circular_smooth(s: F64, k: int) -> F64:
+    """Mean over +-``k`` phases of a per-phase ``s[season, n]``, wrapping around the day."""
+    if k < 1:
+        return np.asarray(s, dtype=np.float64)
+    ext = np.concatenate([s[-k:], s, s[:k]])
+    c = np.cumsum(np.concatenate([np.zeros((1, s.shape[1])), ext]), axis=0)
+    return np.asarray((c[2 * k + 1 :] - c[: -2 * k - 1]) / (2 * k + 1), dtype=np.float64)
 
 
 class ProfileEW(BaseForecaster):

@@ -41,6 +41,7 @@ from scipy.signal import lfilter
 
 from shadowcast.forecast.config import horizon_steps, parse_duration
 from shadowcast.forecast.core import BaseForecaster
+from shadowcast.forecast.profile import circular_smooth
 from shadowcast.records import F64
 
 I64 = npt.NDArray[np.int64]
@@ -96,7 +97,7 @@ def _indices_block(y: F64, m: int, phase0: int) -> tuple[F64, B]:
     sa = per_phase(diff) / per_phase(np.ones((t.size, n)))
     k = m // 144
     if k:
-        sm, sa = _circular_smooth(sm, k), _circular_smooth(sa, k)
+        sm, sa = circular_smooth(sm, k), circular_smooth(sa, k)
     sm = sm / np.maximum(sm.mean(axis=0, keepdims=True), 1e-12)
     sa = sa - sa.mean(axis=0, keepdims=True)
     mult = (y.min(axis=0) >= 0) & (sm.min(axis=0) >= MULT_MIN_INDEX)
@@ -127,12 +128,6 @@ def _ols_slopes(d: F64, w0: I64, r: I64) -> F64:
     stt = (a1 * (a1 + 1) * (2 * a1 + 1) - (a0 - 1) * a0 * (2 * a0 - 1)) / 6.0
     den = nt * stt - st * st
     return np.asarray(np.where(nt > 1, (nt * std - st * sd) / np.where(nt > 1, den, 1.0), 0.0))
-
-
-def _circular_smooth(s: F64, k: int) -> F64:
-    ext = np.concatenate([s[-k:], s, s[:k]])
-    c = np.cumsum(np.concatenate([np.zeros((1, s.shape[1])), ext]), axis=0)
-    return np.asarray((c[2 * k + 1 :] - c[: -2 * k - 1]) / (2 * k + 1), dtype=np.float64)
 
 
 class Theta(BaseForecaster):

@@ -89,6 +89,14 @@ def _tc(ns: str, *args: str) -> Cmd:
     return ("tc", "-n", ns, *args) if ns else ("tc", *args)
 
 
+def _htb_class(
+    ns: str, dev: str, parent: str, classid: str, rate: str, ceil: str, prio: str | None = None
+) -> Cmd:
+    """``tc class add`` of an htb class; ``rate``/``ceil`` as tc strings (``"40.000mbit"``)."""
+    args = ["parent", parent, "classid", classid, "htb", "rate", rate, "ceil", ceil]
+    return _tc(ns, "class", "add", "dev", dev, *args, *(("prio", prio) if prio else ()))
+
+
 class LinuxActuator:
     name = "linux"
 
@@ -202,39 +210,15 @@ class LinuxActuator:
                     "default",
                     "99",
                 ),
-                _tc(
+                _htb_class(ns, dev, "1:", "1:1", f"{rate}mbit", f"{rate}mbit"),
+                _htb_class(
                     ns,
-                    "class",
-                    "add",
-                    "dev",
                     dev,
-                    "parent",
-                    "1:",
-                    "classid",
                     "1:1",
-                    "htb",
-                    "rate",
-                    f"{rate}mbit",
-                    "ceil",
-                    f"{rate}mbit",
-                ),
-                _tc(
-                    ns,
-                    "class",
-                    "add",
-                    "dev",
-                    dev,
-                    "parent",
-                    "1:1",
-                    "classid",
                     "1:99",
-                    "htb",
-                    "rate",
                     f"{max(rate - used, rate * 0.01):.3f}mbit",
-                    "ceil",
                     f"{rate}mbit",
-                    "prio",
-                    "7",
+                    prio="7",
                 ),
             ]
             for i, (cls, (mbps, ceil)) in enumerate(sorted(merged.items()), start=10):
@@ -242,23 +226,14 @@ class LinuxActuator:
                 if not match:
                     raise ActuationError(f"linux binding has no u32 match for class {cls!r}")
                 cmds.append(
-                    _tc(
+                    _htb_class(
                         ns,
-                        "class",
-                        "add",
-                        "dev",
                         dev,
-                        "parent",
                         "1:1",
-                        "classid",
                         f"1:{i}",
-                        "htb",
-                        "rate",
                         f"{max(mbps, 0.001):.3f}mbit",
-                        "ceil",
                         f"{ceil:.3f}mbit",
-                        "prio",
-                        "0",
+                        prio="0",
                     )
                 )
                 sel: list[str] = []

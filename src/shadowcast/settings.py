@@ -63,10 +63,12 @@ Settings: type[CoreSettings] = create_model(  # type: ignore[call-overload]
 )
 
 
-def _format(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str, section: str = "") -> str:
+    """One line naming every bad field by its dotted path (under ``section``, if given)."""
+    head = [section] if section else []
     parts = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        path = ".".join([*head, *(str(p) for p in err["loc"])]) or "(root)"
         parts.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
     return f"invalid settings in {source}: " + "; ".join(parts)
 
@@ -127,4 +129,4 @@ def load_settings(
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, source)) from exc
+        raise ConfigError(format_validation_error(exc, source)) from exc

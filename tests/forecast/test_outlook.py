@@ -266,6 +266,8 @@ def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) 
     assert doc["history_steps"] == 288 and doc["exog"] == ["abw_mbps", "loss", "rtt_ms"]
     bad = CliRunner().invoke(app, ["forecast", "--store", str(tmp_path / "none.duckdb")])
     assert bad.exit_code == 2 and "no such file" in bad.output
+    hz = CliRunner().invoke(app, ["forecast", "--store", str(path), "--horizon", "abc"])
+    assert hz.exit_code == 2 and "forecast.horizons: " in " ".join(hz.output.split())
     csv = tmp_path / "d.csv"
     csv.write_text("time,src,dst,value\n2026-01-05T00:00:00Z,A,B,1\n")
     both = CliRunner().invoke(app, ["forecast", "--demands", str(csv), "--write"])

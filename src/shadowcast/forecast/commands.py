@@ -201,9 +201,12 @@ def _run(
     days: float | None,
     write: bool,
 ) -> dict[str, Any]:
+    from pydantic import ValidationError
+
     from shadowcast import datasets
     from shadowcast.cli import console, settings_of
     from shadowcast.forecast.config import ForecastConfig
+    from shadowcast.settings import format_validation_error
 
     settings = settings_of(ctx)
     over: dict[str, Any] = {}
@@ -211,12 +214,12 @@ def _run(
         over["model"] = model
     if horizons:
         over["horizons"] = horizons
+    base = getattr(settings, "forecast", None)
+    base = base if isinstance(base, ForecastConfig) else ForecastConfig()
     try:
-        base = getattr(settings, "forecast", None)
-        base = base if isinstance(base, ForecastConfig) else ForecastConfig()
         cfg = ForecastConfig.model_validate({**base.model_dump(), **over})
-    except ValueError as exc:
-        raise ConfigError(f"forecast options: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "the options", "forecast")) from None
     topo = None
     observed = None
     if demands is not None:

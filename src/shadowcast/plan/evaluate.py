@@ -34,7 +34,7 @@ from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.optimise import solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet, candidate_paths
 from shadowcast.plan.planner import quantile_demand
-from shadowcast.plan.routing import link_loads, routing_matrix
+from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.records import F64, DemandSeries, SeriesFrame, Topology
 
 log = logging.getLogger(__name__)

@@ -196,3 +196,21 @@ def test_firewall_event_time_and_initiator_octets() -> None:
     assert _iso(row["time_start"]) == "2016-07-21T13:50:36.395Z"
     assert _iso(row["time_end"]) == "2016-07-21T13:50:36.495Z"
     assert dec.stats.of(EXPORTER).records_without_counters == 0
+
+
+def test_palo_alto_app_id_name() -> None:
+    """PAN-OS NetFlow v9 carries the App-ID name in type 56701 (32-byte string)."""
+    from shadowcast.collect.wire import data_set, template_set, v9_packet
+
+    fields = [(8, 4), (12, 4), (4, 1), (1, 4), (2, 4), (56701, 32)]
+    rec = bytes.fromhex("0a000001 0a000002 06 000005dc 00000003")
+    rec += b"web-browsing".ljust(32, b"\0")
+    dec = FlowDecoder()
+    pkt = v9_packet([template_set(0, 256, fields), data_set(256, rec)], count=2)
+    row = dec.decode([(pkt, EXPORTER)], RECEIVED).to_pylist()[0]
+    assert (row["app"], row["app_source"], row["bytes"], row["packets"]) == (
+        "web-browsing",
+        "exporter",
+        1500,
+        3,
+    )

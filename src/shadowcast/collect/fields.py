@@ -142,6 +142,8 @@ IES: Final[dict[tuple[int, int], str]] = {
     # ntop / nProbe: L7_PROTO_NAME in IPFIX (PEN 35632, id 119) and NetFlow v9 (57591).
     (NTOP_PEN, 119): "l7_proto_name",
     (0, NTOP_V9_BASE + 119): "l7_proto_name",
+    # Palo Alto Networks PAN-OS NetFlow v9: App-ID name (type 56701, 32-byte string).
+    (0, 56701): "app_name",
 }
 
 # Elements we read from options data records (sampler tables, application names, boot time).

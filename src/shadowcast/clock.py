@@ -38,17 +38,7 @@ class Clock(Protocol):
 
 def to_seconds(t: np.datetime64) -> int:
     """Whole seconds since the epoch."""
-    return int(np.datetime64(t, "s").astype(np.int64))
-
-
-def from_seconds(s: float) -> np.datetime64:
-    return np.datetime64(int(s), "s")
-
-
-def floor_to(t: np.datetime64, step_s: int) -> np.datetime64:
-    """``t`` rounded down to a multiple of ``step_s`` since the epoch."""
-    s = to_seconds(t)
-    return np.datetime64(s - s % step_s, "s")
+    return int(t.astype("datetime64[s]").astype(np.int64))
 
 
 class WallClock:
@@ -76,33 +66,35 @@ class SimClock:
     """A clock that moves only when told to (``set``/``advance``); sleeping returns at once
     with the clock moved to the wake-up time."""
 
-    def __init__(self, start: np.datetime64) -> None:
-        self._now = np.datetime64(start, "s")
+    def __init__(self, start_s: int) -> None:
+        self._now_s = int(start_s)
         self._lock = threading.Lock()
 
     def now(self) -> np.datetime64:
+        return np.datetime64(self.time_s(), "s")
+
+    def time_s(self) -> int:
         with self._lock:
-            return self._now
+            return self._now_s
 
     def time(self) -> float:
-        return float(to_seconds(self.now()))
+        return float(self.time_s())
 
-    def set(self, when: np.datetime64) -> None:
-        when = np.datetime64(when, "s")
+    def set(self, when_s: int) -> None:
         with self._lock:
-            if when < self._now:
-                raise ValueError(f"a simulated clock does not go back ({when} < {self._now})")
-            self._now = when
+            if when_s < self._now_s:
+                raise ValueError(f"a simulated clock does not go back ({when_s} < {self._now_s})")
+            self._now_s = int(when_s)
 
-    def advance(self, seconds: int) -> np.datetime64:
+    def advance(self, seconds: int) -> int:
         with self._lock:
-            self._now = self._now + np.timedelta64(int(seconds), "s")
-            return self._now
+            self._now_s += int(seconds)
+            return self._now_s
 
     def sleep_until(self, when: np.datetime64, stop: threading.Event | None = None) -> bool:
         if stop is not None and stop.is_set():
             return False
+        target = to_seconds(when)
         with self._lock:
-            if when > self._now:
-                self._now = np.datetime64(when, "s")
+            self._now_s = max(self._now_s, target)
         return True

@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute
 
 from shadowcast.errors import DataError
-from shadowcast.profile.sketch import CNT_TYPE, IDX_TYPE, LogSketch, Sketches
+from shadowcast.profile.sketch import LogSketch, Sketches
+from shadowcast.store.schema import BEHAVIOUR_SCHEMA
 
 pc: Any = pyarrow.compute
 
@@ -52,26 +53,7 @@ SUM_COLUMNS: tuple[str, ...] = (
     "transfers",
     "unclassified_bytes",
 )
-SERIES_SCHEMA = pa.schema(
-    [
-        ("time", TS),
-        ("grain_s", pa.int32()),
-        ("kind", pa.string()),
-        *[(c, pa.string()) for c in KEY_COLUMNS],
-        ("bytes", pa.int64()),
-        ("packets", pa.int64()),
-        ("bytes_var", pa.float64()),  # variance of the bytes estimate (sampling)
-        ("bps_avg", pa.float64()),
-        ("bps_peak", pa.float64()),
-        ("bps_err", pa.float64()),  # +- on bps_avg (z * std)
-        ("flow_minutes", pa.int64()),  # sum over minutes of flows active in the minute
-        ("flows_active", pa.float64()),  # mean flows active per minute
-        ("transfers", pa.int64()),  # flows that started in the bucket
-        ("unclassified_bytes", pa.int64()),
-        ("size_idx", IDX_TYPE),  # transfer-size sketch (see profile.sketch)
-        ("size_cnt", CNT_TYPE),
-    ]
-)
+SERIES_SCHEMA = BEHAVIOUR_SCHEMA  # the store's ``behaviour`` table
 
 
 def _codes(table: pa.Table, names: tuple[str, ...]) -> tuple[I64, I64]:

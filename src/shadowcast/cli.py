@@ -106,6 +106,9 @@ def _register() -> None:
     from shadowcast.replay.commands import eval_app, replay_cmd
 
     app.command("replay")(replay_cmd)
+    from shadowcast.service.commands import run_cmd
+
+    app.command("run")(run_cmd)
     from shadowcast.plan.commands import eval_te
 
     eval_app.command("te")(eval_te)

@@ -33,6 +33,8 @@ STAGE_CONFIGS: dict[str, tuple[str, str]] = {
     "plan": ("shadowcast.plan.config", "PlanConfig"),
     "shadow": ("shadowcast.shadow.config", "ShadowConfig"),
     "act": ("shadowcast.act.config", "ActConfig"),
+    "rollup": ("shadowcast.rollup.config", "RollupConfig"),
+    "service": ("shadowcast.service.config", "ServiceConfig"),
 }
 
 

@@ -9,8 +9,9 @@ import numpy as np
 
 from shadowcast.datasets.synthetic import synthetic_dataset
 from shadowcast.forecast.registry import make_model
+from shadowcast.forecast.tables import stored_od_forecast
 from shadowcast.replay.config import ReplayConfig
-from shadowcast.replay.run import replay, stored_od_forecast
+from shadowcast.replay.run import replay
 from shadowcast.store.memory import MemoryStore
 
 

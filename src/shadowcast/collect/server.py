@@ -188,12 +188,16 @@ class CollectServer:
         store: Store,
         decoder_factory: DecoderFactory | None = None,
         extra_sources: Sequence[Callable[[mpc.Connection, Event], None]] = (),
+        sinks: Sequence[Callable[[pa.Table], None]] = (),
     ) -> None:
         self.config = config
         self.store = store
         # default: every protocol, with the configured per-exporter sampling overrides
         self.decoder_factory = decoder_factory or default_decoder_factory(config.sampling_overrides)
         self.extra_sources = list(extra_sources)
+        # Called with every decoded flow batch as it arrives from a worker (the service's
+        # profile stage), in the supervisor thread, before the batch is stored.
+        self.sinks = list(sinks)
         self.sockets: dict[int, list[socket.socket]] = {}
         self.protocols: dict[int, str] = {}
         self._ctx = mp.get_context("spawn")
@@ -374,6 +378,9 @@ class CollectServer:
                     self.config.flush_interval_s / 2,
                 )
             b.add(msg.table)
+            if msg.name == "flows":
+                for sink in self.sinks:
+                    sink(msg.table)
         elif msg.kind == "stats" and msg.stats is not None:
             with self._lock:
                 self._worker_stats[wid] = msg.stats

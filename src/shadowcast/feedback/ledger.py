@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from shadowcast.records import F64
+from shadowcast.store.schema import ACCURACY_SCHEMA
 
 
 @dataclass
@@ -147,3 +149,25 @@ class Ledger:
             if kinds is None or kind in kinds:
                 out.append({"kind": kind, "model": model, "horizon": label, **sc.as_dict()})
         return out
+
+
+def accuracy_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Ledger rows as the store's ``accuracy`` table: one row per score and level."""
+    out: dict[str, list[Any]] = {f.name: [] for f in ACCURACY_SCHEMA}
+    for r in rows:
+        levels = sorted(float(k[8:]) for k in r if k.startswith("covered_")) or [0.0]
+        for lv in levels:
+            out["time"].append(int(r["time"]) * 1000)
+            for key in ("kind", "model", "horizon_s", "n", "abs_err", "abs_actual"):
+                out[key].append(r[key])
+            out["abs_err_persist"].append(r["abs_err_persist"])
+            out["level"].append(lv)
+            out["covered"].append(r.get(f"covered_{lv:g}", r["n"]))
+            out["under"].append(r.get(f"under_{lv:g}", r["n"]))
+    cols = {
+        f.name: pa.array(out[f.name], pa.int64()).cast(f.type)
+        if f.name == "time"
+        else pa.array(out[f.name], f.type)
+        for f in ACCURACY_SCHEMA
+    }
+    return pa.table(cols, schema=ACCURACY_SCHEMA)

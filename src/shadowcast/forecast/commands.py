@@ -275,7 +275,7 @@ def _run(
 
 def _write(path: Path, ol: Outlook) -> int:
     """OD forecasts of every step into the store's ``forecasts`` table (kind ``od``)."""
-    from shadowcast.replay.run import od_forecast_table
+    from shadowcast.forecast.tables import od_forecast_table
     from shadowcast.store.duckdb import DuckDBStore
 
     st = DuckDBStore(str(path))

@@ -65,6 +65,7 @@ class RoutingState:
             base if base is not None else routing_matrix(topology, self.od_pairs, weight).tocsr()
         )
         self._by_class: dict[str, sp.csr_matrix] = {}
+        self.version = 0  # bumped on every change (callers cache derived matrices)
 
     def matrix(self, cls: str) -> sp.csr_matrix:
         """``[n_links, n_od]`` routing of class ``cls`` (ECMP if no plan set it)."""
@@ -100,6 +101,7 @@ class RoutingState:
                 keep = sp.diags(np.isin(np.arange(len(self.od_pairs)), missing).astype(float))
                 m = m + (base_csc @ keep).tocsr()
             self._by_class[cls] = m.tocsr()
+        self.version += 1
         return sorted(rows)
 
     def reset(self, classes: Iterable[str] | None = None) -> None:
@@ -109,12 +111,14 @@ class RoutingState:
         else:
             for c in classes:
                 self._by_class.pop(c, None)
+        self.version += 1
 
     def snapshot(self) -> dict[str, sp.csr_matrix]:
         return dict(self._by_class)
 
     def restore(self, snap: Mapping[str, sp.csr_matrix]) -> None:
         self._by_class = dict(snap)
+        self.version += 1
 
     def loads(self, demand: Mapping[str, F64]) -> F64:
         """Per-link load ``[n_links]`` (or ``[T, n_links]``) of per-class OD demand."""

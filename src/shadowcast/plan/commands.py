@@ -46,7 +46,7 @@ def _stored(
 ) -> tuple[Topology, list[tuple[str, str]], int, Any, Forecast]:
     """Topology and the latest stored OD forecast, cut to ``horizon``."""
     from shadowcast.datasets import load_topology
-    from shadowcast.replay.run import stored_od_forecast
+    from shadowcast.forecast.tables import stored_od_forecast
     from shadowcast.store.duckdb import DuckDBStore
 
     if not store_path.is_file():

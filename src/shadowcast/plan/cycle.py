@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from shadowcast.act.base import Actuator, Audit, apply_plan
 from shadowcast.errors import ActuationError, PlanError
@@ -33,6 +34,7 @@ from shadowcast.plan.paths import PathSet
 from shadowcast.plan.planner import ClassForecast, make_plan, quantile_demand, sensitivity
 from shadowcast.plan.planner import split_matrix as plan_split_matrix
 from shadowcast.records import F64, Forecast, Topology
+from shadowcast.store.schema import TS
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +185,33 @@ class PlanCycle:
                 extra={"action": d.action, "peak": round(d.predicted_peak, 3), **d.detail()},
             )
         return d
+
+
+def decisions_table(decisions: Sequence[Decision], mode: str) -> pa.Table:
+    """Rows of the store's ``decisions`` table."""
+    det = [d.detail() for d in decisions]
+
+    def num(key: str) -> pa.Array:
+        return pa.array([x[key] for x in det], pa.float64())
+
+    return pa.table(
+        {
+            "time": pa.array([d.time_s * 1000 for d in decisions], pa.int64()).cast(TS),
+            "mode": pa.array([mode] * len(decisions)),
+            "action": pa.array([d.action for d in decisions]),
+            "plan_id": pa.array([d.plan.plan_id if d.plan else "" for d in decisions]),
+            "reason": pa.array([d.reason for d in decisions]),
+            "predicted_peak": num("predicted_peak"),
+            "mlu_current": num("mlu_current"),
+            "mlu_planned": num("mlu_planned"),
+            "changes": pa.array([x["changes"] for x in det], pa.int64()),
+            "shaping": pa.array([x["shaping"] for x in det], pa.int64()),
+            "reservations": pa.array([x["reservations"] for x in det], pa.int64()),
+            "plan": pa.array(
+                [
+                    d.plan.to_json(indent=None) if d.plan and d.action != "none" else ""
+                    for d in decisions
+                ]
+            ),
+        }
+    )

@@ -26,3 +26,6 @@ class ReplayConfig(BaseModel):
         description="link bounds: OD half-widths combined with their correlation, or summed",
     )
     chunk_steps: int = Field(288, gt=0, description="steps per store write batch")
+    checkpoint_every: str = Field(
+        "1d", description="simulated time between checkpoints (store flush, models saved)"
+    )

@@ -22,12 +22,14 @@ import pyarrow as pa
 
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
+from shadowcast.alert.tables import alerts_table
 from shadowcast.forecast.base import Forecaster
 from shadowcast.forecast.links import copula_loadings, link_bounds, sample_loadings
+from shadowcast.forecast.tables import od_forecast_table
 from shadowcast.network.routing import link_loads, routing_matrix
-from shadowcast.records import F64, Alert, DemandSeries, Forecast, SeriesFrame, Topology
+from shadowcast.records import F64, Alert, DemandSeries, SeriesFrame, Topology
 from shadowcast.replay.config import ReplayConfig
-from shadowcast.store.arrow import dict_array, long_table, ts_array
+from shadowcast.store.arrow import dict_array, long_table
 from shadowcast.store.base import Store
 from shadowcast.store.schema import TS
 from shadowcast.units import horizon_steps, parse_duration
@@ -319,90 +321,4 @@ def replay(
         horizons=horizons,
         last_prediction=last_pred,
         last_upper=last_upper,
-    )
-
-
-def od_forecast_table(
-    issued: np.datetime64, step: int, subjects: Sequence[str], model: str, fc: Forecast
-) -> pa.Table:
-    """Every step of one OD forecast (the latest cycle: what ``shadowcast plan`` reads)."""
-    n, h = fc.mean.shape
-    levels = sorted(fc.lower) or [0.0]
-    k = len(levels)
-    issued_ms = int(issued.astype("datetime64[ms]").astype(np.int64))
-    hs = np.arange(1, h + 1, dtype=np.int64) * step  # seconds ahead, per column
-    # row order: level, subject, step
-    horizon_s = np.tile(np.repeat(hs[None, :], n, axis=0).reshape(-1), k)
-    mean = np.tile(fc.mean.reshape(-1), k)
-    lower = np.concatenate([fc.lower.get(lv, fc.mean).reshape(-1) for lv in levels])
-    upper = np.concatenate([fc.upper.get(lv, fc.mean).reshape(-1) for lv in levels])
-    rows = n * h * k
-    return pa.table(
-        {
-            "issued": pa.array(np.full(rows, issued_ms), type=pa.int64()).cast(TS),
-            "target": pa.array(issued_ms + horizon_s * 1000, type=pa.int64()).cast(TS),
-            "horizon_s": pa.array(horizon_s),
-            "kind": pa.array(["od"] * rows),
-            "subject": dict_array(np.tile(np.repeat(np.arange(n), h), k), subjects),
-            "model": pa.array([model] * rows),
-            "mean": pa.array(mean),
-            "level": pa.array(np.repeat(np.asarray(levels, dtype=np.float64), n * h)),
-            "lower": pa.array(lower),
-            "upper": pa.array(upper),
-        }
-    )
-
-
-def stored_od_forecast(store: Store) -> tuple[np.datetime64, int, list[str], Forecast]:
-    """The latest OD forecast cycle in ``store``: (issued, step_s, subjects, forecast)."""
-    from shadowcast.errors import StoreError
-
-    tab = store.read("forecasts", where={"kind": "od"})
-    if tab.num_rows == 0:
-        raise StoreError("no OD forecasts in the store: run `shadowcast replay` first")
-    issued_ms = tab.column("issued").cast(pa.int64()).to_numpy()
-    last = issued_ms == issued_ms.max()
-    # several cycles may share the issue time (a replay's and `shadowcast forecast
-    # --write`'s): the one written last wins
-    models = np.asarray(tab.column("model").to_pylist(), dtype=object)
-    newest = models[np.flatnonzero(last)[-1]]
-    tab = tab.filter(pa.array(last & (models == newest)))
-    subj = np.array(tab.column("subject").to_pylist(), dtype=object)
-    names = sorted(set(subj.tolist()))
-    pos = {s: i for i, s in enumerate(names)}
-    hsec = tab.column("horizon_s").to_numpy()
-    step = int(hsec.min())
-    col = hsec // step - 1
-    row = np.array([pos[s] for s in subj])
-    lv = tab.column("level").to_numpy()
-    h = int(col.max()) + 1
-    mean = np.zeros((len(names), h))
-    lower: dict[float, F64] = {}
-    upper: dict[float, F64] = {}
-    for level in sorted(set(lv.tolist())):
-        sel = lv == level
-        mean[row[sel], col[sel]] = tab.column("mean").to_numpy()[sel]
-        if level > 0:
-            lo, hi = np.zeros_like(mean), np.zeros_like(mean)
-            lo[row[sel], col[sel]] = tab.column("lower").to_numpy()[sel]
-            hi[row[sel], col[sel]] = tab.column("upper").to_numpy()[sel]
-            lower[float(level)], upper[float(level)] = lo, hi
-    model = str(tab.column("model")[0].as_py())
-    issued = np.datetime64(int(issued_ms.max()), "ms").astype("datetime64[s]")
-    return issued, step, names, Forecast(mean=mean, lower=lower, upper=upper, model=model)
-
-
-def alerts_table(alerts: Sequence[Alert]) -> pa.Table:
-    return pa.table(
-        {
-            "issued": ts_array(np.array([a.issued for a in alerts], dtype="datetime64[s]")),
-            "at": ts_array(np.array([a.at for a in alerts], dtype="datetime64[s]")),
-            "name": pa.array([a.name for a in alerts]),
-            "subject": pa.array([a.subject for a in alerts]),
-            "severity": pa.array([a.severity for a in alerts]),
-            "value": pa.array([a.value for a in alerts], type=pa.float64()),
-            "threshold": pa.array([a.threshold for a in alerts], type=pa.float64()),
-            "lead_s": pa.array([a.lead_s for a in alerts], type=pa.int64()),
-            "message": pa.array([a.message for a in alerts]),
-        }
     )

@@ -13,6 +13,7 @@ translated where they enter (``raise StoreError(...) from exc``)::
     ├── ForecastError        a forecaster was misused (predict before fit, bad horizon)
     ├── PlanError            no feasible plan, or a plan failed its checks
     ├── ActuationError       applying a plan failed (after rollback)
+    │   └── RollbackError    ... and the previous state could not be restored exactly
     └── ProbeError           a shadow tunnel or STAMP session failed
 """
 
@@ -57,6 +58,10 @@ class PlanError(ShadowcastError):
 
 class ActuationError(ShadowcastError):
     """Applying a plan failed; the previous state was restored."""
+
+
+class RollbackError(ActuationError):
+    """A rollback did not restore the previous state exactly (what differs is named)."""
 
 
 class ProbeError(ShadowcastError):

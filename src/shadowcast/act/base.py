@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from shadowcast.errors import ActuationError, PlanError
+from shadowcast.errors import ActuationError, PlanError, RollbackError
 from shadowcast.plan.base import Plan, check_plan
 from shadowcast.records import Topology
 
@@ -116,7 +116,8 @@ def apply_plan(
         res = actuator.apply(plan, dry_run=dry_run)
     except ActuationError as exc:
         record("apply", "failed", reason=str(exc))
-        record("rollback", "rolled-back", reason=str(exc))
+        record("rollback", "failed" if isinstance(exc, RollbackError) else "rolled-back",
+               reason=str(exc))  # fmt: skip
         raise
     record(
         "dry-run" if dry_run else "apply",

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from shadowcast.errors import ProbeError, ShadowcastError
+from shadowcast.errors import ConfigError, ProbeError, ShadowcastError
 from shadowcast.output import emit_record
+from shadowcast.settings import format_validation_error
 from shadowcast.shadow.abw import combine, estimate_train, train_gap_s
+from shadowcast.shadow.config import ShadowConfig, StampConfig
 from shadowcast.shadow.pathcheck import trace
 from shadowcast.shadow.reflector import Reflector
 from shadowcast.shadow.sockets import NETNS_DIR
@@ -141,14 +145,26 @@ def show_cmd(
     emit_record(obj, as_json, f"tunnel {name}")
 
 
+def _stamp_settings(ctx: typer.Context, **overrides: Any) -> StampConfig:
+    """``shadow.stamp`` from the settings, with the command line's flags (not None) on top."""
+    shadow = getattr(ctx.find_root().obj, "shadow", None)
+    base = shadow.stamp if isinstance(shadow, ShadowConfig) else StampConfig()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return StampConfig.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "command line", "shadow.stamp")) from exc
+
+
 async def _probe(
     host: str, port: int, *, netns: str | None, local: str | None, count: int,
-    interval: float, size: int, key: bytes | None, capacity_bps: float, trains: int,
+    interval: float, size: int, stamp: StampConfig, capacity_bps: float, trains: int,
     reflect_ns: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     refl = None
+    key = stamp.key()
     if reflect_ns is not None:
-        refl = Reflector(key=key, netns=reflect_ns)
+        refl = Reflector.from_config(stamp, netns=reflect_ns)
         await refl.start(host, port)
     try:
         sender = Sender(host, port, key=key, netns=netns, local=local, size=size, timeout_s=0.5)
@@ -170,11 +186,14 @@ async def _probe(
 
 @app.command("probe")
 def probe_cmd(
+    ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="HOST[:PORT] of a reflector, or a tunnel name")],
     count: int = 20,
     interval: float = 0.05,
     size: int = 0,
-    key_hex: Annotated[str, typer.Option(help="HMAC key (hex): authenticated mode")] = "",
+    key_hex: Annotated[
+        str | None, typer.Option(help="HMAC key (hex): authenticated mode [shadow.stamp.key_hex]")
+    ] = None,
     netns: Annotated[str, typer.Option(help="send from this namespace")] = "",
     capacity_mbps: Annotated[float, typer.Option(help="path capacity: also estimate abw")] = 0.0,
     abw: Annotated[
@@ -186,8 +205,9 @@ def probe_cmd(
 ) -> None:
     """STAMP RTT, one-way delay, jitter, loss (and abw) to a reflector or through a tunnel.
 
-    Through a tunnel (``shv...``) a reflector is started for the run at the far end."""
-    key = bytes.fromhex(key_hex) if key_hex else None
+    Through a tunnel (``shv...``) a reflector is started for the run at the far end, with
+    the shadow.stamp settings."""
+    stamp = _stamp_settings(ctx, key_hex=key_hex)
     if target.startswith("shv"):
         src, dst = _ends(target, prefix)
         host, port, ns, local = dst["inner"], STAMP_PORT, src["netns"], src["inner"]
@@ -201,7 +221,7 @@ def probe_cmd(
     t0 = time.time()
     with console.status(f"probing {target}"):
         res = asyncio.run(_probe(host, port, netns=ns, local=local, count=count,
-                                 interval=interval, size=size, key=key,
+                                 interval=interval, size=size, stamp=stamp,
                                  capacity_bps=capacity_mbps * 1e6, trains=trains,
                                  reflect_ns=rns))  # fmt: skip
     res["target"] = target
@@ -212,32 +232,48 @@ def probe_cmd(
 
 @app.command("reflect")
 def reflect_cmd(
+    ctx: typer.Context,
     host: str = "127.0.0.1",
-    port: int = STAMP_PORT,
-    key_hex: Annotated[str, typer.Option(help="HMAC key (hex): authenticated mode")] = "",
-    seconds: Annotated[float, typer.Option(help="stop after this long (0: until Ctrl-C)")] = 0,
+    port: Annotated[int | None, typer.Option(help="UDP port [shadow.stamp.port]")] = None,
+    key_hex: Annotated[
+        str | None, typer.Option(help="HMAC key (hex): authenticated mode [shadow.stamp.key_hex]")
+    ] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="answer only these networks (repeat) [.allow]")
+    ] = None,
+    rate_pps: Annotated[float | None, typer.Option(help="per-source packets/s [.rate_pps]")] = None,
+    burst: Annotated[float | None, typer.Option(help="per-source burst [.burst]")] = None,
+    max_size: Annotated[int | None, typer.Option(help="largest datagram [.max_size]")] = None,
+    seconds: Annotated[float, typer.Option(help="stop after this long (0: until signalled)")] = 0,
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
-    """Run a STAMP session-reflector; prints its counters when it stops."""
-    key = bytes.fromhex(key_hex) if key_hex else None
+    """Run a STAMP session-reflector with the shadow.stamp settings (flags override them);
+    prints its counters when it stops (--seconds, SIGTERM or SIGINT)."""
+    cfg = _stamp_settings(ctx, port=port, key_hex=key_hex, allow=allow, rate_pps=rate_pps,
+                          burst=burst, max_size=max_size)  # fmt: skip
 
     async def main() -> dict[str, int]:
-        refl = Reflector(key=key)
-        await refl.start(host, port)
+        refl = Reflector.from_config(cfg)
+        bound = await refl.start(host, cfg.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        mode = "authenticated" if cfg.key_hex else "unauthenticated"
+        console.print(f"reflecting on {bound[0]}:{bound[1]} ({mode})")
         try:
             if seconds > 0:
-                await asyncio.sleep(seconds)
+                await asyncio.wait_for(stop.wait(), seconds)
             else:
-                await asyncio.Event().wait()
+                await stop.wait()
+        except TimeoutError:
+            pass
         finally:
             refl.stop()
         return dict(refl.counters)
 
-    try:
-        counters = asyncio.run(main())
-    except KeyboardInterrupt:
-        counters = {}
-    emit_record({"host": host, "port": port, **counters}, as_json, "reflector")
+    counters = asyncio.run(main())
+    emit_record({"host": host, "port": cfg.port, **counters}, as_json, "reflector")
 
 
 @app.command("open")

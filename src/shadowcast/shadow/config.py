@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TunnelConfig(BaseModel):
@@ -25,16 +27,41 @@ class TunnelConfig(BaseModel):
 
 
 class StampConfig(BaseModel):
+    """The STAMP reflector (``shadow reflect``, the lab's reflectors) and senders.
+
+    A key means authenticated mode (RFC 8762 §4.3); ``allow`` lists the source networks
+    answered; ``rate_pps``/``burst`` is a token bucket per source address."""
+
     model_config = ConfigDict(extra="forbid")
 
     port: int = Field(default=862, ge=1, le=65_535)
     key_hex: str = ""  # HMAC key (hex); empty = unauthenticated mode
-    allow: list[str] = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"])
+    allow: list[str] = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"], min_length=1)
     rate_pps: float = Field(default=2000.0, gt=0)
     burst: float = Field(default=200.0, gt=0)
     max_size: int = Field(default=1472, ge=112)
     replay_window: int = Field(default=1024, ge=8)
     max_age_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("key_hex")
+    @classmethod
+    def _hex_key(cls, v: str) -> str:
+        v = v.strip()
+        try:
+            bytes.fromhex(v)
+        except ValueError:
+            raise ValueError("not a hex string (two hex digits per key byte)") from None
+        return v
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an IP network (e.g. 10.0.0.0/8)") from None
+        return v
 
     def key(self) -> bytes | None:
         return bytes.fromhex(self.key_hex) if self.key_hex else None

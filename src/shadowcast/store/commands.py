@@ -1,9 +1,10 @@
-"""``shadowcast store stats`` and ``shadowcast store retain``."""
+"""``shadowcast store stats``, ``shadowcast store check`` and ``shadowcast store retain``."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,9 +51,16 @@ def _iso(ts: object) -> str | None:
     return ts.isoformat() if isinstance(ts, datetime) else None
 
 
+def _problems(items: list[Any]) -> list[dict[str, Any]]:
+    return [asdict(p) for p in items]
+
+
 def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
-    """Rows and time range per table, and the file size of a DuckDB store."""
+    """Rows and time range per table, damaged segment files (footers checked; their rows
+    are not counted), and the file size of a DuckDB store."""
     tables: dict[str, Any] = {}
+    check = getattr(store, "check_segments", None)
+    damaged = _problems(check(full=False)) if callable(check) else []
     time_range = getattr(store, "time_range", None)
     for name in TABLES:
         lo = hi = None
@@ -67,7 +75,13 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
         if segments.is_dir():
             files += list(segments.rglob("*.parquet"))
         size = sum(f.stat().st_size for f in files if f.is_file())
-    return {"backend": cfg.backend, "path": path, "file_bytes": size, "tables": tables}
+    return {
+        "backend": cfg.backend,
+        "path": path,
+        "file_bytes": size,
+        "tables": tables,
+        "damaged_segments": damaged,
+    }
 
 
 @app.command("stats")
@@ -88,6 +102,56 @@ def stats(ctx: typer.Context, path: PathOpt = None, as_json: JsonOpt = False) ->
     out.print(table)
     if result["file_bytes"] is not None:
         out.print(f"file size: {result['file_bytes'] / 1e6:,.1f} MB")
+    for p in result["damaged_segments"]:
+        out.print(
+            f"[red]damaged segment[/red] {p['table']}/{p['file']} ({p['rows']:,} rows, "
+            f"left out): {p['reason']}; run `shadowcast store check --repair`"
+        )
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    path: PathOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="rewrite the readable rows of each damaged segment (or drop it from the "
+            "manifest) and move the file into <store>.segments/quarantine/",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read every segment file in full (page checksums verified); exit 1 if any is damaged
+    and not repaired."""
+    cfg = _config(ctx, path)
+    store = _open_existing(cfg)
+    try:
+        inspect = getattr(store, "check_segments", None)
+        mend = getattr(store, "repair_segments", None)
+        if not callable(inspect) or not callable(mend):
+            result: dict[str, Any] = {"path": cfg.resolved_path(), "damaged": [], "repaired": []}
+        else:
+            damaged = _problems(inspect(full=True))
+            repaired = _problems(mend()) if repair and damaged else []
+            result = {"path": cfg.resolved_path(), "damaged": damaged, "repaired": repaired}
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif not result["damaged"]:
+        out.print(f"[green]ok[/green] {result['path']}: every segment file reads")
+    else:
+        table = Table("table", "segment", "rows", "problem", "repair", title="damaged segments")
+        done = {(r["table"], r["file"]): r for r in result["repaired"]}
+        for p in result["damaged"]:
+            r = done.get((p["table"], p["file"]))
+            fix = f"{r['action']}, {r['kept']:,} rows kept" if r else "-"
+            table.add_row(p["table"], p["file"], f"{p['rows']:,}", p["reason"], fix)
+        out.print(table)
+    if result["damaged"] and not result["repaired"]:
+        raise typer.Exit(1)
 
 
 @app.command("retain")

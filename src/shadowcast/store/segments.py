@@ -10,9 +10,14 @@ readers exactly as table rows are; files no committed manifest row names (a cras
 writing the file and committing) are deleted when the store is next opened.
 
 Queries read the committed files with ``read_parquet([...])`` in manifest (= insertion)
-order. Retention drops whole segments older than the cutoff and rewrites one that
-straddles it; runs of small segments at the end (a collector flushing a few rows a second)
-are merged so a day does not leave tens of thousands of files.
+order, less any file found damaged (:mod:`shadowcast.store.segcheck`): a query that fails
+has the manifest's files inspected, the damaged ones are logged, counted and set aside
+(skipped by later queries and left out of ``count``) and the query is asked again, so one
+bad file does not make the table unreadable; ``shadowcast store check --repair`` mends the
+store for good. Every page is written with a CRC (checked by ``store check``).
+Retention drops whole segments older than the cutoff and rewrites one that straddles it;
+runs of small segments at the end (a collector flushing a few rows a second) are merged
+so a day does not leave tens of thousands of files.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +39,7 @@ import pyarrow.parquet
 
 from shadowcast.errors import StoreError
 from shadowcast.store import conform as cf
+from shadowcast.store.segcheck import SegmentProblem, inspect
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,9 @@ class Segments:
         self.fsync = fsync
         self._opened: Path | None = None
         self._entry = [0, 0]
+        self._damaged: dict[tuple[str, str], SegmentProblem] = {}
+        self._damaged_lock = threading.Lock()
+        self.counters: Counter[str] = Counter()  # damaged_found, queries_retried
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -157,6 +167,7 @@ class Segments:
                 compression=self.compression,
                 row_group_size=ROW_GROUP,
                 use_dictionary=strings,
+                write_page_checksum=True,
             )
             if self.fsync:
                 fd = os.open(path, os.O_RDONLY)
@@ -197,17 +208,66 @@ class Segments:
     # -- reads ---------------------------------------------------------------------------
 
     def files(self, cur: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-        """The segment files of ``table`` the cursor's transaction sees, in order."""
+        """The segment files of ``table`` the cursor's transaction sees, in order (less
+        those found damaged)."""
         rows = cur.execute(
             f"SELECT file FROM {MANIFEST} WHERE tbl = ? ORDER BY seq", [table]
         ).fetchall()
-        return [str(self.root / table / r[0]) for r in rows]
+        bad = self._damaged
+        return [str(self.root / table / r[0]) for r in rows if (table, r[0]) not in bad]
 
     def rows(self, cur: duckdb.DuckDBPyConnection, table: str) -> int:
         rows = cur.execute(
             f"SELECT coalesce(sum(rows), 0) FROM {MANIFEST} WHERE tbl = ?", [table]
         ).fetchall()
-        return int(rows[0][0])
+        with self._damaged_lock:
+            lost = sum(p.rows for p in self._damaged.values() if p.table == table)
+        return int(rows[0][0]) - lost
+
+    def manifest(self, cur: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, int]]:
+        """(file, rows) of every segment of ``table``, damaged or not, in order."""
+        rows = cur.execute(
+            f"SELECT file, rows FROM {MANIFEST} WHERE tbl = ? ORDER BY seq", [table]
+        ).fetchall()
+        return [(str(f), int(n)) for f, n in rows]
+
+    def diagnose(
+        self, cur: duckdb.DuckDBPyConnection, table: str, *, full: bool = False, hint: str = ""
+    ) -> list[SegmentProblem]:
+        """Inspect ``table``'s segment files (footers; in full with ``full`` or when the
+        file is named in ``hint``, a query's error); set aside, log and return the newly
+        damaged. A missing file counts only if the manifest still names it afterwards (a
+        merge or retention may have replaced it meanwhile)."""
+        found = []
+        for name, rows in self.manifest(cur, table):
+            if (table, name) in self._damaged:
+                continue
+            why = inspect(self.root / table / name, rows, full=full or name in hint)
+            if why is not None:
+                found.append(SegmentProblem(table, name, rows, why))
+        if any(p.reason == "file missing" for p in found):
+            still = {name for name, _ in self.manifest(cur, table)}
+            found = [p for p in found if p.file in still]
+        with self._damaged_lock:
+            for p in found:
+                self._damaged[(p.table, p.file)] = p
+                self.counters["damaged_found"] += 1
+        for p in found:
+            log.error(
+                "damaged segment set aside: its rows are left out of queries until "
+                "`shadowcast store check --repair`",
+                extra={"table": p.table, "file": p.file, "rows": p.rows, "reason": p.reason},
+            )
+        return found
+
+    def damaged(self) -> list[SegmentProblem]:
+        with self._damaged_lock:
+            return list(self._damaged.values())
+
+    def forget(self, table: str, file: str) -> None:
+        """A repaired segment: no longer damaged (its manifest row is gone or renamed)."""
+        with self._damaged_lock:
+            self._damaged.pop((table, file), None)
 
     def source(self, cur: duckdb.DuckDBPyConnection, table: str, with_table: bool) -> str:
         """A FROM-clause item holding the rows of ``table`` (its DuckDB table, when
@@ -269,7 +329,7 @@ class Segments:
         ).fetchall()
         run = []
         for seq, name, rows in tail:
-            if int(rows) >= SMALL_ROWS:
+            if int(rows) >= SMALL_ROWS or (table, str(name)) in self._damaged:
                 break
             run.append((int(seq), str(name)))
         if len(run) < MERGE_RUN:

@@ -33,6 +33,9 @@ class ExporterStats:
     sequence_gaps: int = 0
     lost_records_estimate: int = 0
     unknown_sampling: int = 0
+    invalid_records: int = 0  # decoded, then refused by the record checks (collect.validate)
+    pending_dropped: int = 0  # data sets dropped unread: no template in time, or no room
+    rejected_packets: int = 0  # from sources outside collect.allow_exporters ("other" only)
 
 
 @dataclass(slots=True)

@@ -44,6 +44,7 @@ class LoopbackCollector:
             listeners=[ListenerConfig(protocol="ipfix", port=0)],
             workers=workers,
             flush_interval_s=0.5,
+            max_record_age_s=None,  # replays send historic data
         )
         self.server = CollectServer(cfg, store)
         self.records_per_s = records_per_s

@@ -86,6 +86,7 @@ def stats_table(snap: CollectSnapshot) -> Table:
         "seq gaps",
         "est. lost records",
         "unknown sampling",
+        "invalid records",
     ]
     for c in cols:
         t.add_column(c, justify="left" if c == "exporter" else "right")
@@ -104,6 +105,7 @@ def stats_table(snap: CollectSnapshot) -> Table:
                     st.sequence_gaps,
                     st.lost_records_estimate,
                     st.unknown_sampling,
+                    st.invalid_records,
                 )
             ),
         )
@@ -113,8 +115,7 @@ def stats_table(snap: CollectSnapshot) -> Table:
         f"socket drops (kernel) per port: {drops or 'n/a'}; stored rows {snap.rows_stored:,} "
         f"in {snap.batches_stored} batches; store errors {snap.store_errors} "
         f"(retries {sp.write_retries}); rows spilled {sp.rows_spilled:,}, "
-        f"lost {sp.rows_lost:,}, refused by the store {sp.rows_rejected:,}; "
-        f"invalid records {snap.total().invalid_records:,}"
+        f"lost {sp.rows_lost:,}, refused by the store {sp.rows_rejected:,}"
     )
     return t
 

@@ -21,11 +21,11 @@ import pyarrow as pa
 
 from shadowcast.collect.base import Decoder, ExporterStats
 from shadowcast.collect.batcher import Batcher
-from shadowcast.collect.bounds import ExporterBounds, Forgetful, process_memory
+from shadowcast.collect.bounds import OTHER, ExporterBounds, Forgetful, process_memory
 from shadowcast.collect.ipc import DONE, READY, Spill, encode_error, encode_stats, widen_pipe
 from shadowcast.collect.metrics import EXPORTER_FIELDS, merge_exporters, stats_to_dict
 from shadowcast.collect.shm import hold_shared
-from shadowcast.collect.validate import RecordChecks, check_records
+from shadowcast.collect.validate import RecordChecks, Rejected, check_records
 from shadowcast.records import FLOW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -114,28 +114,34 @@ class _Worker:
         if not packets:
             return
         received = time.time()
+        table: pa.Table | None = None
         try:
             table = self.decoder.decode(packets, received)
         except Exception:  # the Decoder contract says never; count it if it happens
             log.exception("decoder raised; packets counted as decode errors")
             for _, host in packets:
+                if host not in self.crashed and len(self.crashed) >= self.args.max_exporters:
+                    host = OTHER
                 st = self.crashed.setdefault(host, ExporterStats())
                 st.packets += 1
                 st.decode_errors += 1
-            table = None
+        if table is not None:
+            table, rejected = check_records(table, received, self.args.checks)
+            if rejected is not None:
+                self.count_invalid(rejected)
+        # after every counter of this batch is in: evicted exporters fold whole into OTHER
         self.bounds.heard(dict.fromkeys(h for _, h in packets), stats, self.decoder)
-        if table is None:
-            return
-        table, rejected = check_records(table, received, self.args.checks)
-        if rejected is not None:
-            for exporter, n in rejected.by_exporter.items():
-                stats.of(exporter).invalid_records += n
-            for reason, n in rejected.by_reason.items():
-                self.invalid[reason] = self.invalid.get(reason, 0) + n
-            if len(self.invalid_from) < 4:
-                self.invalid_from.update(rejected.by_exporter)
-            self.log_invalid()
-        self.batcher.add(table)
+        if table is not None:
+            self.batcher.add(table)
+
+    def count_invalid(self, rejected: Rejected) -> None:
+        for exporter, n in rejected.by_exporter.items():
+            self.decoder.stats.of(exporter).invalid_records += n
+        for reason, n in rejected.by_reason.items():
+            self.invalid[reason] = self.invalid.get(reason, 0) + n
+        if len(self.invalid_from) < 4:
+            self.invalid_from.update(rejected.by_exporter)
+        self.log_invalid()
 
     def log_invalid(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -22,7 +22,6 @@ written (the store's own filters) count in ``rows_dropped``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import threading
@@ -36,10 +35,10 @@ import pyarrow as pa
 
 from shadowcast.errors import StoreError
 from shadowcast.store.base import Store
+from shadowcast.store.spillfiles import SpillFolder
 
 log = logging.getLogger(__name__)
 
-SPILL_SUFFIX = ".arrow"
 MiB = 1 << 20
 LOG_EVERY_S = 10.0  # a failing store is logged at most this often
 
@@ -113,7 +112,7 @@ class Spool:
         self._closing = False
         self._abandon = False
         self._seq = 0
-        self._lock_fd: int | None = None
+        self._folder: SpillFolder | None = None
         self._thread: threading.Thread | None = None
 
     # -- life ----------------------------------------------------------------------------
@@ -155,9 +154,8 @@ class Spool:
             self._mem -= e.nbytes
             if not self._to_disk(e, why="at shutdown"):
                 self._lose(e, "at shutdown, the store still failing and no room on disk")
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._folder is not None:
+            self._folder.close()
         return self.stats()
 
     def stats(self) -> SpoolStats:
@@ -215,70 +213,35 @@ class Spool:
 
     def _to_disk(self, e: _Entry, why: str) -> bool:
         """Move ``e``'s rows into a spill file (False: no folder, or no room)."""
-        if self.spill_dir is None or e.data is None:
+        if self._folder is None or e.data is None:
             return False
         with self._cond:
             if self._stats.spilled_bytes + e.nbytes > self.spill_max_bytes:
                 return False
             self._seq += 1
             seq = self._seq
-        path = self.spill_dir / f"{seq:012d}-{e.table}-{e.rows}{SPILL_SUFFIX}"
-        tmp = path.with_suffix(".tmp")
         try:
-            opts = pa.ipc.IpcWriteOptions(compression="lz4")
-            with pa.OSFile(str(tmp), "wb") as sink:
-                with pa.ipc.new_file(sink, e.data.schema, options=opts) as w:
-                    w.write_table(e.data)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            size = path.stat().st_size
+            f = self._folder.write(seq, e.table, e.data)
         except (OSError, pa.ArrowException) as exc:
-            log.error("spool: cannot spill %d rows to %s (%s): %s", e.rows, path, why, exc)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            log.error("spool: cannot spill %d rows of %r (%s): %s", e.rows, e.table, why, exc)
             return False
         with self._cond:
-            self._stats.spilled_bytes += size
+            self._stats.spilled_bytes += f.size
             self._stats.rows_spilled += e.rows
-        e.data, e.path, e.nbytes = None, path, size
+        e.data, e.path, e.nbytes = None, f.path, f.size
         _unlink_all(e.release)
         e.release = []
         log.warning("spool: %d rows of %r spilled to disk (%s)", e.rows, e.table, why)
         return True
 
     def _recover(self, folder: Path) -> None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"spool: cannot use spill folder {folder}: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StoreError(f"spool: spill folder {folder} is in use by another process") from None
-        self._lock_fd = fd
-        found: list[tuple[int, _Entry]] = []
-        for path in folder.iterdir():
-            if path.suffix == ".tmp":
-                path.unlink(missing_ok=True)  # a spill cut short: its rows were still queued
-                continue
-            num, _, rest = path.stem.partition("-")
-            table, _, rows = rest.rpartition("-")
-            if path.suffix != SPILL_SUFFIX or not (num.isdigit() and rows.isdigit() and table):
-                continue
-            size = path.stat().st_size
-            found.append((int(num), _Entry(table, int(rows), size, None, path)))
-        found.sort(key=lambda item: item[0])
-        for number, e in found:
-            self._q.append(e)
-            self._seq = max(self._seq, number)
-            self._stats.spilled_bytes += e.nbytes
-            self._stats.rows_recovered += e.rows
+        self._folder = SpillFolder(folder)
+        found = self._folder.scan()
+        for f in found:
+            self._q.append(_Entry(f.table, f.rows, f.size, None, f.path))
+            self._seq = max(self._seq, f.seq)
+            self._stats.spilled_bytes += f.size
+            self._stats.rows_recovered += f.rows
         if found:
             log.warning(
                 "spool: %d rows in %d files left in %s by a previous run: writing them first",
@@ -292,8 +255,7 @@ class Spool:
             return e.data
         assert e.path is not None
         try:
-            with pa.memory_map(str(e.path)) as src:
-                return pa.ipc.open_file(src).read_all()
+            return SpillFolder.read(e.path)
         except (OSError, pa.ArrowException) as exc:
             log.error("spool: spill file %s is unreadable, %d rows lost: %s", e.path, e.rows, exc)
             return None

@@ -15,7 +15,7 @@ from shadowcast.forecast.outlook import (
     links_from_store,
     series_from_store,
 )
-from shadowcast.plan.routing import routing_matrix
+from shadowcast.network.routing import routing_matrix
 from shadowcast.records import Link, SeriesFrame, Topology
 from shadowcast.store.duckdb import DuckDBStore
 from shadowcast.store.schema import TS

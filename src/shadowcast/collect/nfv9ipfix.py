@@ -117,18 +117,13 @@ class NfV9IpfixDecoder:
         tables = []
         for run in runs.values():
             st = self.stats.of(run.exporter)
-            unknown = [0]
             try:
                 tables.append(
-                    run_table(
-                        run, self._state(run.exporter), self.overrides.get(run.exporter), unknown
-                    )
+                    run_table(run, self._state(run.exporter), self.overrides.get(run.exporter), st)
                 )
             except (ValueError, TypeError, pa.ArrowException) as exc:
                 log.debug("dropping run from %s: %s", run.exporter, exc)
                 st.decode_errors += 1
-                continue
-            st.unknown_sampling += unknown[0]
         self._count_dropped()
         return concat(tables)
 
@@ -180,6 +175,7 @@ class NfV9IpfixDecoder:
         if len(data) < 4:
             st.decode_errors += 1
             return
+        before = st.accounted()
         version = (data[0] << 8) | data[1]
         if version == 9:
             if len(data) < V9_HEADER.size:
@@ -269,6 +265,10 @@ class NfV9IpfixDecoder:
                     set_id,
                 )
                 entries = self.cache.entries(exporter)
+            else:  # reserved set id (IPFIX 0, 1, 4-255; NetFlow v9 2-255)
+                st.unsupported_sets += 1
+        if st.accounted() == before:
+            st.empty_datagrams += 1  # headers and padding only, or data sets shorter than a record
         if ipfix:
             self.seq.check(st, (exporter, domain), seq, n_records, 1)
             if uncounted:
@@ -300,6 +300,7 @@ class NfV9IpfixDecoder:
             if ipfix:
                 n_fields = a
                 if n_fields == 0:  # withdrawal
+                    st.template_records += 1
                     self.cache.withdraw(
                         exporter, domain, None if tid == set_id else tid, options=set_id == 3
                     )
@@ -350,8 +351,9 @@ class NfV9IpfixDecoder:
                 fields.append((ent, ie, ln))
             layout = compile_layout(tuple(fields), scope_count)
             if layout is None or (not ipfix and layout.varlen):
-                st.decode_errors += 1
+                st.unsupported_templates += 1  # no field with a length, or 65535 in v9
                 continue
+            st.template_records += 1
             tmpl, victims = self.cache.put(exporter, domain, tid, layout, options, received)
             if victims:
                 self._evicted(victims, st, exporter)
@@ -402,6 +404,7 @@ class NfV9IpfixDecoder:
         if n == 0:
             return 0
         if tmpl.options:
+            st.options_records += n
             rec = np.frombuffer(buf, dtype=layout.dtype)
             apply_options(rec, layout, tmpl.domain, self._state(tmpl.exporter))
             return n

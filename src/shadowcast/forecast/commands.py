@@ -55,7 +55,7 @@ def _pick_store(ctx: typer.Context, given: Path | None) -> Path:
 
 
 def _links(topo: Topology, frame: SeriesFrame) -> LinkInputs:
-    from shadowcast.plan.routing import routing_matrix
+    from shadowcast.network.routing import routing_matrix
 
     pairs = []
     for k in frame.keys:

@@ -30,11 +30,11 @@ import numpy.typing as npt
 
 from shadowcast.errors import ConfigError, PlanError
 from shadowcast.forecast.base import Forecaster
+from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.optimise import solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet, candidate_paths
 from shadowcast.plan.planner import quantile_demand
-from shadowcast.plan.routing import link_loads, routing_matrix
 from shadowcast.records import F64, DemandSeries, SeriesFrame, Topology
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,9 @@ class ProfileConfig(BaseModel):
     model_min_confidence: float = Field(default=0.4, ge=0.0, le=1.0)
     sites_file: Path | None = None  # prefix -> site/region, exporter/interface -> edge
     geoip_db: Path | None = None  # MaxMind mmdb (country or city); optional
-    renormalise: bool = True  # multiply bytes/packets by sampling_rate in series
+    # flows carry raw sampled counts (multiply by sampling_rate); the collector's flows are
+    # already scaled, so this is off by default
+    renormalise: bool = False
     peak_s: int = Field(default=10, gt=0)  # sub-bucket for peak bit rates
     max_spread_s: int = Field(default=86_400, gt=0)  # longer flows: spread over the last part
     error_z: float = Field(default=1.96, gt=0)  # +- on bandwidth is z * std (1.96 = 95 %)

@@ -22,7 +22,7 @@ from shadowcast.collect.loopback import LoopbackCollector
 from shadowcast.collect.synth import ipfix_export
 from shadowcast.errors import ShadowcastError
 from shadowcast.records import F32, DemandSeries, Topology
-from shadowcast.replay.arrow import dict_array
+from shadowcast.store.arrow import dict_array
 from shadowcast.store.base import AggQuery, Store
 
 # A plausible 5-tuple per application: (protocol, destination port).

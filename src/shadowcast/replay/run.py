@@ -24,10 +24,10 @@ from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.forecast.base import Forecaster
 from shadowcast.forecast.links import copula_loadings, link_bounds, sample_loadings
-from shadowcast.plan.routing import link_loads, routing_matrix
+from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.records import F64, Alert, DemandSeries, Forecast, SeriesFrame, Topology
-from shadowcast.replay.arrow import dict_array, long_table, ts_array
 from shadowcast.replay.config import ReplayConfig
+from shadowcast.store.arrow import dict_array, long_table, ts_array
 from shadowcast.store.base import Store
 from shadowcast.store.schema import TS
 from shadowcast.units import horizon_steps, parse_duration

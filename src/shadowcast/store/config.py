@@ -26,6 +26,9 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "alerts": 365,
     "interface_counters": 90,
     "flow_features": 7,
+    "behaviour": 400,
+    "decisions": 365,
+    "accuracy": 90,
 }
 
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp
 
-.PHONY: demo test lint typecheck check clean venv
+.PHONY: demo test faults lint typecheck check clean venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
@@ -20,6 +20,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The collector attacked from outside at scale, on loopback (not part of test or CI): one
+# JSON object of figures; `make test` runs the same attacks small (tests/faults).
+faults: $(STAMP)
+	timeout 1800 $(BIN)/python bench/faults.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

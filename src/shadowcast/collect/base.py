@@ -45,6 +45,9 @@ class ExporterStats:
     empty_datagrams: int = 0  # well-formed datagrams that carried nothing of the above
     # Flow records decoded but without an octet or packet counter we know (bytes = 0).
     records_without_counters: int = 0
+    invalid_records: int = 0  # decoded, then refused by the record checks (collect.validate)
+    pending_dropped: int = 0  # data sets dropped unread: no template in time, or no room
+    rejected_packets: int = 0  # from sources outside collect.allow_exporters ("other" only)
 
     def accounted(self) -> int:
         """Flow records plus every reason counted for a datagram to give none; a datagram

@@ -86,6 +86,7 @@ def stats_table(snap: CollectSnapshot) -> Table:
         "seq gaps",
         "est. lost records",
         "unknown sampling",
+        "invalid records",
     ]
     for c in cols:
         t.add_column(c, justify="left" if c == "exporter" else "right")
@@ -104,13 +105,17 @@ def stats_table(snap: CollectSnapshot) -> Table:
                     st.sequence_gaps,
                     st.lost_records_estimate,
                     st.unknown_sampling,
+                    st.invalid_records,
                 )
             ),
         )
     drops = ", ".join(f"{p}: {n:,}" for p, n in sorted(snap.socket_drops.items()))
+    sp = snap.spool
     t.caption = (
         f"socket drops (kernel) per port: {drops or 'n/a'}; stored rows {snap.rows_stored:,} "
-        f"in {snap.batches_stored} batches; store errors {snap.store_errors}"
+        f"in {snap.batches_stored} batches; store errors {snap.store_errors} "
+        f"(retries {sp.write_retries}); rows spilled {sp.rows_spilled:,}, "
+        f"lost {sp.rows_lost:,}, refused by the store {sp.rows_rejected:,}"
     )
     return t
 
@@ -200,7 +205,19 @@ def collect(
         )
     for failure in server.failures:
         err.print(f"[red]error:[/red] {failure}")
-    if snap.store_errors or server.failures:
+    if snap.store_errors and not (snap.rows_lost or snap.spool.rows_rejected):
+        err.print(
+            f"[yellow]warning:[/yellow] {snap.store_errors} store writes failed and were "
+            "retried; nothing was lost",
+            highlight=False,
+        )
+    if snap.rows_lost or snap.spool.rows_rejected:
+        err.print(
+            f"[red]error:[/red] {snap.rows_lost:,} rows lost (write buffer full), "
+            f"{snap.spool.rows_rejected:,} refused by the store",
+            highlight=False,
+        )
+    if snap.rows_lost or snap.spool.rows_rejected or server.failures:
         raise typer.Exit(1)
 
 

@@ -49,6 +49,7 @@ class LoopbackCollector:
             workers=workers,
             flush_interval_s=0.02 if low_latency else 0.5,
             decode_wait_s=0.002 if low_latency else 0.05,
+            max_record_age_s=None,  # replays send historic data
         )
         self.server = CollectServer(cfg, store, sinks=sinks)
         self.records_per_s = records_per_s

@@ -46,11 +46,13 @@ class NfV9IpfixDecoder:
         template_ttl: float = 1800.0,
         pending_max: int = 256,
         pending_age: float = 30.0,
+        max_templates: int = 16384,
+        pending_bytes: int = 16 << 20,
     ) -> None:
         self.stats = stats if stats is not None else DecoderStats()
         self.overrides = dict(sampling_overrides or {})
-        self.cache = TemplateCache(max_templates_per_exporter, template_ttl)
-        self.pending = PendingSets(pending_max, pending_age)
+        self.cache = TemplateCache(max_templates_per_exporter, template_ttl, max_templates)
+        self.pending = PendingSets(pending_max, pending_age, pending_bytes)
         self.seq = SequenceTracker()
         self.state: dict[str, ExporterState] = {}
 
@@ -122,7 +124,30 @@ class NfV9IpfixDecoder:
             except (ValueError, TypeError, pa.ArrowException) as exc:
                 log.debug("dropping run from %s: %s", run.exporter, exc)
                 st.decode_errors += 1
+        self._count_dropped()
         return concat(tables)
+
+    # -- bounds (the worker calls these between batches) ----------------------------
+    def forget(self, exporter: str) -> None:
+        """Drop everything held for ``exporter`` (evicted: too many exporters)."""
+        self.cache.forget(exporter)
+        self.pending.forget(exporter)
+        self.state.pop(exporter, None)
+        self._count_dropped()
+
+    def expire(self, now: float) -> None:
+        """Drop templates past their TTL and data sets past their age."""
+        self.cache.expire(now)
+        self.pending.expire(now)
+        self._count_dropped()
+
+    def _count_dropped(self) -> None:
+        for exporter, n in self.pending.drain_dropped().items():
+            self.stats.of(exporter).pending_dropped += n
+
+    def _evicted(self, victims: list[str], st: ExporterStats, exporter: str) -> None:
+        for victim in victims:
+            (st if victim == exporter else self.stats.of(victim)).templates_evicted += 1
 
     def templates(self, exporter: str) -> int:
         """How many templates the exporter has in the cache."""
@@ -329,8 +354,9 @@ class NfV9IpfixDecoder:
                 st.unsupported_templates += 1  # no field with a length, or 65535 in v9
                 continue
             st.template_records += 1
-            tmpl, evicted = self.cache.put(exporter, domain, tid, layout, options, received)
-            st.templates_evicted += evicted
+            tmpl, victims = self.cache.put(exporter, domain, tid, layout, options, received)
+            if victims:
+                self._evicted(victims, st, exporter)
             for item in self.pending.take(exporter, domain, tid, received):
                 self._add(
                     tmpl, item.body, 0, len(item.body), item.export_ms, item.uptime_ms, st, runs

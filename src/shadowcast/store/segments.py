@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,23 @@ def _unlink(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("cannot delete segment file", extra={"path": str(path), "error": str(exc)})
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_LO, _HI = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def _as_datetime(value: int | None, unit: str) -> datetime | None:
+    """An integer timestamp in ``unit`` as an aware datetime, clamped to years 1-9999."""
+    if value is None:
+        return None
+    us = value // 1000 if unit == "ns" else value * {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+    if us <= (_LO - _EPOCH) // _US:
+        return _LO
+    if us >= (_HI - _EPOCH) // _US:
+        return _HI
+    return _EPOCH + timedelta(microseconds=us)
 
 
 def _lit(text: str) -> str:
@@ -182,8 +199,15 @@ class Segments:
 
     @staticmethod
     def _bounds(table: str, data: pa.Table) -> tuple[datetime | None, datetime | None]:
-        mm = pc.min_max(data.column(cf.time_column(table))).as_py()
-        return mm["min"], mm["max"]
+        """Earliest and latest time in ``data`` for the manifest (None when all null).
+
+        Computed on the integers and clamped to what a datetime holds, so a stray value
+        (a file written before writes dropped such rows) cannot fail the write: the
+        manifest only needs bounds that contain every row, for retention."""
+        col = data.column(cf.time_column(table))
+        unit = col.type.unit if pa.types.is_timestamp(col.type) else "ms"
+        mm = pc.min_max(col.cast(pa.int64())).as_py()
+        return _as_datetime(mm["min"], unit), _as_datetime(mm["max"], unit)
 
     def append(
         self,

@@ -189,3 +189,19 @@ def test_update_with_a_frame_of_new_and_missing_keys(name: str, frame: SeriesFra
     fc = model.predict(12, [80, 95])
     _check(fc.mean, fc.lower, fc.upper, n, 12)
     model.update(frame.values[cut + 14])  # positional rows still work, in model.keys order
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_all_keys_cold_at_fit(name: str, frame: SeriesFrame) -> None:
+    """A history where nothing was seen yet: every key cold (0, [0, 0]) until it carries
+    a value, then persistence with the prior, then fitted at the next refit."""
+    head = SeriesFrame(frame.times[:300], frame.keys, np.zeros((300, len(frame.keys))), 300)
+    model = make_model(name, join_after="30m", **opts(name)).fit(head)
+    fc = model.predict(4, [80, 95])
+    _check(fc.mean, fc.lower, fc.upper, len(frame.keys), 4)
+    assert (fc.upper[95.0] == 0).all()
+    for t in range(300, 308):
+        model.update(frame.rows(t, t + 1))
+    assert model.report["refits"] == 1 and model._n_fit == len(frame.keys)  # type: ignore[attr-defined]
+    fc = model.predict(4, [80, 95])
+    _check(fc.mean, fc.lower, fc.upper, len(frame.keys), 4)

@@ -83,11 +83,14 @@ def test_idle_keys_retire_and_come_back_as_new() -> None:
     model.update(frame.values[590, [0, 1, 4, 3, 2]])
 
 
-def test_every_key_idle_is_an_error() -> None:
+def test_every_key_idle_forecasts_nothing_until_one_appears() -> None:
     f = synthetic_frame(2, 100, 300, seed=1)
     zero = SeriesFrame(f.times, f.keys, np.zeros_like(f.values), f.step)
-    with pytest.raises(ForecastError, match="idle"):
-        make_model("persistence", retire_after="1h").fit(zero)
+    model = make_model("profile", retire_after="1h").fit(zero)
+    assert model.keys == () and model.predict(3, [80]).mean.shape == (0, 3)
+    model.update(np.zeros((1, 0)))
+    model.update(f.rows(50, 51))
+    assert model.keys == f.keys and model.predict(3, [80]).mean.shape == (2, 3)
 
 
 def test_missing_values_are_not_scored() -> None:

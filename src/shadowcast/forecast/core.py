@@ -307,7 +307,8 @@ class BaseForecaster(KeyBook):
             xfull[name][:, self._pos] = v
         for j in range(k):
             self._append(full[j], {name: v[j] for name, v in xfull.items()})
-        self._after_update(k)
+        if self._n_fit:  # the model's own online steps (nothing fitted: nothing to do)
+            self._after_update(k)
         self._retire_idle()
         if self._join_due():
             self.refit()
@@ -367,7 +368,8 @@ class BaseForecaster(KeyBook):
             self._scale_state[:, g] += np.where(of, step, 0.0)
         if T < self.grid[-1]:
             self._extrapolate_scales(T + 1)
-        keep = max(self.keep_s // self.step, 4 * self.H + 2, self._min_history())
+        hooks = self._min_history() if nf else 0  # (a model without warm keys: not fitted)
+        keep = max(self.keep_s // self.step, 4 * self.H + 2, hooks)
         if self._len == self._buf.shape[0]:  # full: drop the oldest beyond keep, or grow
             drop = max(0, self._len - keep)
             cap = max(self._len - drop + 1, 2 * (self._len - drop), 64)

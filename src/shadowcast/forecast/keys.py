@@ -171,10 +171,7 @@ class KeyBook:
         if self.retire_s is not None:
             live = (T - 1 - last) * self.step < self.retire_s
         if not live.any():
-            raise ForecastError(
-                f"{self.name}: every series was idle (no non-zero value) for the last "
-                f"{self.retire_s} s: nothing to forecast"
-            )
+            log.warning("every series is idle: nothing to forecast", extra={"model": self.name})
         warm, cold = np.flatnonzero(live & any_seen), np.flatnonzero(live & ~any_seen)
         order = np.concatenate([warm, cold]).astype(np.int64)
         self._n_fit = int(warm.size)

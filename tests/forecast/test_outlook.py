@@ -335,3 +335,29 @@ def test_series_from_store_missing_as_zero(tmp_path) -> None:  # type: ignore[no
         np.testing.assert_array_equal(zero.values[:, 1], [0, 7, 0, 0])
     finally:
         st.close()
+
+
+def test_forecast_command_leaves_retired_series_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``shadowcast forecast`` with ``forecast.retire_after``: the silent pair is neither
+    forecast nor listed, and each listed series shows its own last value."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+    from shadowcast.datasets import write_csv
+    from shadowcast.records import DemandSeries
+
+    T = 2 * DAY
+    vals = np.tile(np.array([[5.0, 50.0, 20.0]], dtype=np.float32), (T, 1))
+    vals[-20:, 1] = 0.0  # B->A silent for the last 5 hours
+    times = _frame(vals, ("a", "b", "c")).times
+    dem = DemandSeries(times, (("A", "B"), ("B", "A"), ("B", "C")), vals, STEP)
+    csv = write_csv(dem, tmp_path / "d.csv", skip_zeros=True)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data_dir: {tmp_path}\nforecast:\n  model: persistence\n  retire_after: 4h\n")
+    res = CliRunner().invoke(app, ["-c", str(cfg), "forecast", "--demands", str(csv), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["series"] == 2
+    assert {r["key"]: r["last"] for r in doc["top_series"]} == {"A->B": 5.0, "B->C": 20.0}

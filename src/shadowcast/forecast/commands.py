@@ -374,10 +374,11 @@ def _top_series(ol: Outlook, frame: SeriesFrame, top: int) -> list[dict[str, Any
     fc = ol.series
     h = max(ol.horizons.values()) - 1
     last = np.nan_to_num(frame.values[-1])
+    col = {k: j for j, k in enumerate(frame.keys)}  # retired series are not in ol.keys
     lv = max(fc.levels) if fc.levels else None
     out = []
     for i in np.argsort(-fc.mean[:, h], kind="stable")[:top]:
-        row: dict[str, Any] = {"key": ol.keys[i], "last": _num(last[i], 3)}
+        row: dict[str, Any] = {"key": ol.keys[i], "last": _num(last[col[ol.keys[i]]], 3)}
         for label, steps in ol.horizons.items():
             cell: dict[str, Any] = {"mean": _num(fc.mean[i, steps - 1], 3)}
             if lv is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +17,7 @@ import pyarrow as pa
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+G = TypeVar("G", bound=np.generic)
 
 # Application categories (the taxonomy) and their default latency sensitivity.
 CATEGORIES: tuple[str, ...] = (
@@ -99,7 +101,8 @@ class Topology:
 
 @dataclass(frozen=True, slots=True)
 class DemandSeries:
-    """Timestamps × OD pairs of demand in Mbit/s (float32; a missing OD is 0).
+    """Timestamps × OD pairs of demand in Mbit/s (float32; a missing OD is 0, or NaN when
+    loaded with ``missing="nan"``).
 
     ``times`` are UTC ``datetime64[s]``; ``step`` is the sampling interval in seconds.
     """
@@ -217,6 +220,40 @@ class SeriesFrame:
             step=self.step,
             meta={k: np.asarray(v)[idx] for k, v in self.meta.items()},
             exog={k: np.asarray(v)[:, idx] for k, v in self.exog.items()},
+        )
+
+    def align(self, keys: Sequence[str], fill: float = np.nan) -> SeriesFrame:
+        """The frame on ``keys``, in that order: a key it lacks is ``fill`` at every step
+        (exog NaN, numeric meta NaN, other meta ""); keys not in ``keys`` are dropped."""
+        keys = tuple(keys)
+        if keys == self.keys:
+            return self
+        have = {k: i for i, k in enumerate(self.keys)}
+        src = np.array([have.get(k, -1) for k in keys], dtype=np.int64)
+        ok = src >= 0
+
+        def take(a: npt.NDArray[G], missing: object) -> npt.NDArray[G]:
+            out: npt.NDArray[G] = np.full((a.shape[0], len(keys)), missing, dtype=a.dtype)
+            out[:, ok] = a[:, src[ok]]
+            return out
+
+        meta: dict[str, npt.NDArray[np.generic]] = {}
+        for k, v in self.meta.items():
+            a = np.asarray(v)
+            if a.shape != (len(self.keys),):  # not one value per series: kept as it is
+                meta[k] = a
+                continue
+            numeric = a.dtype.kind in "fiub"
+            a = a.astype(np.float64 if numeric else object)
+            meta[k] = take(a[None, :], np.nan if numeric else "")[0]
+        values = np.asarray(self.values, dtype=np.float64)
+        return SeriesFrame(
+            times=self.times,
+            keys=keys,
+            values=take(values, fill),
+            step=self.step,
+            meta=meta,
+            exog={k: take(np.asarray(v, dtype=np.float64), np.nan) for k, v in self.exog.items()},
         )
 
     @classmethod

@@ -298,3 +298,66 @@ def test_horizons_longer_than_the_history_keep_honest_intervals(name: str) -> No
     m.update(vals[-1:])  # online, the unmeasurable scales stay extrapolated
     w2 = m.predict(H, [95.0])
     assert ((w2.upper[95.0] - w2.lower[95.0])[:, -1] > 0).all()
+
+
+def test_idle_series_are_retired_from_the_outlook() -> None:
+    """``forecast.retire_after``: a pair silent for that long is not forecast any more;
+    the link forecasts route the others only (and a store read zero-fills when told)."""
+    rng = np.random.default_rng(2)
+    T = 3 * DAY
+    keys = ("A->B", "A->C", "C->A")
+    vals = np.array([100.0, 200.0, 50.0])[None, :] * (1 + 0.01 * rng.standard_normal((T, 3)))
+    vals[-DAY:, 1] = 0.0  # A->C silent for the last day
+    frame = _frame(vals, keys)
+    topo = _line()
+    cfg = ForecastConfig(model="profile", horizons=["15m"], retire_after="12h")
+    ol = forecast_outlook(frame, cfg, links=_inputs(topo, frame))
+    assert ol.keys == ("A->B", "C->A") and ol.series.mean.shape == (2, 1)
+    R = routing_matrix(topo, [("A", "B"), ("C", "A")])
+    np.testing.assert_allclose(ol.links["15m"].mean[:, 0], R @ ol.series.mean[:, 0])
+    kept = forecast_outlook(frame, ForecastConfig(model="profile", horizons=["15m"]))
+    assert kept.keys == keys  # 7 days by default
+    # every series idle: an empty outlook, not an error
+    idle = forecast_outlook(_frame(np.zeros((T, 3)), keys), cfg)
+    assert idle.keys == () and idle.series.mean.shape == (0, 1)
+
+
+def test_series_from_store_missing_as_zero(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    st = DuckDBStore(str(tmp_path / "s.duckdb"))
+    try:
+        t0 = 1_767_571_200
+        ts = [t0 + k * 300 for k in range(4)]
+        st.write("od_series", _od_rows(ts, "A", "B", "", [1, 2, 3, 4]))
+        st.write("od_series", _od_rows([ts[1]], "B", "A", "", [7]))
+        gaps = series_from_store(st)
+        zero = series_from_store(st, missing=0.0)
+        assert np.isnan(gaps.values[[0, 2, 3], 1]).all()
+        np.testing.assert_array_equal(zero.values[:, 1], [0, 7, 0, 0])
+    finally:
+        st.close()
+
+
+def test_forecast_command_leaves_retired_series_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``shadowcast forecast`` with ``forecast.retire_after``: the silent pair is neither
+    forecast nor listed, and each listed series shows its own last value."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+    from shadowcast.datasets import write_csv
+    from shadowcast.records import DemandSeries
+
+    T = 2 * DAY
+    vals = np.tile(np.array([[5.0, 50.0, 20.0]], dtype=np.float32), (T, 1))
+    vals[-20:, 1] = 0.0  # B->A silent for the last 5 hours
+    times = _frame(vals, ("a", "b", "c")).times
+    dem = DemandSeries(times, (("A", "B"), ("B", "A"), ("B", "C")), vals, STEP)
+    csv = write_csv(dem, tmp_path / "d.csv", skip_zeros=True)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data_dir: {tmp_path}\nforecast:\n  model: persistence\n  retire_after: 4h\n")
+    res = CliRunner().invoke(app, ["-c", str(cfg), "forecast", "--demands", str(csv), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["series"] == 2
+    assert {r["key"]: r["last"] for r in doc["top_series"]} == {"A->B": 5.0, "B->C": 20.0}

@@ -94,6 +94,13 @@ def forecast(
         list[str] | None, typer.Option("--horizon", help="e.g. 15m, 1h, 1d (repeatable)")
     ] = None,
     days: Annotated[float | None, typer.Option(help="use only the last N days")] = None,
+    missing: Annotated[
+        str | None,
+        typer.Option(
+            help="a series without a value at a step is 'zero' or 'nan' (unknown); default: "
+            "zero for demand files, nan (a gap) for the store"
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(help="rows per table")] = 10,
     write: Annotated[
         bool, typer.Option("--write", help="store the forecasts (what `plan --store` reads)")
@@ -108,7 +115,7 @@ def forecast(
 
     try:
         report = _run(
-            ctx, store, demands, topology, capacities, by_app, model, horizon, days, write
+            ctx, store, demands, topology, capacities, by_app, model, horizon, days, write, missing
         )
     except ShadowcastError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
@@ -200,11 +207,13 @@ def _run(
     horizons: list[str] | None,
     days: float | None,
     write: bool,
+    missing: str | None = None,
 ) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from shadowcast import datasets
     from shadowcast.cli import console, settings_of
+    from shadowcast.datasets.demands import missing_value
     from shadowcast.forecast.config import ForecastConfig
     from shadowcast.settings import format_validation_error
 
@@ -230,7 +239,8 @@ def _run(
         if write:
             raise ConfigError("--write stores into the store the series came from: use --store")
         topo = datasets.load_topology(topology, capacities_from=capacities) if topology else None
-        frame = SeriesFrame.from_demands(datasets.load_demands(demands, topology=topo))
+        dem = datasets.load_demands(demands, topology=topo, missing=missing or "zero")
+        frame = SeriesFrame.from_demands(dem)
         if days is not None:
             frame = frame.rows(-max(4, int(days * 86400 // frame.step)))
         source = str(demands)
@@ -245,7 +255,8 @@ def _run(
             topo = datasets.load_topology(topology, capacities_from=capacities)
         st = DuckDBStore(str(path))
         try:
-            frame = series_from_store(st, by_app=by_app, days=days)
+            fill = missing_value(missing or "nan")
+            frame = series_from_store(st, by_app=by_app, days=days, missing=fill)
             observed = links_from_store(st, topo.link_names() if topo else None)
             if cfg.exog and not by_app:
                 frame = _with_exog(st, frame, topo, cfg.exog)
@@ -363,10 +374,11 @@ def _top_series(ol: Outlook, frame: SeriesFrame, top: int) -> list[dict[str, Any
     fc = ol.series
     h = max(ol.horizons.values()) - 1
     last = np.nan_to_num(frame.values[-1])
+    col = {k: j for j, k in enumerate(frame.keys)}  # retired series are not in ol.keys
     lv = max(fc.levels) if fc.levels else None
     out = []
     for i in np.argsort(-fc.mean[:, h], kind="stable")[:top]:
-        row: dict[str, Any] = {"key": ol.keys[i], "last": _num(last[i], 3)}
+        row: dict[str, Any] = {"key": ol.keys[i], "last": _num(last[col[ol.keys[i]]], 3)}
         for label, steps in ol.horizons.items():
             cell: dict[str, Any] = {"mean": _num(fc.mean[i, steps - 1], 3)}
             if lv is not None:

@@ -79,6 +79,12 @@ class ForecastConfig(BaseModel):
     dask_scheduler: str | None = None
     gbm_rounds: int = Field(100, ge=1)
     gbm_max_rows: int = Field(150_000, ge=1000)
+    # Keys that come and go (forecast.keys): a series idle (no non-zero value) for
+    # ``retire_after`` is not forecast any more (null: never); a new one is forecast cold
+    # (persistence, pooled prior interval) and joins the fitted model ``join_after`` after
+    # it appeared, at a refit (null: only when the model is refitted).
+    retire_after: str | None = "7d"
+    join_after: str | None = "1d"
     # Link outlook (``shadowcast forecast``): P(load > threshold x capacity) per link and
     # horizon from ``link_samples`` joint draws; runout = when the p95 daily peak crosses
     # ``runout_target`` x capacity, looked for within ``runout_horizon``.
@@ -119,6 +125,13 @@ class ForecastConfig(BaseModel):
     @classmethod
     def _check_window(cls, v: str) -> str:
         _checked(v)
+        return v
+
+    @field_validator("retire_after", "join_after")
+    @classmethod
+    def _check_optional(cls, v: str | None) -> str | None:
+        if v is not None:
+            _checked(v)
         return v
 
     @property

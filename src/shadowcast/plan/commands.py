@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,19 +35,40 @@ DemOpt = Annotated[Path, typer.Option("--demands", "-d", help="demand series (SN
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
-def _load(topology: Path, caps: Path | None, demands: Path) -> tuple[Topology, DemandSeries]:
+def _load(
+    topology: Path, caps: Path | None, demands: Path, missing: str = "zero"
+) -> tuple[Topology, DemandSeries]:
     from shadowcast.datasets import load_demands, load_topology
 
     topo = load_topology(topology, capacities_from=caps)
-    return topo, load_demands(demands, topology=topo)
+    return topo, load_demands(demands, topology=topo, missing=missing)
+
+
+def _settings(ctx: typer.Context) -> tuple[PlanConfig, dict[str, str], Any]:
+    """The ``plan:`` settings, the profile taxonomy (category -> latency sensitivity) and
+    the operator's application map file."""
+    from shadowcast.profile.config import ProfileConfig
+
+    settings = ctx.find_root().obj  # the loaded Settings (None in a bare Typer app)
+    plan_cfg = getattr(settings, "plan", None)
+    prof = getattr(settings, "profile", None)
+    prof = prof if isinstance(prof, ProfileConfig) else ProfileConfig()
+    cfg = plan_cfg if isinstance(plan_cfg, PlanConfig) else PlanConfig()
+    return cfg, dict(prof.taxonomy), prof.apps_file
 
 
 def _stored(
-    topology: Path, caps: Path | None, store_path: Path, horizon: str
-) -> tuple[Topology, list[tuple[str, str]], int, Any, Forecast]:
-    """Topology and the latest stored OD forecast, cut to ``horizon``."""
+    topology: Path,
+    caps: Path | None,
+    store_path: Path,
+    horizon: str,
+    classes: str,
+    profile: tuple[dict[str, str], Any],
+) -> tuple[Topology, list[tuple[str, str]], int, Any, list[ClassForecast]]:
+    """Topology and the latest stored OD forecast, per class, cut to ``horizon``."""
     from shadowcast.datasets import load_topology
-    from shadowcast.forecast.tables import stored_od_forecast
+    from shadowcast.forecast.stored import read_od_forecast
+    from shadowcast.plan.classes import class_forecasts
     from shadowcast.store.duckdb import DuckDBStore
 
     if not store_path.is_file():
@@ -54,22 +76,44 @@ def _stored(
     topo = load_topology(topology, capacities_from=caps)
     st = DuckDBStore(str(store_path))
     try:
-        issued, step_s, names, fc = stored_od_forecast(st)
+        per_app = {"auto": None, "app": True, "all": False}[classes]
+        stored = read_od_forecast(st, per_app=per_app)
     finally:
         st.close()
-    pairs = [tuple(n.split("->", 1)) for n in names]
-    nodes = set(topo.nodes)
-    for s, d in pairs:
-        if s not in nodes or d not in nodes:
-            raise PlanError(f"stored forecast for {s}->{d}: not in topology {topology}")
-    h = max(1, min(fc.mean.shape[1], round(parse_horizon(horizon) / step_s)))
+    fc = stored.forecast
+    h = max(1, min(fc.mean.shape[1], round(parse_horizon(horizon) / stored.step)))
     cut = Forecast(
         mean=fc.mean[:, :h],
         lower={lv: v[:, :h] for lv, v in fc.lower.items()},
         upper={lv: v[:, :h] for lv, v in fc.upper.items()},
         model=fc.model,
     )
-    return topo, [(s, d) for s, d in pairs], step_s, issued, cut
+    taxonomy, apps_file = profile
+    od_pairs, forecasts = class_forecasts(
+        stored.keys, cut, category_of=_categories(taxonomy, apps_file), taxonomy=taxonomy
+    )
+    nodes = set(topo.nodes)
+    for s, d in od_pairs:
+        if s not in nodes or d not in nodes:
+            raise PlanError(f"stored forecast for {s}->{d}: not in topology {topology}")
+    return topo, od_pairs, stored.step, stored.issued, forecasts
+
+
+def _categories(taxonomy: dict[str, str], apps_file: Any) -> Callable[[str], str]:
+    """Application label -> its category in the taxonomy (``unknown`` when none)."""
+    from shadowcast.profile.appmap import AppMap
+
+    amap: list[AppMap] = []
+
+    def category(app: str) -> str:
+        if app in taxonomy:
+            return app
+        if not amap:
+            amap.append(AppMap.load(apps_file, set(taxonomy)))
+        cat = amap[0].category_of(app)[1]
+        return cat if cat in taxonomy else "unknown"
+
+    return category
 
 
 def _fail(exc: ShadowcastError) -> typer.Exit:
@@ -95,6 +139,16 @@ def plan(
     ),
     at: Annotated[int, typer.Option(help="plan after this step index (-1 = last)")] = -1,
     horizon: Annotated[str, typer.Option(help="planning horizon, e.g. 1h")] = "1h",
+    classes: Annotated[
+        str,
+        typer.Option(
+            help="with --store: plan per application class ('app'), all traffic ('all'), or "
+            "per class when the latest stored forecast has applications ('auto')"
+        ),
+    ] = "auto",
+    missing: Annotated[
+        str, typer.Option(help="with --demands: a pair without a row at a step is zero|nan")
+    ] = "zero",
     fail: Annotated[list[str] | None, typer.Option("--fail", help="link A-B to fail")] = None,
     fail_node: Annotated[list[str] | None, typer.Option("--fail-node")] = None,
     current: Annotated[
@@ -104,19 +158,25 @@ def plan(
     fmt: Annotated[str, typer.Option("--format", help="json or yaml with --json off")] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the plan for "now" (after step ``--at``) from forecasts of the demand series;
-    with ``--fail``/``--fail-node``, re-plan without those elements and report overloads."""
+    """Show the plan for "now" (after step ``--at``) from forecasts of the demand series,
+    or from the latest stored forecasts (per application class when they are); with
+    ``--fail``/``--fail-node``, re-plan without those elements and report overloads.
+    Uses the ``plan:`` settings and the profile taxonomy's latency classes."""
     if ctx.invoked_subcommand is not None:
         return
     if (demands is None) == (store is None):
         raise typer.BadParameter("give exactly one of --demands and --store")
+    if classes not in ("auto", "app", "all"):
+        raise typer.BadParameter(f"--classes {classes!r}: choose auto, app or all")
     try:
-        cfg = PlanConfig()
+        cfg, taxonomy, apps_file = _settings(ctx)
         if store is not None:
-            topo, od_pairs, step_s, issued, fc = _stored(topology, capacities_from, store, horizon)
+            topo, od_pairs, step_s, issued, forecasts = _stored(
+                topology, capacities_from, store, horizon, classes, (taxonomy, apps_file)
+            )
         else:
             assert demands is not None
-            topo, dem = _load(topology, capacities_from, demands)
+            topo, dem = _load(topology, capacities_from, demands, missing)
             od_pairs, step_s = list(dem.od_pairs), dem.step
             end = dem.steps if at < 0 else at + 1
             if not 2 <= end <= dem.steps:
@@ -128,7 +188,10 @@ def plan(
             fm.fit(SeriesFrame.from_demands(dem.slice(0, end)))
             fc = fm.predict(h, (80.0, 95.0))
             issued = dem.times[end - 1]
-        forecasts = [ClassForecast("all", fc)]
+            forecasts = [ClassForecast("all", fc)]
+        from shadowcast.plan.classes import summarise
+
+        summary = [c.to_dict() for c in summarise(forecasts, cfg)]
         if fail or fail_node:
             w = what_if(
                 topo,
@@ -142,14 +205,17 @@ def plan(
             out: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
             _print_whatif(out, as_json)
             return
-        paths = candidate_paths(topo, od_pairs, cfg.k_paths)
+        paths = candidate_paths(
+            topo, od_pairs, cfg.k_paths, disjoint=cfg.disjoint, weight=cfg.path_weight
+        )
+        names = [f.cls for f in forecasts]
         cur = None
         if current is not None:
             try:
                 in_force = Plan.from_dict(json.loads(current.read_text()))
             except (OSError, ValueError) as exc:
                 raise PlanError(f"--current {current}: {exc}") from exc
-            cur = split_matrix(in_force, paths, ["all"])
+            cur = split_matrix(in_force, paths, names)
         p = make_plan(forecasts, paths, topo, cfg, current=cur, issued=issued, step_s=step_s)
         if save is not None:
             save.write_text(p.to_json())
@@ -161,12 +227,27 @@ def plan(
     except ShadowcastError as exc:
         raise _fail(exc) from exc
     if as_json:
-        print(json.dumps({"checker": verdict, "plan": p.to_dict()}))
+        print(json.dumps({"checker": verdict, "classes": summary, "plan": p.to_dict()}))
         return
     if fmt == "yaml":
         print(p.to_yaml())
     elif fmt == "json":
         print(p.to_json())
+    c = Table(title="classes planned")
+    for col in ("class", "sensitivity", "quantile", "reserve", "shape", "OD pairs", "Mbit/s"):
+        c.add_column(col)
+    for r in summary:
+        yes = {True: "yes", False: ""}
+        c.add_row(
+            r["class"],
+            r["sensitivity"],
+            r["quantile"],
+            yes[r["reserve"]],
+            yes[r["shape"]],
+            str(r["od_pairs"]),
+            f"{r['planned_mbps']:.0f}",
+        )
+    Console().print(c)
     print(p.explain())
     t = Table(title=f"busiest links ({verdict})")
     for col in ("link", "now-routing", "planned", "p(>=100 %)"):
@@ -211,16 +292,19 @@ def eval_te(
     capacity_scale: Annotated[
         str, typer.Option(help="multiply capacities, or 'auto' (oracle p95 MLU = 90 %)")
     ] = "1",
+    missing: Annotated[
+        str, typer.Option(help="a pair without a row at a step is zero|nan (unknown)")
+    ] = "zero",
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a demand series: static SP, reactive, threshold-reactive, predictive, oracle TE."""
     try:
-        topo, dem = _load(topology, capacities_from, demands)
+        topo, dem = _load(topology, capacities_from, demands, missing)
         tst = None
         if test is not None:
             from shadowcast.datasets import load_demands
 
-            tst = load_demands(test, topology=topo)
+            tst = load_demands(test, topology=topo, missing=missing)
         scale: float | str = capacity_scale if capacity_scale == "auto" else float(capacity_scale)
         with RichProgress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("replaying", total=None)

@@ -39,6 +39,18 @@ class PlanConfig(BaseModel):
     )
     target_utilisation: float = Field(default=0.9, gt=0, le=1.0, description="shape above this")
     shaping_duration_s: int = Field(default=3600, ge=60)
+    move_above: float = Field(
+        default=0.8,
+        ge=0,
+        description="move a (class, OD) split only off a link predicted above this utilisation",
+    )
+    # Which classes get what, by latency sensitivity (high/medium/low) or by class name:
+    reserve: list[str] = Field(
+        default_factory=lambda: ["high"], description="classes given bandwidth reservations"
+    )
+    shape: list[str] = Field(
+        default_factory=lambda: ["low"], description="classes that allow delay: may be shaped"
+    )
 
     @field_validator("path_weight")
     @classmethod

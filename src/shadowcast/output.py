@@ -20,9 +20,16 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _default(v: Any) -> Any:
+    item = getattr(v, "item", None)  # numpy scalars -> int/float/bool
+    if callable(item) and getattr(v, "shape", None) == ():
+        return _clean(item())
+    return str(v)
+
+
 def emit_json(obj: Any) -> None:
-    """Print one JSON object on stdout (NaN/inf become null)."""
-    sys.stdout.write(json.dumps(_clean(obj), default=str) + "\n")
+    """Print one JSON object on stdout (NaN/inf become null; numpy scalars plain numbers)."""
+    sys.stdout.write(json.dumps(_clean(obj), default=_default) + "\n")
 
 
 def emit_record(obj: dict[str, Any], as_json: bool, title: str) -> None:

@@ -29,10 +29,11 @@ import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import clean
-from shadowcast.forecast.config import horizon_steps, parse_duration
 from shadowcast.forecast.conformal import Calibrator, ew_scales, horizon_grid, interp_grid
 from shadowcast.forecast.conformal import scale_floor as _scale_floor
 from shadowcast.records import F64, Forecast, SeriesFrame
+from shadowcast.units import ceil_steps as horizon_steps
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)

@@ -7,15 +7,13 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from shadowcast.errors import PlanError, ShadowcastError
+from shadowcast.cli_support import console, emit_json, error_exit, out, settings_of
+from shadowcast.errors import ConfigError, PlanError, ShadowcastError
 from shadowcast.plan.base import Plan, check_plan
-from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.evaluate import evaluate_te, parse_horizon
 from shadowcast.plan.paths import candidate_paths
 from shadowcast.plan.planner import ClassForecast, make_plan, split_matrix
@@ -24,7 +22,6 @@ from shadowcast.records import DemandSeries, Forecast, SeriesFrame, Topology
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Plan reservations, shaping and path splits from forecasts.")
-console = Console(stderr=True)
 
 TopoOpt = Annotated[Path, typer.Option("--topology", "-t", help="topology file")]
 CapsOpt = Annotated[
@@ -42,17 +39,17 @@ def _load(topology: Path, caps: Path | None, demands: Path) -> tuple[Topology, D
 
 
 def _stored(
-    topology: Path, caps: Path | None, store_path: Path, horizon: str
+    ctx: typer.Context, topology: Path, caps: Path | None, store_path: Path, horizon: str
 ) -> tuple[Topology, list[tuple[str, str]], int, Any, Forecast]:
     """Topology and the latest stored OD forecast, cut to ``horizon``."""
     from shadowcast.datasets import load_topology
     from shadowcast.replay.run import stored_od_forecast
-    from shadowcast.store.duckdb import DuckDBStore
+    from shadowcast.store.config import open_store
 
     if not store_path.is_file():
         raise PlanError(f"--store {store_path}: no such file")
     topo = load_topology(topology, capacities_from=caps)
-    st = DuckDBStore(str(store_path))
+    st = open_store(settings_of(ctx).store.at(store_path))
     try:
         issued, step_s, names, fc = stored_od_forecast(st)
     finally:
@@ -70,11 +67,6 @@ def _stored(
         model=fc.model,
     )
     return topo, [(s, d) for s, d in pairs], step_s, issued, cut
-
-
-def _fail(exc: ShadowcastError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 @app.callback(invoke_without_command=True)
@@ -111,9 +103,11 @@ def plan(
     if (demands is None) == (store is None):
         raise typer.BadParameter("give exactly one of --demands and --store")
     try:
-        cfg = PlanConfig()
+        cfg = settings_of(ctx).plan
         if store is not None:
-            topo, od_pairs, step_s, issued, fc = _stored(topology, capacities_from, store, horizon)
+            topo, od_pairs, step_s, issued, fc = _stored(
+                ctx, topology, capacities_from, store, horizon
+            )
         else:
             assert demands is not None
             topo, dem = _load(topology, capacities_from, demands)
@@ -139,8 +133,8 @@ def plan(
                 config=cfg,
                 step_s=step_s,
             )
-            out: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
-            _print_whatif(out, as_json)
+            doc: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
+            _print_whatif(doc, as_json)
             return
         paths = candidate_paths(topo, od_pairs, cfg.k_paths)
         cur = None
@@ -159,9 +153,9 @@ def plan(
         except ShadowcastError as exc:
             verdict = f"rejected: {exc}"
     except ShadowcastError as exc:
-        raise _fail(exc) from exc
+        raise error_exit(exc) from None
     if as_json:
-        print(json.dumps({"checker": verdict, "plan": p.to_dict()}))
+        emit_json({"checker": verdict, "plan": p.to_dict()})
         return
     if fmt == "yaml":
         print(p.to_yaml())
@@ -173,32 +167,33 @@ def plan(
         t.add_column(col)
     for o in p.outlook:
         t.add_row(o.link, f"{o.current:.0%}", f"{o.planned:.0%}", f"{o.p_overload:.2f}")
-    Console().print(t)
+    out.print(t)
 
 
-def _print_whatif(out: dict[str, Any], as_json: bool) -> None:
+def _print_whatif(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(out))
+        emit_json(doc)
         return
-    c = Console()
-    c.print(f"failed: {', '.join(out['failed_links'] + out['failed_nodes'])}")
+    c = out
+    c.print(f"failed: {', '.join(doc['failed_links'] + doc['failed_nodes'])}")
     c.print(
-        f"max utilisation {out['mlu_before']:.0%} -> {out['mlu_after']:.0%}; "
-        f"lost {out['lost_mbps']:.0f} Mbit/s ({len(out['disconnected'])} OD pairs cut)"
+        f"max utilisation {doc['mlu_before']:.0%} -> {doc['mlu_after']:.0%}; "
+        f"lost {doc['lost_mbps']:.0f} Mbit/s ({len(doc['disconnected'])} OD pairs cut)"
     )
     t = Table(title="links at or above target after re-planning")
     t.add_column("link")
     t.add_column("utilisation")
-    for o in out["overloads"]:
+    for o in doc["overloads"]:
         t.add_row(o["link"], f"{o['utilisation']:.0%}")
     c.print(t)
-    for s in out["shaping"]:
+    for s in doc["shaping"]:
         c.print(f"shape: {s}")
-    for n in out["notes"]:
+    for n in doc["notes"]:
         c.print(f"note: {n}")
 
 
 def eval_te(
+    ctx: typer.Context,
     topology: TopoOpt,
     demands: DemOpt,
     test: Annotated[Path | None, typer.Option(help="replay this series after D")] = None,
@@ -232,17 +227,15 @@ def eval_te(
                 forecaster=model,
                 quantile=quantile,
                 capacity_scale=scale,
+                config=settings_of(ctx).plan,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    except (ShadowcastError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+    except ValueError as exc:
+        raise error_exit(ConfigError(str(exc))) from None
+    except ShadowcastError as exc:
+        raise error_exit(exc) from None
     if as_json:
-        print(
-            json.dumps(
-                {"topology": topo.name, "demands": str(demands), "rows": rows}, default=_jsonable
-            )
-        )
+        emit_json({"topology": topo.name, "demands": str(demands), "rows": rows})
         return
     t = Table(title=f"TE replay on {topo.name}: MLU / oracle MLU")
     for col in (
@@ -269,10 +262,4 @@ def eval_te(
             f"{r['churn']:.3f}",
             f"{r['solve_ms_median']:.1f}",
         )
-    Console().print(t)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return str(v)
+    out.print(t)

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shadowcast.alert.notifiers import build_notifiers
+from shadowcast.cli_support import console, emit_json, install_hint, out, settings_of
 from shadowcast.records import DemandSeries, Topology
 from shadowcast.replay.report import (
     accuracy_rows,
@@ -49,8 +50,6 @@ def load_inputs(
 
 
 def _progress() -> Progress:
-    from shadowcast.cli import console
-
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -95,11 +94,9 @@ def replay_cmd(
     Without --topology/--demands, replays the seeded synthetic backbone (documented in
     docs/datasets.md). The replay writes to its own store file, replaced on each run.
     """
-    from shadowcast.cli import out, settings_of
     from shadowcast.datasets.topology import write_node_link
     from shadowcast.forecast.registry import make_model
-    from shadowcast.output import emit_json
-    from shadowcast.store.config import StoreConfig, open_store
+    from shadowcast.store.config import open_store
 
     settings = settings_of(ctx)
     cfg = settings.replay
@@ -111,7 +108,7 @@ def replay_cmd(
     data_dir.mkdir(parents=True, exist_ok=True)
     for p in (store_path, store_path.with_suffix(".duckdb.wal")):
         p.unlink(missing_ok=True)
-    store_cfg = StoreConfig(backend="duckdb", data_dir=data_dir, path="replay.duckdb")
+    store_cfg = settings.store.at(store_path)
     store = open_store(store_cfg)
     # the topology beside the store, so `shadowcast forecast` maps forecasts onto its links
     write_node_link(topo, store_path.with_suffix(".topology.json"))
@@ -145,6 +142,7 @@ def replay_cmd(
                 rule_threshold=alert_cfg.utilisation_threshold,
                 rule_within_s=alert_cfg.within_s,
                 rule_level=alert_cfg.quantile_level,
+                rule_clear_ratio=alert_cfg.clear_ratio,
                 notifiers=build_notifiers(alert_cfg),
                 by_app=by_app,
                 progress=lambda n: bar.advance(task, n),
@@ -154,7 +152,10 @@ def replay_cmd(
     score = score_alerts(result, result.alerts, alert_cfg.utilisation_threshold, alert_cfg.within_s)
     plot_path = None
     if plot:
-        plot_path = plot_busiest(result, data_dir / "report" / "busiest_links.png")
+        try:
+            plot_path = plot_busiest(result, data_dir / "report" / "busiest_links.png")
+        except ImportError as exc:  # matplotlib is the `plot` extra
+            console.print(f"note: no plot ({install_hint(exc.name or 'matplotlib')})")
     report = {
         "topology": topo.name,
         "steps": dem.steps,
@@ -314,9 +315,7 @@ def eval_forecast(
     """Backtest forecasters online (rolling origin): NMAE, ratios to persistence and
     seasonal naive, pinball loss, interval coverage per level (and per volume decile)."""
     from shadowcast import datasets
-    from shadowcast.cli import out, settings_of
     from shadowcast.forecast.evaluate import evaluate
-    from shadowcast.output import emit_json
     from shadowcast.records import SeriesFrame
     from shadowcast.units import horizon_steps
 

@@ -123,6 +123,7 @@ def replay(
     rule_threshold: float = 0.9,
     rule_within_s: int = 3600,
     rule_level: float = 0.0,
+    rule_clear_ratio: float = 0.95,
     notifiers: Sequence[Notifier] = (),
     by_app: Mapping[str, npt.NDArray[np.float32]] | None = None,
     progress: Progress | None = None,
@@ -148,7 +149,7 @@ def replay(
     h_pred = max(h_max, within)
     levels = [float(lv) for lv in config.levels]
     primary = config.models[0]
-    rule = CapacityRule(link_names, rule_threshold, within, step)
+    rule = CapacityRule(link_names, rule_threshold, within, step, rule_clear_ratio)
     alerts: list[Alert] = []
 
     warm = min(max(2 * h_pred, parse_duration(config.warmup) // step), n_t // 2)

@@ -89,3 +89,30 @@ def test_build_notifiers_validates() -> None:
         build_notifiers(AlertConfig(notifiers=["webhook"]))
     with pytest.raises(ValidationError, match="notifiers"):  # refused when the settings load
         AlertConfig(notifiers=["pager"])  # type: ignore[list-item]
+
+
+@pytest.mark.slow
+def test_replay_applies_alert_clear_ratio() -> None:
+    """alert.clear_ratio reaches the replay's rule: a lower ratio re-arms links later, so it
+    never raises more alerts, and here fewer."""
+    from shadowcast.datasets.synthetic import synthetic_dataset
+    from shadowcast.forecast.registry import make_model
+    from shadowcast.replay.config import ReplayConfig
+    from shadowcast.replay.run import replay
+    from shadowcast.store.memory import MemoryStore
+
+    syn = synthetic_dataset(weeks=0.5, seed=1)
+    cfg = ReplayConfig(models=["persistence"], warmup="1d", horizons=["15m"], levels=[80.0])
+    counts = []
+    for ratio in (1.0, 0.5):
+        res = replay(
+            syn.topology,
+            syn.demands,
+            MemoryStore(),
+            cfg,
+            lambda name, step: make_model(name, horizons=cfg.horizons),
+            rule_threshold=0.8,
+            rule_clear_ratio=ratio,
+        )
+        counts.append(len(res.alerts))
+    assert counts[0] > counts[1] > 0

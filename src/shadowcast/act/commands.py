@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from shadowcast.cli_support import emit_json, out, settings_of
-from shadowcast.errors import ConfigError
+from shadowcast.errors import ConfigError, ShadowcastError
 
 app = typer.Typer(help="Apply a saved plan through the configured actuator.", no_args_is_help=True)
 
@@ -48,7 +48,7 @@ def apply_cmd(
     cfg = settings.act
     try:
         plan = Plan.from_dict(json.loads(plan_file.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, ShadowcastError) as exc:
         raise ConfigError(f"{plan_file}: not a plan file: {exc}") from None
     topo = load_topology(topology, capacities_from=capacities_from)
     actuator = make_actuator(cfg)

@@ -6,11 +6,9 @@ Command modules import from here, never from :mod:`shadowcast.cli` (which import
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import traceback
-from types import ModuleType
 from typing import NoReturn
 
 import typer
@@ -18,7 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from shadowcast import exitcodes
-from shadowcast.errors import MissingExtraError, ShadowcastError
+from shadowcast.errors import ShadowcastError
+from shadowcast.extras import DISTRIBUTION, EXTRAS, install_hint, need
 from shadowcast.output import emit_json
 from shadowcast.settings import Settings, load_settings
 
@@ -31,22 +30,12 @@ __all__ = [
     "error_line",
     "exit_with",
     "exitcodes",
+    "install_hint",
     "need",
     "out",
     "print_error",
     "settings_of",
 ]
-
-#: The name to ``pip install`` (the import and command name is ``shadowcast``).
-DISTRIBUTION = "shadowcast-netops"
-#: Optional dependency (top-level module) -> the extra that installs it.
-EXTRAS: dict[str, str] = {
-    "nfstream": "pcap",
-    "dask": "dask",
-    "distributed": "dask",
-    "statsforecast": "stats",
-    "matplotlib": "plot",
-}
 
 console = Console(stderr=True)  # progress, notes, errors
 # tables and reports (stdout); piped output gets 200 columns rather than rich's 80
@@ -60,22 +49,6 @@ def settings_of(ctx: typer.Context) -> Settings:
     if not isinstance(root.obj, Settings):
         root.obj = load_settings()
     return root.obj
-
-
-def install_hint(module: str) -> str:
-    extra = EXTRAS.get(module.split(".")[0])
-    if extra is None:
-        return f"reinstall {DISTRIBUTION} (module {module!r} is missing)"
-    return f"pip install '{DISTRIBUTION}[{extra}]'"
-
-
-def need(module: str, what: str) -> ModuleType:
-    """``module`` imported, or MissingExtraError saying which extra provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        name = exc.name or module
-        raise MissingExtraError(f"{what} needs {name!r}: {install_hint(name)}") from None
 
 
 def error_line(exc: BaseException) -> str:

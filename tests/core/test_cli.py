@@ -254,3 +254,26 @@ def test_cli_reference_is_up_to_date() -> None:
 
     doc = (REPO / "docs" / "cli.md").read_text()
     assert doc == render(), "docs/cli.md is stale: python -m shadowcast.cli_doc > docs/cli.md"
+
+
+def test_extras_name_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shadowcast.errors import MissingExtraError
+    from shadowcast.extras import install_hint, need
+
+    assert install_hint("matplotlib.pyplot") == "pip install 'shadowcast-netops[plot]'"
+    assert install_hint("statsforecast") == "pip install 'shadowcast-netops[stats]'"
+    monkeypatch.setitem(sys.modules, "nfstream", None)
+    with pytest.raises(MissingExtraError, match=r"shadowcast-netops\[pcap\]") as err:
+        need("nfstream", "reading pcaps")
+    assert err.value.exit_code == exitcodes.FAILURE
+
+
+def test_replay_plot_needs_the_plot_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without matplotlib the replay's plot raises ImportError naming it (the command then
+    prints a note with the install line and goes on)."""
+    from shadowcast.replay.report import plot_busiest
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError) as err:
+        plot_busiest(None, Path("unused.png"))  # type: ignore[arg-type]
+    assert err.value.name == "matplotlib"

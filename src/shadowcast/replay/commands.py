@@ -155,7 +155,7 @@ def replay_cmd(
         try:
             plot_path = plot_busiest(result, data_dir / "report" / "busiest_links.png")
         except ImportError as exc:  # matplotlib is the `plot` extra
-            console.print(f"note: no plot ({install_hint(exc.name or 'matplotlib')})")
+            console.print(f"note: no plot ({install_hint(exc.name or 'matplotlib')})", markup=False)
     report = {
         "topology": topo.name,
         "steps": dem.steps,
@@ -304,7 +304,7 @@ def eval_forecast(
         int,
         typer.Option(
             help="also backtest statsforecast models on the N largest series, beside "
-            "ours and the baselines on the same series (0: off; extra shadowcast[stats])"
+            "ours and the baselines on the same series (0: off; extra shadowcast-netops[stats])"
         ),
     ] = 0,
     sf_models: Annotated[

@@ -197,10 +197,12 @@ def load_settings(
     if env:
         source += " + environment"
     data = _merge(data, env)
-    if "data_dir" in data:
-        store = data.setdefault("store", {})
+    if "data_dir" in data:  # the store and the profile series follow data_dir unless set
+        store, profile = data.setdefault("store", {}), data.setdefault("profile", {})
         if isinstance(store, dict):
-            store.setdefault("data_dir", data["data_dir"])  # the store follows data_dir
+            store.setdefault("data_dir", data["data_dir"])
+        if isinstance(profile, dict):
+            profile.setdefault("data_dir", Path(str(data["data_dir"])) / "profile")
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

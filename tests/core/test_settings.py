@@ -77,10 +77,13 @@ def test_durations() -> None:
 
 def test_store_follows_data_dir_unless_set(tmp_path: Path) -> None:
     s = load_settings(environ={"SHADOWCAST_DATA_DIR": str(tmp_path)})
-    assert Path(s.store.data_dir) == tmp_path  # type: ignore[attr-defined]
+    assert Path(s.store.data_dir) == tmp_path
     f = tmp_path / "s.yaml"
     f.write_text(f"data_dir: {tmp_path}\nstore:\n  data_dir: /srv/db\n")
-    assert str(load_settings(f, environ={}).store.data_dir) == "/srv/db"  # type: ignore[attr-defined]
+    assert str(load_settings(f, environ={}).store.data_dir) == "/srv/db"
+    s = load_settings(environ={"SHADOWCAST_DATA_DIR": str(tmp_path)})
+    assert s.profile.data_dir == tmp_path / "profile"
+    assert load_settings(environ={}).profile.data_dir == Path("data/profile")
 
 
 # --- one settings contract -----------------------------------------------------------

@@ -7,18 +7,16 @@ Command modules import from here, never from :mod:`shadowcast.cli` (which import
 from __future__ import annotations
 
 import logging
-import sys
 import traceback
 from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from shadowcast import exitcodes
 from shadowcast.errors import ShadowcastError
 from shadowcast.extras import DISTRIBUTION, EXTRAS, install_hint, need
-from shadowcast.output import emit_json
+from shadowcast.output import console, emit_json, emit_record, out
 from shadowcast.settings import Settings, load_settings
 
 __all__ = [
@@ -26,6 +24,7 @@ __all__ = [
     "EXTRAS",
     "console",
     "emit_json",
+    "emit_record",
     "error_exit",
     "error_line",
     "exit_with",
@@ -36,10 +35,6 @@ __all__ = [
     "print_error",
     "settings_of",
 ]
-
-console = Console(stderr=True)  # progress, notes, errors
-# tables and reports (stdout); piped output gets 200 columns rather than rich's 80
-out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def settings_of(ctx: typer.Context) -> Settings:

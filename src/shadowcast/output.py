@@ -9,6 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+console = Console(stderr=True)  # progress, notes, errors
+# tables and reports (stdout); piped output gets 200 columns rather than rich's 80
+out = Console(width=None if sys.stdout.isatty() else 200)
+
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
@@ -40,4 +44,4 @@ def emit_record(obj: dict[str, Any], as_json: bool, title: str) -> None:
     table = Table(title=title, show_header=False)
     for k, v in obj.items():
         table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
-    Console().print(table)
+    out.print(table)

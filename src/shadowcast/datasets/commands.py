@@ -10,11 +10,10 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 
-from shadowcast.cli_support import console, settings_of
+from shadowcast.cli_support import console, emit_record, settings_of
 from shadowcast.datasets.csvdemand import write_csv
 from shadowcast.datasets.demands import load_demands, totals
 from shadowcast.datasets.topology import load_topology, write_node_link
-from shadowcast.output import emit_record
 from shadowcast.records import DemandSeries, Topology
 
 app = typer.Typer(help="Inspect and generate datasets.", no_args_is_help=True)

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shadowcast.cli_support import console, out, settings_of
+from shadowcast.cli_support import console, emit_record, out, settings_of
 from shadowcast.errors import ConfigError, ProbeError, ShadowcastError
-from shadowcast.output import emit_record
 from shadowcast.shadow.abw import combine, estimate_train, train_gap_s
 from shadowcast.shadow.config import AbwConfig, StampConfig
 from shadowcast.shadow.pathcheck import trace

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -230,9 +229,8 @@ def config_show(ctx: typer.Context) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """The console script: the app, with anything that still escapes on one line."""
-    run: Callable[..., Any] = app
     try:
-        run(args=args)
+        app(args=args)
     except SystemExit:
         raise
     except Exception as exc:  # raised outside a command (argument parsing, completion)

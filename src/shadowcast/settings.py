@@ -61,10 +61,6 @@ class Settings(BaseModel):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
 
 
-# The name the settings had while the sections were optional (kept for old imports).
-CoreSettings = Settings
-
-
 class _NoAliasLoader(yaml.SafeLoader):
     """YAML without aliases: ``*name`` is refused, so a few bytes cannot expand to gigabytes."""
 

@@ -14,30 +14,14 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+# Application categories (the taxonomy) and their default latency sensitivity.
+from shadowcast.taxonomy import CATEGORIES as CATEGORIES
+from shadowcast.taxonomy import LATENCY_SENSITIVITY as LATENCY_SENSITIVITY
+
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 G = TypeVar("G", bound=np.generic)
-
-# Application categories (the taxonomy) and their default latency sensitivity.
-CATEGORIES: tuple[str, ...] = (
-    "video",
-    "bulk",
-    "interactive",
-    "voip",
-    "web",
-    "other",
-    "unknown",
-)
-LATENCY_SENSITIVITY: Mapping[str, str] = {
-    "video": "medium",
-    "bulk": "low",
-    "interactive": "high",
-    "voip": "high",
-    "web": "medium",
-    "other": "low",
-    "unknown": "low",
-}
 
 # Flow records as they enter the store: one Arrow schema, written in batches.
 FLOW_SCHEMA = pa.schema(

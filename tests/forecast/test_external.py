@@ -44,7 +44,7 @@ def test_missing_statsforecast_is_a_config_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError, match="statsforecast") as err:
         StatsForecastModel(model="AutoETS")
     assert INSTALL_HINT in str(err.value)
-    assert "shadowcast[stats]" in INSTALL_HINT
+    assert "shadowcast-netops[stats]" in INSTALL_HINT
 
 
 def test_unknown_or_unsupported_model(sf: Any) -> None:

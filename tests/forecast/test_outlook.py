@@ -267,7 +267,7 @@ def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) 
     bad = CliRunner().invoke(app, ["forecast", "--store", str(tmp_path / "none.duckdb")])
     assert bad.exit_code == 2 and "no such file" in bad.output
     hz = CliRunner().invoke(app, ["forecast", "--store", str(path), "--horizon", "abc"])
-    assert hz.exit_code == 2 and "forecast.horizons: " in " ".join(hz.output.split())
+    assert hz.exit_code == 2 and "forecast.horizons.0: " in " ".join(hz.output.split())
     csv = tmp_path / "d.csv"
     csv.write_text("time,src,dst,value\n2026-01-05T00:00:00Z,A,B,1\n")
     both = CliRunner().invoke(app, ["forecast", "--demands", str(csv), "--write"])
@@ -361,3 +361,50 @@ def test_forecast_command_leaves_retired_series_out(tmp_path) -> None:  # type: 
     doc = json.loads(res.stdout)
     assert doc["series"] == 2
     assert {r["key"]: r["last"] for r in doc["top_series"]} == {"A->B": 5.0, "B->C": 20.0}
+
+
+def test_forecast_exits_3_when_links_are_at_risk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """cron/Nagios: status 3 when a link's mean or upper bound reaches forecast.threshold."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+    from shadowcast.exitcodes import AT_RISK
+
+    path = tmp_path / "s.duckdb"
+    st = DuckDBStore(str(path))
+    ts = [1_767_571_200 + k * 300 for k in range(2 * 288)]
+    rng = np.random.default_rng(5)
+    st.write("od_series", _od_rows(ts, "A", "B", "", list(100 + rng.random(len(ts)))))
+    st.write("od_series", _od_rows(ts, "B", "A", "", list(50 + rng.random(len(ts)))))
+    st.close()
+
+    def run(capacity_bps: float) -> tuple[int, dict]:  # type: ignore[type-arg]
+        topo = tmp_path / f"t{capacity_bps:g}.json"
+        topo.write_text(
+            json.dumps(
+                {
+                    "directed": True,
+                    "multigraph": False,
+                    "graph": {},
+                    "nodes": [{"id": "A"}, {"id": "B"}],
+                    "links": [
+                        {"source": "A", "target": "B", "capacity": capacity_bps},
+                        {"source": "B", "target": "A", "capacity": capacity_bps},
+                    ],
+                }
+            )
+        )
+        res = CliRunner().invoke(
+            app,
+            ["forecast", "--store", str(path), "--topology", str(topo), "--model",
+             "persistence", "--json"],
+        )  # fmt: skip
+        return res.exit_code, json.loads(res.stdout)
+
+    code, doc = run(1e9)  # ~100 of 1000 Mbit/s
+    assert code == 0 and doc["links_at_risk"] == [] and len(doc["links"]) == 2
+    code, doc = run(1.05e8)  # ~100 of 105 Mbit/s: above 90 %
+    assert code == AT_RISK and len(doc["links_at_risk"]) == 1
+    assert doc["links_at_risk"][0] == doc["links"][0]["link"]  # the riskiest link first

@@ -46,11 +46,11 @@ class CollectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bind: str = "0.0.0.0"
-    listeners: list[ListenerConfig] = Field(default_factory=default_listeners)
-    rcvbuf_bytes: int = Field(default=64 * 1024 * 1024, ge=65536)
+    listeners: list[ListenerConfig] = Field(default_factory=default_listeners, max_length=64)
+    rcvbuf_bytes: int = Field(default=64 * 1024 * 1024, ge=65536, le=2**30)
     workers: int = Field(default=2, ge=1, le=64)
     # Two DuckDB row groups: appends this large skip the WAL (~20% less CPU per row).
-    flush_rows: int = Field(default=245_760, ge=1)
+    flush_rows: int = Field(default=245_760, ge=1, le=10_000_000)
     flush_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
     # Per exporter address: a sampling rate that overrides whatever the exporter says.
     sampling_overrides: dict[str, int] = Field(default_factory=dict)
@@ -61,7 +61,7 @@ class CollectConfig(BaseModel):
     capture_idle_timeout_s: int = Field(default=10, ge=1, le=3600)
     # A worker decodes once it holds ``decode_packets`` datagrams or its oldest one has
     # waited ``decode_wait_s`` (each decode call has a fixed cost of about a millisecond).
-    decode_packets: int = Field(default=1024, ge=1)
+    decode_packets: int = Field(default=1024, ge=1, le=65_536)
     decode_wait_s: float = Field(default=0.05, gt=0.0, le=1.0)
 
     # -- record checks (collect.validate): a record failing one is counted per exporter
@@ -117,6 +117,6 @@ class CollectConfig(BaseModel):
     def _rates(cls, v: dict[str, int]) -> dict[str, int]:
         for addr, rate in v.items():
             ipaddress.ip_address(addr)
-            if rate < 1:
-                raise ValueError(f"sampling override for {addr} must be >= 1, not {rate}")
+            if not 1 <= rate <= 2**32 - 1:
+                raise ValueError(f"sampling override for {addr} must be in [1, 2^32), not {rate}")
         return v

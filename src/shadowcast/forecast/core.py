@@ -36,11 +36,12 @@ import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import clean, finite_or_nan, input_report, regrow
-from shadowcast.forecast.config import horizon_steps, parse_duration
 from shadowcast.forecast.conformal import Calibrator, ew_scales, horizon_grid, interp_grid
 from shadowcast.forecast.conformal import scale_floor as _scale_floor
 from shadowcast.forecast.keys import KeyBook, level_rows, pooled_prior
 from shadowcast.records import F64, Forecast, SeriesFrame
+from shadowcast.units import ceil_steps as horizon_steps
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)

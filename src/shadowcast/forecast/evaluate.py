@@ -31,11 +31,12 @@ import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import clean
-from shadowcast.forecast.config import format_duration, horizon_steps, parse_duration
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.keys import align_pair, present
 from shadowcast.forecast.registry import make_model
 from shadowcast.records import F64, DemandSeries, SeriesFrame
+from shadowcast.units import ceil_steps as horizon_steps
+from shadowcast.units import format_duration, parse_duration
 
 log = logging.getLogger(__name__)
 

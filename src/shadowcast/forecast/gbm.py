@@ -37,9 +37,9 @@ import lightgbm as lgb  # noqa: E402
 import numpy as np
 import numpy.typing as npt
 
-from shadowcast.forecast.config import parse_duration
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.records import F64
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)

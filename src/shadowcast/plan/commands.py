@@ -8,13 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from shadowcast.errors import PlanError, ShadowcastError
+from shadowcast.cli_support import console, emit_json, error_exit, out, settings_of
+from shadowcast.errors import ConfigError, PlanError, ShadowcastError
 from shadowcast.plan.base import Plan, check_plan
 from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.evaluate import evaluate_te, parse_horizon
@@ -25,7 +24,6 @@ from shadowcast.records import DemandSeries, Forecast, SeriesFrame, Topology
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Plan reservations, shaping and path splits from forecasts.")
-console = Console(stderr=True)
 
 TopoOpt = Annotated[Path, typer.Option("--topology", "-t", help="topology file")]
 CapsOpt = Annotated[
@@ -58,6 +56,7 @@ def _settings(ctx: typer.Context) -> tuple[PlanConfig, dict[str, str], Any]:
 
 
 def _stored(
+    ctx: typer.Context,
     topology: Path,
     caps: Path | None,
     store_path: Path,
@@ -69,12 +68,12 @@ def _stored(
     from shadowcast.datasets import load_topology
     from shadowcast.forecast.stored import read_od_forecast
     from shadowcast.plan.classes import class_forecasts
-    from shadowcast.store.duckdb import DuckDBStore
+    from shadowcast.store.config import open_store
 
     if not store_path.is_file():
         raise PlanError(f"--store {store_path}: no such file")
     topo = load_topology(topology, capacities_from=caps)
-    st = DuckDBStore(str(store_path))
+    st = open_store(settings_of(ctx).store.at(store_path))
     try:
         per_app = {"auto": None, "app": True, "all": False}[classes]
         stored = read_od_forecast(st, per_app=per_app)
@@ -114,11 +113,6 @@ def _categories(taxonomy: dict[str, str], apps_file: Any) -> Callable[[str], str
         return cat if cat in taxonomy else "unknown"
 
     return category
-
-
-def _fail(exc: ShadowcastError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 @app.callback(invoke_without_command=True)
@@ -172,7 +166,7 @@ def plan(
         cfg, taxonomy, apps_file = _settings(ctx)
         if store is not None:
             topo, od_pairs, step_s, issued, forecasts = _stored(
-                topology, capacities_from, store, horizon, classes, (taxonomy, apps_file)
+                ctx, topology, capacities_from, store, horizon, classes, (taxonomy, apps_file)
             )
         else:
             assert demands is not None
@@ -202,8 +196,8 @@ def plan(
                 config=cfg,
                 step_s=step_s,
             )
-            out: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
-            _print_whatif(out, as_json)
+            doc: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
+            _print_whatif(doc, as_json)
             return
         paths = candidate_paths(
             topo, od_pairs, cfg.k_paths, disjoint=cfg.disjoint, weight=cfg.path_weight
@@ -225,9 +219,9 @@ def plan(
         except ShadowcastError as exc:
             verdict = f"rejected: {exc}"
     except ShadowcastError as exc:
-        raise _fail(exc) from exc
+        raise error_exit(exc) from None
     if as_json:
-        print(json.dumps({"checker": verdict, "classes": summary, "plan": p.to_dict()}))
+        emit_json({"checker": verdict, "classes": summary, "plan": p.to_dict()})
         return
     if fmt == "yaml":
         print(p.to_yaml())
@@ -247,39 +241,40 @@ def plan(
             str(r["od_pairs"]),
             f"{r['planned_mbps']:.0f}",
         )
-    Console().print(c)
+    out.print(c)
     print(p.explain())
     t = Table(title=f"busiest links ({verdict})")
     for col in ("link", "now-routing", "planned", "p(>=100 %)"):
         t.add_column(col)
     for o in p.outlook:
         t.add_row(o.link, f"{o.current:.0%}", f"{o.planned:.0%}", f"{o.p_overload:.2f}")
-    Console().print(t)
+    out.print(t)
 
 
-def _print_whatif(out: dict[str, Any], as_json: bool) -> None:
+def _print_whatif(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(out))
+        emit_json(doc)
         return
-    c = Console()
-    c.print(f"failed: {', '.join(out['failed_links'] + out['failed_nodes'])}")
+    c = out
+    c.print(f"failed: {', '.join(doc['failed_links'] + doc['failed_nodes'])}")
     c.print(
-        f"max utilisation {out['mlu_before']:.0%} -> {out['mlu_after']:.0%}; "
-        f"lost {out['lost_mbps']:.0f} Mbit/s ({len(out['disconnected'])} OD pairs cut)"
+        f"max utilisation {doc['mlu_before']:.0%} -> {doc['mlu_after']:.0%}; "
+        f"lost {doc['lost_mbps']:.0f} Mbit/s ({len(doc['disconnected'])} OD pairs cut)"
     )
     t = Table(title="links at or above target after re-planning")
     t.add_column("link")
     t.add_column("utilisation")
-    for o in out["overloads"]:
+    for o in doc["overloads"]:
         t.add_row(o["link"], f"{o['utilisation']:.0%}")
     c.print(t)
-    for s in out["shaping"]:
+    for s in doc["shaping"]:
         c.print(f"shape: {s}")
-    for n in out["notes"]:
+    for n in doc["notes"]:
         c.print(f"note: {n}")
 
 
 def eval_te(
+    ctx: typer.Context,
     topology: TopoOpt,
     demands: DemOpt,
     test: Annotated[Path | None, typer.Option(help="replay this series after D")] = None,
@@ -316,17 +311,15 @@ def eval_te(
                 forecaster=model,
                 quantile=quantile,
                 capacity_scale=scale,
+                config=settings_of(ctx).plan,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    except (ShadowcastError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+    except ValueError as exc:
+        raise error_exit(ConfigError(str(exc))) from None
+    except ShadowcastError as exc:
+        raise error_exit(exc) from None
     if as_json:
-        print(
-            json.dumps(
-                {"topology": topo.name, "demands": str(demands), "rows": rows}, default=_jsonable
-            )
-        )
+        emit_json({"topology": topo.name, "demands": str(demands), "rows": rows})
         return
     t = Table(title=f"TE replay on {topo.name}: MLU / oracle MLU")
     for col in (
@@ -353,10 +346,4 @@ def eval_te(
             f"{r['churn']:.3f}",
             f"{r['solve_ms_median']:.1f}",
         )
-    Console().print(t)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return str(v)
+    out.print(t)

@@ -21,7 +21,6 @@ optimum over that path set and ``MLU / oracle`` >= 1 for the LP policies.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -37,12 +36,11 @@ from shadowcast.plan.optimise import solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet, candidate_paths
 from shadowcast.plan.planner import quantile_demand
 from shadowcast.records import F64, DemandSeries, SeriesFrame, Topology
+from shadowcast.units import parse_duration
 
 log = logging.getLogger(__name__)
 
 METHODS = ("static-sp", "reactive-lp", "threshold-reroute", "predictive-lp", "oracle")
-_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
-_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 class Progress(Protocol):
@@ -50,11 +48,8 @@ class Progress(Protocol):
 
 
 def parse_horizon(text: str) -> int:
-    """``'15m'`` -> 900 seconds; bare numbers are seconds."""
-    m = _DUR.match(str(text))
-    if not m:
-        raise ConfigError(f"horizon {text!r}: expected e.g. '15m', '1h', '900s'")
-    return int(float(m.group(1)) * _UNIT[m.group(2) or "s"])
+    """``'15m'`` -> 900 seconds (the grammar of :func:`shadowcast.units.parse_duration`)."""
+    return parse_duration(text)
 
 
 def _align(

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from shadowcast.cli_support import console, emit_json, install_hint, out, settings_of
 from shadowcast.units import format_duration, parse_duration
 
 eval_app = typer.Typer(
@@ -18,8 +19,6 @@ eval_app = typer.Typer(
 
 
 def _progress() -> Progress:
-    from shadowcast.cli import console
-
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -83,14 +82,12 @@ def replay_cmd(
     import signal
     import threading
 
-    from shadowcast.cli import out, settings_of
     from shadowcast.datasets.topology import write_node_link
     from shadowcast.errors import ConfigError
-    from shadowcast.output import emit_json
     from shadowcast.replay.driver import CHECKPOINT, run_replay
     from shadowcast.replay.report import build_report, plot_busiest
     from shadowcast.replay.source import auto_capacity_scale, load_source
-    from shadowcast.store.config import StoreConfig, open_store
+    from shadowcast.store.config import open_store
     from shadowcast.store.shared import SharedStore
 
     settings = settings_of(ctx)
@@ -127,9 +124,7 @@ def replay_cmd(
         shutil.rmtree(state_dir, ignore_errors=True)
     elif not (state_dir / CHECKPOINT).is_file():
         raise ConfigError(f"--resume: no replay checkpoint in {state_dir}")
-    store = SharedStore(
-        open_store(StoreConfig(backend="duckdb", data_dir=data_dir, path="replay.duckdb"))
-    )
+    store = SharedStore(open_store(settings.store.at(store_path)))
     # the topology beside the store, so `shadowcast forecast` maps forecasts onto its links
     write_node_link(source.topology, store_path.with_suffix(".topology.json"))
     stop = threading.Event()
@@ -164,6 +159,8 @@ def replay_cmd(
     plot_path = None
     if plot and not run.interrupted:
         plot_path = plot_busiest(run, data_dir / "report" / "busiest_links.png")
+        if plot_path is None:  # matplotlib is the `plot` extra
+            console.print(f"note: no plot ({install_hint('matplotlib')})", markup=False)
     report["plot"] = str(plot_path) if plot_path else None
     if json_out:
         emit_json(report)
@@ -305,7 +302,7 @@ def eval_forecast(
         int,
         typer.Option(
             help="also backtest statsforecast models on the N largest series, beside "
-            "ours and the baselines on the same series (0: off; extra shadowcast[stats])"
+            "ours and the baselines on the same series (0: off; extra shadowcast-netops[stats])"
         ),
     ] = 0,
     sf_models: Annotated[
@@ -316,9 +313,7 @@ def eval_forecast(
     """Backtest forecasters online (rolling origin): NMAE, ratios to persistence and
     seasonal naive, pinball loss, interval coverage per level (and per volume decile)."""
     from shadowcast import datasets
-    from shadowcast.cli import out, settings_of
     from shadowcast.forecast.evaluate import evaluate
-    from shadowcast.output import emit_json
     from shadowcast.records import SeriesFrame
     from shadowcast.units import horizon_steps
 

@@ -23,7 +23,7 @@ def run_cmd(
     routers). While it runs, `shadowcast forecast`, `profile top`, `store stats` and `plan`
     read the store through its socket (<data_dir>/shadowcast.sock).
     """
-    from shadowcast.cli import settings_of
+    from shadowcast.cli_support import settings_of
     from shadowcast.service.run import Runner
 
     settings: Any = settings_of(ctx)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -10,17 +9,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from shadowcast.errors import StoreError
+from shadowcast.cli_support import emit_json, out, settings_of
+from shadowcast.errors import ConfigError
 from shadowcast.store.base import Store
 from shadowcast.store.config import StoreConfig, apply_retention, open_store
 from shadowcast.store.schema import TABLES
 
 log = logging.getLogger(__name__)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(help="Inspect and maintain the store.", no_args_is_help=True)
 
@@ -31,19 +28,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
 def _config(ctx: typer.Context, path: Path | None) -> StoreConfig:
-    obj = ctx.find_root().obj
-    cfg = getattr(obj, "store", None)
-    base = cfg if isinstance(cfg, StoreConfig) else StoreConfig()
-    if path is not None:
-        base = base.model_copy(update={"backend": "duckdb", "path": str(path.resolve())})
-    return base
+    base = settings_of(ctx).store
+    return base.at(path) if path is not None else base
 
 
 def _open_existing(cfg: StoreConfig) -> Store:
     if cfg.backend == "duckdb" and cfg.resolved_path() != ":memory:":
         p = Path(cfg.resolved_path())
         if not p.is_file():
-            raise StoreError(f"no store at {p}")
+            raise ConfigError(f"no store at {p}")
     return open_store(cfg)
 
 
@@ -94,7 +87,7 @@ def stats(ctx: typer.Context, path: PathOpt = None, as_json: JsonOpt = False) ->
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps(result))
+        emit_json(result)
         return
     table = Table("table", "rows", "first", "last", title=f"store {result['path']}")
     for name, t in result["tables"].items():
@@ -139,7 +132,7 @@ def check(
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps(result))
+        emit_json(result)
     elif not result["damaged"]:
         out.print(f"[green]ok[/green] {result['path']}: every segment file reads")
     else:
@@ -183,7 +176,7 @@ def retain(
         store.close()
     result = {"path": cfg.resolved_path(), "now": ref.isoformat(), "deleted": deleted}
     if as_json:
-        typer.echo(json.dumps(result))
+        emit_json(result)
         return
     table = Table("table", "rows deleted", title=f"retention at {ref.isoformat()}")
     for name, n in deleted.items():

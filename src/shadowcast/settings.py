@@ -30,6 +30,8 @@ from shadowcast.forecast.config import ForecastConfig
 from shadowcast.plan.config import PlanConfig
 from shadowcast.profile.config import ProfileConfig
 from shadowcast.replay.config import ReplayConfig
+from shadowcast.rollup.config import RollupConfig
+from shadowcast.service.config import ServiceConfig
 from shadowcast.shadow.config import ShadowConfig
 from shadowcast.store.config import StoreConfig
 
@@ -59,6 +61,8 @@ class Settings(BaseModel):
     act: ActConfig = Field(default_factory=ActConfig)
     alert: AlertConfig = Field(default_factory=AlertConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    rollup: RollupConfig = Field(default_factory=RollupConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -91,7 +91,7 @@ def replay_settings(settings: Any, source: TrafficSource) -> Any:
     replay waits for each step's records), the replay's model, horizons and levels, and
     profile tiers no finer than the step."""
     r = settings.replay
-    rollup = settings.rollup.model_copy(update={"step": f"{source.step_s}s", "lateness": "0s"})
+    rollup = settings.rollup.model_copy(update={"step": f"{source.step_s}s", "lateness_s": 0})
     tiers = {k: v for k, v in settings.profile.tiers.items() if v.grain_s >= source.step_s}
     taxonomy = dict(settings.profile.taxonomy)
     taxonomy.setdefault(AGGREGATE, "medium")  # matrices without applications: never shaped

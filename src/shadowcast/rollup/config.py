@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shadowcast.units import parse_duration
+from shadowcast.units import Duration, parse_duration
 
 
 class RollupConfig(BaseModel):
@@ -20,34 +20,24 @@ class RollupConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: str = Field("5m", description="bucket of the OD series (the service's step)")
-    lateness: str = Field(
-        "1m", description="a bucket closes this long after its end (late flow records)"
+    step: Duration = Field("5m", description="bucket of the OD series (the service's step)")
+    lateness_s: int = Field(
+        60, ge=0, le=86_400, description="a bucket closes this long after its end (late records)"
     )
     edge_to_node: dict[str, str] = Field(
-        default_factory=dict, description="edge name (site or interface label) -> router"
+        default_factory=dict,
+        max_length=100_000,
+        description="edge name (site or interface label) -> router",
     )
     class_of: dict[str, str] = Field(
         default_factory=dict,
+        max_length=1000,
         description="category -> routing class (default: its latency sensitivity)",
     )
     max_open_buckets: int = Field(
         48, ge=2, le=10_000, description="buckets kept open at once (bounded memory)"
     )
 
-    @field_validator("step", "lateness")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        try:
-            parse_duration(v) if v not in ("0", "0s") else 0
-        except Exception as exc:  # ConfigError: pydantic reports it with the field
-            raise ValueError(str(exc)) from exc
-        return v
-
     @property
     def step_s(self) -> int:
         return parse_duration(self.step)
-
-    @property
-    def lateness_s(self) -> int:
-        return 0 if self.lateness in ("0", "0s") else parse_duration(self.lateness)

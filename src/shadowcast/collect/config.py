@@ -63,6 +63,10 @@ class CollectConfig(BaseModel):
     # waited ``decode_wait_s`` (each decode call has a fixed cost of about a millisecond).
     decode_packets: int = Field(default=1024, ge=1, le=65_536)
     decode_wait_s: float = Field(default=0.05, gt=0.0, le=1.0)
+    # A worker hands its decoded records to the supervisor (and the service's profile stage)
+    # once they are this old (default: half of flush_interval_s); store writes still follow
+    # flush_rows / flush_interval_s. Small values give low latency to the service (replays).
+    handoff_s: float | None = Field(default=None, gt=0.0, le=60.0)
 
     # -- record checks (collect.validate): a record failing one is counted per exporter
     # (invalid_records) and dropped; the rest of its batch is kept. Times are checked

@@ -68,12 +68,12 @@ def _stored(
     from shadowcast.datasets import load_topology
     from shadowcast.forecast.stored import read_od_forecast
     from shadowcast.plan.classes import class_forecasts
-    from shadowcast.store.config import open_store
+    from shadowcast.store.remote import open_for_reading
 
     if not store_path.is_file():
         raise PlanError(f"--store {store_path}: no such file")
     topo = load_topology(topology, capacities_from=caps)
-    st = open_store(settings_of(ctx).store.at(store_path))
+    st = open_for_reading(settings_of(ctx).store.at(store_path), settings_of(ctx).data_dir)
     try:
         per_app = {"auto": None, "app": True, "all": False}[classes]
         stored = read_od_forecast(st, per_app=per_app)

@@ -198,7 +198,6 @@ def run_replay(
     try:
         if ipfix:
             from shadowcast.collect.loopback import LoopbackCollector
-            from shadowcast.collect.synth import ipfix_export
 
             lc = LoopbackCollector(
                 store,
@@ -227,9 +226,8 @@ def run_replay(
             expected += flows.num_rows
             feed.bytes_sent += int(np.asarray(flows.column("bytes").to_numpy()).sum())
             if lc is not None:
-                for router, part in exporter.by_router(flows):
-                    packets = ipfix_export(part, app_mode="id", per_packet=30)
-                    lc.send(packets, part.num_rows, source=exporter_address(router))
+                for router, packets, records in exporter.messages(flows):
+                    lc.send(packets, records, source=exporter_address(router))
                     feed.packets_sent += len(packets)
             else:
                 intake.put(as_collected(flows))

@@ -129,6 +129,7 @@ class Service:
         self.stage_seconds: dict[str, float] = {}
         self._routing_cache: tuple[int, sp.csr_matrix] | None = None
         self._horizon_steps = sorted(set(stages.horizons.values()))
+        self.restored: dict[str, Any] = {}
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -308,6 +309,7 @@ class Service:
             out["resume_at_s"] = last + self.step_s
             self.steps = len(rows)
         out["model_version"] = s.forecast.version
+        self.restored = out
         log.info("service restored", extra=out)
         return out
 
@@ -390,6 +392,7 @@ class Service:
                 "store": {"flushes": s.writer.flushes, "failures": s.writer.failures},
             },
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "restored": self.restored,
         }
 
 

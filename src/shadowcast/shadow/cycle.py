@@ -23,7 +23,7 @@ from shadowcast.profile.events import AppPathEvent
 from shadowcast.records import F64, Topology
 from shadowcast.shadow.events import PathResolver
 from shadowcast.shadow.results import ProbeResult
-from shadowcast.shadow.simulate import simulate_path
+from shadowcast.shadow.simulate import link_metrics, path_metrics
 from shadowcast.shadow.stamp import PathMetrics
 from shadowcast.shadow.tunnels import Tunnel, TunnelManager
 
@@ -38,8 +38,9 @@ class ProbeBackend(Protocol):
 
 class SimulatedProbes:
     """Path metrics from the simulated network's current link loads (``loads()``, Mbit/s
-    per link), through the same queueing model as ``shadow/simulate.py``. The probe bytes a
-    real round would send still pass the manager's budget."""
+    per link), through the queueing model of ``shadow/simulate.py``, computed once per link
+    and probe time and summed along each path. The probe bytes a real round would send
+    still pass the manager's budget."""
 
     PROBE_BYTES = 10 * 86  # ten STAMP packets on the wire
 
@@ -50,21 +51,26 @@ class SimulatedProbes:
         self._index: dict[tuple[str, str], int] = {}
         for e, lk in enumerate(topology.links):
             self._index.setdefault((lk.src, lk.dst), e)
+        self._cache: tuple[float, dict[str, F64]] | None = None
+
+    def _links(self, now_s: float) -> dict[str, F64]:
+        if self._cache is None or self._cache[0] != now_s:
+            self._cache = (now_s, link_metrics(self.topology, self.loads()))
+        return self._cache[1]
 
     def measure(self, tunnel: Tunnel, now_s: float) -> ProbeResult | None:
         key = tunnel.spec.key
         if not self.manager.admit(key, self.PROBE_BYTES):
             return None
         path = [self._index[(a, b)] for a, b in zip(key.path[:-1], key.path[1:], strict=True)]
-        m = simulate_path(self.topology, path, self.loads()[None, :])
+        m = path_metrics(self._links(now_s), path)
         nan = math.nan
-        loss = float(m["loss"][0])
+        loss = m["loss"]
         metrics = PathMetrics(
             10, round(10 * (1 - loss)), loss, loss, 0.0,
-            float(m["rtt_ms"][0]), nan, float(m["owd_ms"][0]), nan, nan,
-            float(m["jitter_ms"][0]),
+            m["rtt_ms"], nan, m["owd_ms"], nan, nan, m["jitter_ms"],
         )  # fmt: skip
-        return ProbeResult(now_s, tunnel.spec.name, key.path, metrics, float(m["abw_mbps"][0]))
+        return ProbeResult(now_s, tunnel.spec.name, key.path, metrics, m["abw_mbps"])
 
 
 class ShadowCycle:

@@ -32,12 +32,16 @@ def _config(ctx: typer.Context, path: Path | None) -> StoreConfig:
     return base.at(path) if path is not None else base
 
 
-def _open_existing(cfg: StoreConfig) -> Store:
+def _open_existing(cfg: StoreConfig, *, read_only: bool = False) -> Store:
+    """The store at ``cfg``; with ``read_only``, through a running service's socket when
+    the service holds the file."""
+    from shadowcast.store.remote import open_for_reading
+
     if cfg.backend == "duckdb" and cfg.resolved_path() != ":memory:":
         p = Path(cfg.resolved_path())
         if not p.is_file():
             raise ConfigError(f"no store at {p}")
-    return open_store(cfg)
+    return open_for_reading(cfg) if read_only else open_store(cfg)
 
 
 def _iso(ts: object) -> str | None:
@@ -79,9 +83,10 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
 
 @app.command("stats")
 def stats(ctx: typer.Context, path: PathOpt = None, as_json: JsonOpt = False) -> None:
-    """Rows per table, time range and file size."""
+    """Rows per table, time range and file size (through the running service when it holds
+    the store)."""
     cfg = _config(ctx, path)
-    store = _open_existing(cfg)
+    store = _open_existing(cfg, read_only=True)
     try:
         result = store_stats(store, cfg)
     finally:

@@ -29,6 +29,9 @@ TABLE_NAMES: tuple[str, ...] = (
     "alerts",
     "interface_counters",
     "flow_features",
+    "behaviour",
+    "decisions",
+    "accuracy",
 )
 #: DuckDB threads allowed in the settings: four per CPU of this machine (at least 16).
 MAX_THREADS = max(16, (os.cpu_count() or 1) * 4)

@@ -89,10 +89,14 @@ class ReplayRun:
 def replay_settings(settings: Any, source: TrafficSource) -> Any:
     """The settings a replay runs the service with: the source's step, no lateness (the
     replay waits for each step's records), the replay's model, horizons and levels, and
-    profile tiers no finer than the step."""
+    the coarsest profile tier."""
     r = settings.replay
     rollup = settings.rollup.model_copy(update={"step": f"{source.step_s}s", "lateness_s": 0})
-    tiers = {k: v for k, v in settings.profile.tiers.items() if v.grain_s >= source.step_s}
+    # behaviour series: the coarsest tier only (hourly by default) — a replay's flows are
+    # step-long aggregates, and a week of finer per-application series would outweigh the
+    # rest of the store; `shadowcast run` keeps every configured tier
+    coarse = max(settings.profile.tiers.items(), key=lambda kv: kv[1].grain_s)
+    tiers = dict([coarse]) if coarse[1].grain_s >= source.step_s else {}
     taxonomy = dict(settings.profile.taxonomy)
     taxonomy.setdefault(AGGREGATE, "medium")  # matrices without applications: never shaped
     profile = settings.profile.model_copy(

@@ -10,6 +10,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shadowcast.store.base import Store
+from shadowcast.store.clickhouse import ClickHouseStore
 from shadowcast.store.duckdb import DuckDBStore
 from shadowcast.store.memory import MemoryStore
 from shadowcast.store.schema import TABLES
@@ -29,12 +30,48 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
 }
 
 
+class ClickHouseConfig(BaseModel):
+    """Where the clickhouse backend connects (YAML key ``store.clickhouse``).
+
+    Credentials come from the environment, never from the settings file:
+    ``SHADOWCAST_CLICKHOUSE_USER`` (default ``default``) and ``SHADOWCAST_CLICKHOUSE_PASSWORD``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Servers to connect to, "host:port" (native protocol, port 9000 by default); the
+    # first that answers is used. With ``cluster``, the shards are read from the server's
+    # remote_servers and every one of them gets the schema and retention.
+    hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:9000"], min_length=1)
+    database: str = Field(default="shadowcast", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # A cluster of remote_servers: rows kept in <table>_local on each shard, read and
+    # written through Distributed tables. None: one server.
+    cluster: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    rollups: bool = True  # aggregate() reads the flows rollups (1 min, 5 min, 1 h) when it can
+    migrate_on_open: bool = True  # create or upgrade the schema when the store is opened
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        from shadowcast.errors import StoreError
+        from shadowcast.store.clickhouse_io import parse_host
+
+        for spec in value:
+            try:
+                parse_host(spec)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
 class StoreConfig(BaseModel):
     """Where and how shadowcast keeps its data (YAML key ``store``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["duckdb", "memory"] = "duckdb"
+    backend: Literal["duckdb", "memory", "clickhouse"] = "duckdb"
     data_dir: Path = Path("var")  # same default as the top-level data_dir
     # The DuckDB file; relative paths are under data_dir. ":memory:" keeps it in memory.
     path: str = "shadowcast.duckdb"
@@ -50,6 +87,7 @@ class StoreConfig(BaseModel):
     segment_compression: Literal["lz4", "zstd", "snappy", "none"] = "lz4"
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. "4GB"
     threads: int | None = Field(default=None, ge=1)
+    clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
 
     @field_validator("retention_days")
     @classmethod
@@ -75,7 +113,11 @@ class Backend(Protocol):
     def from_config(self, config: StoreConfig) -> Store: ...
 
 
-BACKENDS: dict[str, Backend] = {"duckdb": DuckDBStore, "memory": MemoryStore}
+BACKENDS: dict[str, Backend] = {
+    "duckdb": DuckDBStore,
+    "memory": MemoryStore,
+    "clickhouse": ClickHouseStore,  # clickhouse_driver is imported when one is opened
+}
 
 
 def open_store(config: StoreConfig | None = None) -> Store:

@@ -37,6 +37,7 @@ BACKEND_PARAMS = [
     *(pytest.param(p, marks=pytest.mark.integration) for p in CLICKHOUSE_PARAMS),
 ]
 CLUSTER = "shadowcast_test"
+CLICKHOUSE_USERS = {"shadowcast": "s3cret"}  # a user with a password, for the credential tests
 _databases = itertools.count()
 
 
@@ -46,7 +47,8 @@ def _servers(tmp_path_factory: pytest.TempPathFactory, count: int) -> Iterator[l
     if importlib.util.find_spec("clickhouse_driver") is None:
         pytest.skip("clickhouse-driver not installed (pip install 'shadowcast[clickhouse]')")
     folder = tmp_path_factory.mktemp(f"clickhouse{count}")
-    with local_servers(folder, count, cluster=CLUSTER if count > 1 else None) as servers:
+    cluster = CLUSTER if count > 1 else None
+    with local_servers(folder, count, cluster=cluster, users=CLICKHOUSE_USERS) as servers:
         yield [s.address for s in servers]
 
 

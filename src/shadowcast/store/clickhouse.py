@@ -35,21 +35,15 @@ import pyarrow as pa
 
 from shadowcast.errors import StoreError
 from shadowcast.store import clickhouse_maint as maint
+from shadowcast.store import clickhouse_query as q
 from shadowcast.store import conform as cf
 from shadowcast.store.base import AggQuery
 from shadowcast.store.clickhouse_io import Connection, parse_host, result_table, to_columns
 from shadowcast.store.clickhouse_sql import (
     NULL_MS,
-    ROLLUP_DIMS,
-    ROLLUP_ROWS,
-    ROLLUP_STEPS,
-    ROLLUP_VALUES,
     SEQ,
     Layout,
-    floor_ms,
     ident,
-    literal,
-    rollup_table,
 )
 from shadowcast.store.memory import MemoryStore
 
@@ -59,7 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSERT_ROWS = 1_000_000  # rows per INSERT (one block on the server)
-_FN = {"sum": "sum", "avg": "avg", "max": "max", "min": "min", "count": "count"}
 _SEQ_LOCK = threading.Lock()
 _SEQ_LAST = [0]
 
@@ -70,10 +63,6 @@ def _seq_base(n: int) -> int:
         base = max(time.time_ns(), _SEQ_LAST[0] + 1)
         _SEQ_LAST[0] = base + n - 1
         return base
-
-
-def _ms(ts: datetime) -> int:
-    return int(round(cf.utc(ts).timestamp() * 1000))
 
 
 class _Local(threading.local):
@@ -117,7 +106,11 @@ class ClickHouseStore:
             self.features = maint.features(first)
             self.servers = maint.servers(first, cluster, self.hosts)
             if migrate:
-                maint.migrate(self._maint_conns(), self.layout, self.features, self.retention_days)
+                conns = self._maint_conns()
+                try:
+                    maint.migrate(conns, self.layout, self.features, self.retention_days)
+                finally:
+                    self._drop(conns)
             else:
                 maint.check_version(first, self.layout)
         except BaseException:
@@ -302,29 +295,6 @@ class ClickHouseStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _filters(
-        self,
-        table: str,
-        start: datetime | None,
-        end: datetime | None,
-        where: Mapping[str, object] | None,
-        tcol: str | None = None,
-    ) -> list[str]:
-        tcol = ident(tcol or cf.time_column(table))
-        conds: list[str] = []
-        if start is not None or end is not None:
-            conds.append(f"{tcol} != {NULL_MS}")
-        if start is not None:
-            conds.append(f"{tcol} >= {_ms(start)}")
-        if end is not None:
-            conds.append(f"{tcol} < {_ms(end)}")
-        for col, scalar in cf.check_where(table, where).items():
-            value = scalar.as_py()
-            if isinstance(value, datetime):
-                value = _ms(value)
-            conds.append(f"{ident(col)} = {literal(value)}")
-        return conds
-
     def _select(self, sql: str, schema: pa.Schema, what: str) -> pa.Table:
         cols, _ = self._conn().run(sql, what=what)
         return result_table(cols, schema)
@@ -338,7 +308,7 @@ class ClickHouseStore:
     ) -> pa.Table:
         """Rows of ``table`` in insertion order with the time column in [start, end)."""
         schema = cf.table_schema(table)
-        conds = self._filters(table, start, end, where)
+        conds = q.filters(table, start, end, where)
         cond = (" WHERE " + " AND ".join(conds)) if conds else ""
         names = ", ".join(ident(n) for n in schema.names)
         sql = f"SELECT {names} FROM {self.layout.name(table)}{cond} ORDER BY {ident(SEQ)}"
@@ -378,64 +348,12 @@ class ClickHouseStore:
             with MemoryStore() as mem:
                 mem.write(table, rows)
                 return mem.aggregate(query)
-        step = self._rollup_step(query) if self.rollups else None
+        step = q.rollup_step(query) if self.rollups else None
         if step is not None:
-            sql = self._rollup_sql(query, step)
+            sql = q.rollup_sql(self.layout, query, step)
         else:
-            sql = self._raw_sql(query)
+            sql = q.raw_sql(self.layout, query)
         return self._select(sql, out_schema, f"aggregate of {table!r}")
-
-    def _group(self, query: AggQuery) -> str:
-        keys = ", ".join(["`_b`", *(ident(b) for b in query.by)])
-        return f" GROUP BY {keys} ORDER BY {keys}"
-
-    def _raw_sql(self, query: AggQuery) -> str:
-        tcol = cf.time_column(query.table)
-        selects = [f"{floor_ms(ident(tcol), query.step_s)} AS `_b`"]
-        selects += [ident(b) for b in query.by]
-        for i, v in enumerate(query.values):
-            selects.append(f"{_FN[query.agg]}({ident(v)}) AS `_v{i}`")
-        if not query.values:
-            selects.append("count() AS `_v0`")
-        conds = [f"{ident(tcol)} != {NULL_MS}"]
-        conds += self._filters(query.table, query.start, query.end, query.where)
-        src = self.layout.name(query.table)
-        return f"SELECT {', '.join(selects)} FROM {src} WHERE {' AND '.join(conds)}" + self._group(
-            query
-        )
-
-    def _rollup_step(self, query: AggQuery) -> int | None:
-        """The coarsest flows rollup that answers ``query`` exactly, if any."""
-        if query.table != "flows" or query.agg not in ("sum", "count", "avg"):
-            return None
-        if not set(query.values) <= set(ROLLUP_VALUES):
-            return None
-        if not set(query.by) | set(query.where) <= set(ROLLUP_DIMS):
-            return None
-        bounds = [_ms(t) for t in (query.start, query.end) if t is not None]
-        for step in sorted(ROLLUP_STEPS, reverse=True):
-            if query.step_s % step == 0 and all(b % (step * 1000) == 0 for b in bounds):
-                return step
-        return None
-
-    def _rollup_sql(self, query: AggQuery, step: int) -> str:
-        selects = [f"{floor_ms('`bucket`', query.step_s)} AS `_b`"]
-        selects += [ident(b) for b in query.by]
-        rows = f"sum({ident(ROLLUP_ROWS)})"
-        for i, v in enumerate(query.values):
-            expr = {"sum": f"sum({ident(v)})", "count": rows, "avg": f"sum({ident(v)}) / {rows}"}
-            selects.append(f"{expr[query.agg]} AS `_v{i}`")
-        if not query.values:
-            selects.append(f"{rows} AS `_v0`")
-        conds = self._filters("flows", query.start, query.end, query.where, tcol="bucket")
-        conds = [c for c in conds if not c.startswith(f"`bucket` != {NULL_MS}")]
-        where = (" WHERE " + " AND ".join(conds)) if conds else ""
-        keys = ", ".join(["`_b`", *(ident(b) for b in query.by)])
-        src = self.layout.name(rollup_table(step))
-        return (
-            f"SELECT {', '.join(selects)} FROM {src}{where} GROUP BY {keys} "
-            f"HAVING {rows} != 0 ORDER BY {keys}"
-        )
 
     # -- retention ------------------------------------------------------------------------
 
@@ -450,7 +368,7 @@ class ClickHouseStore:
         names = cf.retain_tables(tables)
         self._conn()
         cutoff = cf.utc(now or datetime.now(UTC)) - max_age
-        cutoff_ms = _ms(cutoff)
+        cutoff_ms = q.ms(cutoff)
         conns = self._maint_conns()
         deleted: dict[str, int] = {}
         try:
@@ -461,12 +379,24 @@ class ClickHouseStore:
                 if self._local.depth > 0 and self._local.buffer is not None:
                     deleted[name] += self._local.buffer.retain(max_age, now, [name])[name]
         finally:
-            for c in conns:
-                c.close()
-            with self._lock:
-                self._conns = [c for c in self._conns if c not in conns]
+            self._drop(conns)
         log.info("store retention", extra={"cutoff": cutoff.isoformat(), "deleted": deleted})
         return deleted
+
+    def migrate(self, *, ttl: bool = True) -> dict[str, dict[str, Any]]:
+        """Create or upgrade the schema on every server (idempotent); what was done."""
+        self._conn()
+        conns = self._maint_conns()
+        try:
+            return maint.migrate(conns, self.layout, self.features, self.retention_days, ttl=ttl)
+        finally:
+            self._drop(conns)
+
+    def _drop(self, conns: list[Connection]) -> None:
+        for c in conns:
+            c.close()
+        with self._lock:
+            self._conns = [c for c in self._conns if c not in conns]
 
     def totals(self, table: str) -> dict[str, float | int]:
         """Row count and per-column sums, to check a copy (see :mod:`clickhouse_copy`)."""

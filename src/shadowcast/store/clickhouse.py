@@ -84,7 +84,7 @@ class ClickHouseStore:
         *,
         retention_days: Mapping[str, float] | None = None,
         rollups: bool = True,
-        migrate: bool = True,
+        migrate: bool | None = True,
         connect_timeout_s: float = 10.0,
         timeout_s: float = 300.0,
     ) -> None:
@@ -111,14 +111,16 @@ class ClickHouseStore:
                     maint.migrate(conns, self.layout, self.features, self.retention_days)
                 finally:
                     self._drop(conns)
-            else:
+            elif migrate is False:  # None: the caller migrates (``store migrate``)
                 maint.check_version(first, self.layout)
         except BaseException:
             self.close()
             raise
 
     @classmethod
-    def from_config(cls, config: StoreConfig) -> ClickHouseStore:
+    def from_config(cls, config: StoreConfig, *, to_migrate: bool = False) -> ClickHouseStore:
+        """The store ``config`` names (``to_migrate``: opened without migrating or checking
+        the schema version, for :meth:`migrate`)."""
         ch = config.clickhouse
         return cls(
             ch.hosts,
@@ -126,7 +128,7 @@ class ClickHouseStore:
             ch.cluster,
             retention_days=config.retention_days,
             rollups=ch.rollups,
-            migrate=ch.migrate_on_open,
+            migrate=None if to_migrate else ch.migrate_on_open,
             connect_timeout_s=ch.connect_timeout_s,
             timeout_s=ch.timeout_s,
         )

@@ -1,11 +1,12 @@
 """Copy a store into another (``shadowcast store copy``), checked by row counts and sums.
 
 Rows move table by table in time windows through the Store protocol (any backend to any
-other), in the source's order. Each table is then checked: the rows and per-column totals
-the destination gained must equal those read from the source. Totals are computed the
-same way on both sides, on what the ClickHouse backend keeps: integers and timestamps
-summed modulo 2**64 (null timestamps left out, other nulls as 0), floats over their finite
-values, strings by byte length, fixed-width binaries as two 64-bit halves.
+other): window after window (so in time order), rows without time last. Each table is
+then checked: the rows and per-column totals the destination gained must equal those
+read from the source. Totals are computed the same way on both sides, on what the
+ClickHouse backend keeps: integers and timestamps summed modulo 2**64 (null timestamps
+left out, other nulls as 0), floats over their finite values, strings by byte length,
+fixed-width binaries as two 64-bit halves.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
         if segments.is_dir():
             files += list(segments.rglob("*.parquet"))
         size = sum(f.stat().st_size for f in files if f.is_file())
-    return {"backend": cfg.backend, "path": path, "file_bytes": size, "tables": tables}
+    where = repr(store) if cfg.backend == "clickhouse" else path  # servers and database
+    return {"backend": cfg.backend, "path": where, "file_bytes": size, "tables": tables}
 
 
 @app.command("stats")
@@ -149,12 +150,14 @@ def _spec_config(ctx: typer.Context, spec: str) -> StoreConfig:
 def migrate(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Create or upgrade the store's schema (idempotent; ClickHouse: on every shard)."""
     cfg = _config(ctx, None)
-    store = open_store(cfg)  # DuckDB and memory stores create and upgrade when opened
-    try:
-        do = getattr(store, "migrate", None)
-        servers = do(ttl=True) if callable(do) else {}
-    finally:
-        store.close()
+    servers: dict[str, Any] = {}
+    if cfg.backend == "clickhouse":
+        from shadowcast.store.clickhouse import ClickHouseStore
+
+        with ClickHouseStore.from_config(cfg, to_migrate=True) as ch:
+            servers = ch.migrate(ttl=True)
+    else:
+        open_store(cfg).close()  # DuckDB and memory stores create and upgrade when opened
     result = {"backend": cfg.backend, "servers": servers}
     if as_json:
         typer.echo(json.dumps(result))

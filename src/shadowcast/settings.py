@@ -21,6 +21,11 @@ from shadowcast.errors import ConfigError
 from shadowcast.replay.config import ReplayConfig
 
 ENV_PREFIX = "SHADOWCAST_"
+# SHADOWCAST_* variables that are not settings: the test data folder, and credentials that
+# are read from the environment only (store.clickhouse).
+NOT_SETTINGS = frozenset(
+    {"SHADOWCAST_DATA", "SHADOWCAST_CLICKHOUSE_USER", "SHADOWCAST_CLICKHOUSE_PASSWORD"}
+)
 
 # Stage configs, by YAML key: (module, class). Stages whose module is missing are skipped
 # so a partial install still loads; each present one is validated strictly.
@@ -76,7 +81,7 @@ def format_validation_error(exc: ValidationError, source: str, section: str = ""
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "SHADOWCAST_DATA":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         node = out

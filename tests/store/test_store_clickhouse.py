@@ -263,3 +263,17 @@ def test_unreachable_servers_and_unknown_cluster(config_for: ConfigFor) -> None:
         open_ch(config_for, "clickhouse", hosts=["127.0.0.1:1"], connect_timeout_s=1)
     with pytest.raises(StoreError, match="'nope' is not in the remote_servers"):
         open_ch(config_for, "clickhouse", cluster="nope")
+
+
+def test_credentials_are_not_settings() -> None:
+    from shadowcast.settings import load_settings
+
+    env = {
+        "SHADOWCAST_CLICKHOUSE_USER": "u",
+        "SHADOWCAST_CLICKHOUSE_PASSWORD": "pw-3141",
+        "SHADOWCAST_STORE__BACKEND": "clickhouse",
+        "SHADOWCAST_STORE__CLICKHOUSE__DATABASE": "net1",
+    }
+    store = load_settings(environ=env).store
+    assert (store.backend, store.clickhouse.database) == ("clickhouse", "net1")
+    assert "pw-3141" not in store.model_dump_json()

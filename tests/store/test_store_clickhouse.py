@@ -277,3 +277,18 @@ def test_credentials_are_not_settings() -> None:
     store = load_settings(environ=env).store
     assert (store.backend, store.clickhouse.database) == ("clickhouse", "net1")
     assert "pw-3141" not in store.model_dump_json()
+
+
+@pytest.mark.integration
+def test_a_failed_send_names_the_tables_that_landed(config_for: ConfigFor) -> None:
+    s = open_ch(config_for, "clickhouse")
+    host, port = s.servers[0]
+    with pytest.raises(StoreError, match=r"partly written \(tables sent: od_series\)"):
+        with s.transaction():
+            s.write("od_series", random_table("od_series", 4))
+            s.write("alerts", random_table("alerts", 2))
+            conn = Connection(host, port)  # the server loses a table before the block ends
+            conn.run(f"DROP TABLE {s.layout.name('alerts')}")
+            conn.close()
+    assert s.count("od_series") == 4
+    s.close()

@@ -4,9 +4,13 @@ the null mapping, and the SQL each server version gets (the contract suite cover
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +21,7 @@ from shadowcast.store import clickhouse_query as q
 from shadowcast.store.base import AggQuery
 from shadowcast.store.clickhouse import ClickHouseStore
 from shadowcast.store.clickhouse_io import Connection, parse_host
+from shadowcast.store.clickhouse_local import server_command
 from shadowcast.store.clickhouse_sql import Features, Layout, alter_ttl, create_table
 from shadowcast.store.config import StoreConfig, open_store
 from shadowcast.store.synth import DAY_MS, T0_MS, random_table, synthetic_flows
@@ -292,3 +297,23 @@ def test_a_failed_send_names_the_tables_that_landed(config_for: ConfigFor) -> No
             conn.close()
     assert s.count("od_series") == 4
     s.close()
+
+
+@pytest.mark.integration
+def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    if server_command() is None:
+        pytest.skip("clickhouse-server not installed (apt-get install clickhouse-server)")
+    code = (
+        "import os, sys; from pathlib import Path\n"
+        "from shadowcast.store.clickhouse_local import local_servers\n"
+        "with local_servers(Path(sys.argv[1]), 1) as s:\n"
+        "    print(s[0].pid, flush=True); os._exit(0)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    pid = int(res.stdout.strip())
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "the orphaned server is still running"

@@ -317,3 +317,26 @@ def test_a_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists(), "the orphaned server is still running"
+
+
+@pytest.mark.parametrize("backend", CH)
+def test_rollups_can_be_off_and_added_later(backend: str, config_for: ConfigFor) -> None:
+    cfg = config_for(backend, clickhouse={"rollups": False})
+    s = open_store(cfg)
+    assert isinstance(s, ClickHouseStore)
+    for batch in synthetic_flows(6_000, 3_000, seed=5):
+        s.write("flows", batch)
+    conn = Connection(*s.servers[0])
+    cols, _ = conn.run(f"SELECT name FROM system.tables WHERE database = '{s.layout.database}'")
+    conn.close()
+    assert not any(n.startswith(b"flows_1") or n.startswith(b"flows_5") for n in cols[0])
+    assert s.retain(timedelta(days=1), now=ts(T0_MS + DAY_MS + 3_600_000))["flows"] > 0
+    left = s.count("flows")
+    s.close()
+    on = cfg.model_copy(update={"clickhouse": cfg.clickhouse.model_copy(update={"rollups": True})})
+    s = open_store(on)  # migrates on open: rollups created and filled from the flows there
+    query = AggQuery("flows", 300, by=["app"], values=["bytes"], agg="count")
+    assert q.rollup_step(query) == 300
+    out = s.aggregate(query)
+    assert sum(out.column("bytes").to_pylist()) == left
+    s.close()

@@ -108,7 +108,9 @@ class ClickHouseStore:
             if migrate:
                 conns = self._maint_conns()
                 try:
-                    maint.migrate(conns, self.layout, self.features, self.retention_days)
+                    maint.migrate(
+                        conns, self.layout, self.features, self.retention_days, rollups=rollups
+                    )
                 finally:
                     self._drop(conns)
             elif migrate is False:  # None: the caller migrates (``store migrate``)
@@ -390,7 +392,10 @@ class ClickHouseStore:
         self._conn()
         conns = self._maint_conns()
         try:
-            return maint.migrate(conns, self.layout, self.features, self.retention_days, ttl=ttl)
+            return maint.migrate(
+                conns, self.layout, self.features, self.retention_days, ttl=ttl,
+                rollups=self.rollups,
+            )  # fmt: skip
         finally:
             self._drop(conns)
 

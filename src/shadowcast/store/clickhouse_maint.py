@@ -30,6 +30,7 @@ from shadowcast.store.clickhouse_sql import (
     ROLLUP_STEPS,
     ROLLUP_VALUES,
     SCHEMA_VERSION,
+    SEQ,
     VERSION_TABLE,
     Features,
     Layout,
@@ -130,14 +131,18 @@ def migrate(
     retention_days: Mapping[str, float] | None = None,
     *,
     ttl: bool = False,
+    rollups: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Create or upgrade the schema on every server; what was done, per server.
 
     New tables get TTLs from ``retention_days`` (servers with TTL); with ``ttl`` the
-    existing tables are brought to them too (``ALTER TABLE ... MODIFY TTL``).
+    existing tables are brought to them too (``ALTER TABLE ... MODIFY TTL``). With
+    ``rollups`` the flows rollups and their views are created, and filled from the flows
+    already there (rows written while this runs may be counted twice: add rollups while
+    nothing writes flows); without, none are created and existing ones are left as they are.
     """
     days = dict(retention_days or {})
-    return {c.address: _migrate_one(c, layout, feats, days, ttl) for c in conns}
+    return {c.address: _migrate_one(c, layout, feats, days, ttl, rollups) for c in conns}
 
 
 def _retention_key(table: str) -> str:
@@ -145,7 +150,12 @@ def _retention_key(table: str) -> str:
 
 
 def _migrate_one(
-    conn: Connection, layout: Layout, feats: Features, days: dict[str, float], ttl: bool
+    conn: Connection,
+    layout: Layout,
+    feats: Features,
+    days: dict[str, float],
+    ttl: bool,
+    rollups: bool,
 ) -> dict[str, Any]:
     db = layout.database
     conn.run(f"CREATE DATABASE IF NOT EXISTS {ident(db)}", what="migrate")
@@ -179,22 +189,32 @@ def _migrate_one(
                         f"expected {typ}: migrate cannot change a column's type"
                     )
         statements += create_table(layout, table, feats, days.get(table))
-    rollup_days = days.get("flows")
-    want_rollup = dict(rollup_columns())
-    for step in ROLLUP_STEPS:
-        name = layout.local_bare(rollup_table(step))
-        if name not in existing:
-            created.append(name)
-        elif existing[name] != want_rollup:
-            raise StoreError(
-                f"ClickHouse rollup table {db}.{name} has columns {existing[name]}, "
-                f"expected {want_rollup}"
-            )
-    statements += create_rollups(layout, feats, rollup_days)
+    backfill: list[int] = []
+    if rollups:
+        want_rollup = dict(rollup_columns())
+        for step in ROLLUP_STEPS:
+            name = layout.local_bare(rollup_table(step))
+            if name not in existing:
+                created.append(name)
+                if layout.local_bare("flows") in existing:
+                    backfill.append(step)
+            elif existing[name] != want_rollup:
+                raise StoreError(
+                    f"ClickHouse rollup table {db}.{name} has columns {existing[name]}, "
+                    f"expected {want_rollup}"
+                )
+    seq_now = time.time_ns()  # flows written from here on reach new rollups by their view
+    statements += create_rollups(layout, feats, days.get("flows")) if rollups else []
     for sql in statements:
         conn.run(sql, what="migrate")
+    for step in backfill:  # rollups added to a database that has flows: the flows before
+        tcol = ident(SEQ)
+        source = rollup_select(step, layout.local("flows"), f"{tcol} < {seq_now}")
+        conn.run(
+            f"INSERT INTO {layout.local(rollup_table(step))} {source}", what="migrate backfill"
+        )
     if ttl and feats.ttl:  # existing tables too: TTLs follow store.retention_days
-        for table in [*TABLES, *(rollup_table(s) for s in ROLLUP_STEPS)]:
+        for table in [*TABLES, *(rollup_table(s) for s in ROLLUP_STEPS if rollups)]:
             stmt = alter_ttl(layout, table, days.get(_retention_key(table)), feats)
             if stmt is not None:
                 conn.run(stmt, what="migrate")
@@ -242,8 +262,13 @@ def retain_table(conn: Connection, layout: Layout, table: str, cutoff_ms: int) -
     if n == 0:
         return 0
     if table == "flows":
+        cols, _ = conn.run(
+            f"SELECT name FROM system.tables WHERE database = {literal(layout.database)}", what=what
+        )
+        have = {_text(n) for n in cols[0]} if cols else set()
         for step in ROLLUP_STEPS:
-            _retain_rollup(conn, layout, step, cutoff_ms)
+            if layout.local_bare(rollup_table(step)) in have:
+                _retain_rollup(conn, layout, step, cutoff_ms)
     _drop_partitions(conn, layout.database, bare, cutoff_ms, what)
     if int(conn.scalar(f"SELECT count() FROM {local} WHERE {old}", what) or 0):
         conn.run(f"ALTER TABLE {local} DELETE WHERE {old}", what=what)

@@ -47,7 +47,10 @@ class ClickHouseConfig(BaseModel):
     # A cluster of remote_servers: rows kept in <table>_local on each shard, read and
     # written through Distributed tables. None: one server.
     cluster: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    rollups: bool = True  # aggregate() reads the flows rollups (1 min, 5 min, 1 h) when it can
+    # Keep flows rollups (1 min, 5 min, 1 h; materialised views, filled from the flows
+    # already there when added) and read them in aggregate() when a query allows. They
+    # cost most of a flows insert on the server: false for the fastest writes.
+    rollups: bool = True
     migrate_on_open: bool = True  # create or upgrade the schema when the store is opened
     connect_timeout_s: float = Field(default=10.0, gt=0)
     timeout_s: float = Field(default=300.0, gt=0)

@@ -7,11 +7,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
+from shadowcast.datasets.config import DEFAULT_CAPACITY_BPS as DEFAULT_CAPACITY_BPS
 from shadowcast.errors import DataError
 from shadowcast.records import Link
-
-#: Capacity given to a link whose file states none (10 Gbit/s), unless the caller says otherwise.
-DEFAULT_CAPACITY_BPS = 10e9
 
 _UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 

@@ -366,10 +366,13 @@ class ClickHouseStore:
         max_age: timedelta,
         now: datetime | None = None,
         tables: Sequence[str] | None = None,
+        where: dict[str, str] | None = None,
     ) -> dict[str, int]:
         """Delete rows whose time is older than ``now - max_age`` (rows without time are
-        kept), on every shard; applied at once, also inside a transaction."""
+        kept), only those matching ``where`` when given, on every shard; applied at once,
+        also inside a transaction."""
         names = cf.retain_tables(tables)
+        match = {name: q.filters(name, None, None, where) for name in names}
         self._conn()
         cutoff = cf.utc(now or datetime.now(UTC)) - max_age
         cutoff_ms = q.ms(cutoff)
@@ -378,10 +381,11 @@ class ClickHouseStore:
         try:
             for name in names:
                 deleted[name] = sum(
-                    maint.retain_table(c, self.layout, name, cutoff_ms) for c in conns
+                    maint.retain_table(c, self.layout, name, cutoff_ms, match[name]) for c in conns
                 )
                 if self._local.depth > 0 and self._local.buffer is not None:
-                    deleted[name] += self._local.buffer.retain(max_age, now, [name])[name]
+                    buffer = self._local.buffer
+                    deleted[name] += buffer.retain(max_age, now, [name], where)[name]
         finally:
             self._drop(conns)
         log.info("store retention", extra={"cutoff": cutoff.isoformat(), "deleted": deleted})

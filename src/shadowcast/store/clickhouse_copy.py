@@ -6,7 +6,7 @@ then checked: the rows and per-column totals the destination gained must equal t
 read from the source. Totals are computed the same way on both sides, on what the
 ClickHouse backend keeps: integers and timestamps summed modulo 2**64 (null timestamps
 left out, other nulls as 0), floats over their finite values, strings by byte length,
-fixed-width binaries as two 64-bit halves.
+fixed-width binaries as two 64-bit halves, lists by length.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def totals_sql(source: str, table: str) -> tuple[str, list[str]]:
         elif pa.types.is_fixed_size_binary(typ):
             start = 1 if key.startswith("lo:") else 9
             e = f"sum(reinterpretAsUInt64(substring({c}, {start}, 8)))"
-        elif pa.types.is_string(typ) or pa.types.is_binary(typ):
+        elif pa.types.is_string(typ) or pa.types.is_binary(typ) or pa.types.is_list(typ):
             e = f"sum(length({c}))"
         else:
             e = f"sum(toUInt64({c}))"
@@ -90,6 +90,8 @@ def arrow_totals(table: str, data: pa.Table) -> Totals:
             out[key] = int(words.sum(dtype=np.uint64))
         elif pa.types.is_string(typ) or pa.types.is_binary(typ):
             out[key] = int(pc.sum(pc.binary_length(col)).as_py() or 0)
+        elif pa.types.is_list(typ):
+            out[key] = int(pc.sum(pc.list_value_length(col)).as_py() or 0)
         else:
             v = pc.fill_null(col, 0).to_numpy(zero_copy_only=False)
             out[key] = int(v.astype(np.uint64).sum(dtype=np.uint64))

@@ -165,6 +165,11 @@ def _to_numpy(typ: pa.DataType, arr: pa.Array) -> np.ndarray:
         assert buf is not None
         flat = np.frombuffer(buf, dtype=f"S{width}", count=arr.offset + len(arr))
         return flat[arr.offset :]
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):  # the driver's generic Array
+        out = np.empty(len(arr), dtype=object)
+        for i, v in enumerate(arr.to_pylist()):  # one list per row (an object array of them)
+            out[i] = v if v is not None else []
+        return out
     if pa.types.is_floating(typ):
         return np.asarray(pc.fill_null(arr, np.nan).to_numpy(zero_copy_only=False))
     if pa.types.is_boolean(typ):
@@ -196,6 +201,8 @@ def to_arrow(col: np.ndarray | None, typ: pa.DataType, n: int) -> pa.Array:
         return pa.array(col, pa.binary())
     if pa.types.is_boolean(typ):
         return pa.array(np.asarray(col) != 0, pa.bool_())
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return pa.array([list(v) for v in col], typ)
     return pa.array(np.asarray(col)).cast(typ)
 
 

@@ -252,11 +252,14 @@ def _columns(conn: Connection, db: str) -> dict[str, dict[str, str]]:
 # -- retention --------------------------------------------------------------------------------
 
 
-def retain_table(conn: Connection, layout: Layout, table: str, cutoff_ms: int) -> int:
-    """Delete ``table``'s rows on this server with time before ``cutoff_ms``; rows deleted."""
+def retain_table(
+    conn: Connection, layout: Layout, table: str, cutoff_ms: int, match: Sequence[str] = ()
+) -> int:
+    """Delete ``table``'s rows on this server with time before ``cutoff_ms`` (and matching
+    every condition of ``match``); rows deleted."""
     local, bare = layout.local(table), layout.local_bare(table)
     tcol = ident(TIME_COLUMN[table])
-    old = f"{tcol} < {cutoff_ms} AND {tcol} != {NULL_MS}"
+    old = " AND ".join([f"{tcol} < {cutoff_ms}", f"{tcol} != {NULL_MS}", *match])
     what = f"retention on {table!r}"
     n = int(conn.scalar(f"SELECT count() FROM {local} WHERE {old}", what) or 0)
     if n == 0:
@@ -267,13 +270,30 @@ def retain_table(conn: Connection, layout: Layout, table: str, cutoff_ms: int) -
         )
         have = {_text(n) for n in cols[0]} if cols else set()
         for step in ROLLUP_STEPS:
-            if layout.local_bare(rollup_table(step)) in have:
+            if layout.local_bare(rollup_table(step)) not in have:
+                continue
+            if match:  # some rows of a bucket go: subtract exactly those
+                _subtract(conn, layout, step, old)
+            else:
                 _retain_rollup(conn, layout, step, cutoff_ms)
-    _drop_partitions(conn, layout.database, bare, cutoff_ms, what)
+    if not match:
+        _drop_partitions(conn, layout.database, bare, cutoff_ms, what)
     if int(conn.scalar(f"SELECT count() FROM {local} WHERE {old}", what) or 0):
         conn.run(f"ALTER TABLE {local} DELETE WHERE {old}", what=what)
         _wait_mutations(conn, layout.database, bare, what)
     return n
+
+
+def _subtract(conn: Connection, layout: Layout, step: int, cond: str) -> None:
+    """Rows in the ``step`` rollup cancelling the flows that match ``cond``."""
+    cols = ", ".join(ident(c) for c, _ in rollup_columns())
+    neg = ", ".join(f"-{ident(v)}" for v in (*ROLLUP_VALUES, ROLLUP_ROWS))
+    dims = ", ".join(ident(d) for d in ROLLUP_DIMS)
+    conn.run(
+        f"INSERT INTO {layout.local(rollup_table(step))} ({cols}) SELECT `bucket`, {dims}, {neg} "
+        f"FROM ({rollup_select(step, layout.local('flows'), cond)})",
+        what=f"retention on {rollup_table(step)!r}",
+    )
 
 
 def _retain_rollup(conn: Connection, layout: Layout, step: int, cutoff_ms: int) -> None:
@@ -284,15 +304,7 @@ def _retain_rollup(conn: Connection, layout: Layout, step: int, cutoff_ms: int) 
     floor = cutoff_ms - ((cutoff_ms % s) + s) % s
     if floor < cutoff_ms:  # subtract the flows about to go from the straddling bucket
         tcol = ident(TIME_COLUMN["flows"])
-        cond = f"{tcol} >= {floor} AND {tcol} < {cutoff_ms}"
-        cols = ", ".join(ident(c) for c, _ in rollup_columns())
-        neg = ", ".join(f"-{ident(v)}" for v in (*ROLLUP_VALUES, ROLLUP_ROWS))
-        dims = ", ".join(ident(d) for d in ROLLUP_DIMS)
-        conn.run(
-            f"INSERT INTO {local} ({cols}) SELECT `bucket`, {dims}, {neg} FROM "
-            f"({rollup_select(step, layout.local('flows'), cond)})",
-            what=what,
-        )
+        _subtract(conn, layout, step, f"{tcol} >= {floor} AND {tcol} < {cutoff_ms}")
     _drop_partitions(conn, layout.database, bare, floor, what)
     if int(conn.scalar(f"SELECT count() FROM {local} WHERE `bucket` < {floor}", what) or 0):
         conn.run(f"ALTER TABLE {local} DELETE WHERE `bucket` < {floor}", what=what)

@@ -45,7 +45,10 @@ SHARD_KEYS: dict[str, tuple[str, ...]] = {
     "forecasts": ("subject",),
     "actions": ("plan_id",),
     "alerts": ("subject",),
-}
+    "behaviour": ("src", "dst"),
+    "decisions": ("plan_id",),
+    "accuracy": ("model",),
+}  # a table not listed is spread at random
 
 # flows rollups: step in seconds -> table suffix; dimensions kept and values summed.
 ROLLUP_STEPS: dict[int, str] = {60: "1m", 300: "5m", 3600: "1h"}
@@ -104,6 +107,8 @@ def column_type(typ: pa.DataType) -> str:
         return f"FixedString({typ.byte_width})"
     if pa.types.is_binary(typ):
         return "String"
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return f"Array({column_type(typ.value_type)})"  # a null list is stored as []
     try:
         return _TYPES[typ]
     except KeyError:
@@ -202,12 +207,12 @@ def create_table(
     )  # fmt: skip
     out = [f"CREATE TABLE IF NOT EXISTS {layout.local(table)} ({cols}) {engine}"]
     if layout.cluster:
-        out.append(_distributed(layout, table, cols, SHARD_KEYS[table]))
+        out.append(_distributed(layout, table, cols, SHARD_KEYS.get(table, ())))
     return out
 
 
 def _distributed(layout: Layout, table: str, cols: str, keys: tuple[str, ...]) -> str:
-    key = f"cityHash64({', '.join(ident(k) for k in keys)})"
+    key = f"cityHash64({', '.join(ident(k) for k in keys)})" if keys else "rand()"
     assert layout.cluster is not None
     return (
         f"CREATE TABLE IF NOT EXISTS {layout.name(table)} ({cols}) ENGINE = Distributed("

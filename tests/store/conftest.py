@@ -45,7 +45,7 @@ def _servers(tmp_path_factory: pytest.TempPathFactory, count: int) -> Iterator[l
     if server_command() is None:
         pytest.skip("clickhouse-server not installed (apt-get install clickhouse-server)")
     if importlib.util.find_spec("clickhouse_driver") is None:
-        pytest.skip("clickhouse-driver not installed (pip install 'shadowcast[clickhouse]')")
+        pytest.skip("clickhouse-driver not installed (pip install 'shadowcast-netops[clickhouse]')")
     folder = tmp_path_factory.mktemp(f"clickhouse{count}")
     cluster = CLUSTER if count > 1 else None
     with local_servers(folder, count, cluster=cluster, users=CLICKHOUSE_USERS) as servers:

@@ -1,7 +1,7 @@
 """Talking to one ClickHouse server: a connection with errors translated, and Arrow tables
 to and from the column arrays clickhouse-driver sends over the native protocol.
 
-``clickhouse_driver`` is imported lazily (optional extra ``shadowcast[clickhouse]``).
+``clickhouse_driver`` is imported lazily (optional extra ``clickhouse``).
 Columns travel as numpy arrays (``use_numpy``, ``columnar=True``): numbers as they are,
 strings as bytes, ``FixedString(16)`` addresses as ``S16`` buffers (zero bytes kept),
 timestamps as Int64 milliseconds with :data:`~shadowcast.store.clickhouse_sql.NULL_MS`
@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute
 
 from shadowcast.errors import StoreError
+from shadowcast.extras import install_hint
 from shadowcast.store.clickhouse_sql import NULL_MS
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,8 @@ class Connection:
         try:
             from clickhouse_driver import Client
         except ImportError as exc:
-            raise StoreError(
-                "the clickhouse backend needs clickhouse-driver: "
-                "pip install 'shadowcast[clickhouse]'"
-            ) from exc
+            hint = install_hint("clickhouse_driver")
+            raise StoreError(f"the clickhouse backend needs clickhouse-driver: {hint}") from exc
         self.address = f"{host}:{port}"
         self._client = Client(
             host=host,

@@ -75,8 +75,8 @@ class ClickHouseConfig(BaseModel):
     # cost most of a flows insert on the server: false for the fastest writes.
     rollups: bool = True
     migrate_on_open: bool = True  # create or upgrade the schema when the store is opened
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    timeout_s: float = Field(default=300.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    timeout_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @field_validator("hosts")
     @classmethod

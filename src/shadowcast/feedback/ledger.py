@@ -2,11 +2,17 @@
 
 For each horizon label (``15m`` -> 3 steps), every step's forecast of every series (the
 stacked (class, OD) series, and the links) is held with the value seen at its origin (what
-persistence would have said). When the target step is observed the entry is scored:
-absolute error, absolute actual, persistence's absolute error, and per level whether the
-actual fell inside the interval and whether it stayed under the upper bound. The running
-totals give NMAE, its ratio to persistence and the coverage per (kind, model, horizon);
-``rows()`` hands each step's scores to the store's ``accuracy`` table.
+persistence would have said), the model and its version. When the target step is observed
+the entry is joined with the realised values and scored:
+
+* running totals per (kind, model, horizon): NMAE, its ratio to persistence, the coverage
+  per level (``summary()``), and one row per target step for the store's ``accuracy``
+  table (``take_rows()``);
+* rolling accuracy per series (:class:`~shadowcast.feedback.accuracy.RollingAccuracy`,
+  when attached), grouped on demand by class, OD pair, link or volume decile.
+
+The pending entries and the totals are part of the service's state (``state()`` /
+``load_state()``): a restart scores the forecasts issued before it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from shadowcast.feedback.accuracy import RollingAccuracy
 from shadowcast.records import F64
 from shadowcast.store.schema import ACCURACY_SCHEMA
 
@@ -57,15 +64,25 @@ class _Entry:
     lower: Mapping[float, F64]
     upper: Mapping[float, F64]
     persist: F64
+    version: int = 0
+    issued_s: int = 0
 
 
 class Ledger:
     """Pending forecasts by (kind, horizon label, target step start)."""
 
-    def __init__(self, horizons: Mapping[str, int], step_s: int, max_pending: int = 10_000):
+    def __init__(
+        self,
+        horizons: Mapping[str, int],
+        step_s: int,
+        max_pending: int = 10_000,
+        *,
+        accuracy: RollingAccuracy | None = None,
+    ):
         self.horizons = dict(horizons)
         self.step_s = int(step_s)
         self.max_pending = max_pending
+        self.accuracy = accuracy
         self._pending: dict[tuple[str, str, int], list[_Entry]] = {}
         self.scores: dict[tuple[str, str, str], Score] = {}
         self._rows: list[dict[str, Any]] = []
@@ -80,6 +97,7 @@ class Ledger:
         lower: Mapping[float, F64],
         upper: Mapping[float, F64],
         persist: F64,
+        version: int = 0,
     ) -> None:
         """A forecast ``mean[n, H]`` issued at ``issued_s`` (column ``j`` = the step starting
         ``issued_s + j * step``); ``persist[n]`` is the value seen at the origin."""
@@ -93,6 +111,8 @@ class Ledger:
                 {lv: v[:, h - 1].copy() for lv, v in lower.items()},
                 {lv: v[:, h - 1].copy() for lv, v in upper.items()},
                 np.asarray(persist, dtype=np.float64).copy(),
+                int(version),
+                int(issued_s),
             )
             self._pending.setdefault((kind, label, target), []).append(entry)
         if len(self._pending) > self.max_pending:  # targets that never came (gaps)
@@ -138,6 +158,8 @@ class Ledger:
             row[f"covered_{lv:g}"] = inside
             row[f"under_{lv:g}"] = under
         self._rows.append(row)
+        if self.accuracy is not None:
+            self.accuracy.update(kind, e.model, label, a, e.mean, e.persist, e.lower, e.upper)
 
     def take_rows(self) -> list[dict[str, Any]]:
         rows, self._rows = self._rows, []
@@ -149,6 +171,30 @@ class Ledger:
             if kinds is None or kind in kinds:
                 out.append({"kind": kind, "model": model, "horizon": label, **sc.as_dict()})
         return out
+
+    @property
+    def pending(self) -> int:
+        return sum(len(v) for v in self._pending.values())
+
+    # -- persistence -------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "horizons": dict(self.horizons),
+            "step_s": self.step_s,
+            "pending": {k: list(v) for k, v in self._pending.items()},
+            "scores": dict(self.scores),
+            "dropped": self.dropped,
+        }
+
+    def load_state(self, st: Mapping[str, Any]) -> bool:
+        """Pending entries and totals saved by ``state()`` (same horizons and step)."""
+        if st.get("horizons") != self.horizons or st.get("step_s") != self.step_s:
+            return False
+        self._pending = {tuple(k): list(v) for k, v in dict(st["pending"]).items()}  # type: ignore[misc]
+        self.scores = dict(st["scores"])
+        self.dropped = int(st.get("dropped", 0))
+        return True
 
 
 def accuracy_table(rows: Sequence[dict[str, Any]]) -> pa.Table:

@@ -179,3 +179,69 @@ class Calibrator:
             self._sorted[g] = np.sort(self._scores[g])
             self._stale[g] = 0
         self._cache.clear()
+
+
+class GroupACI:
+    """Interval widths kept honest per group (a volume decile, a drifted group), per step
+    ahead and per level: adaptive conformal inference on the interval's width.
+
+    Each (level, step ahead ``h``, group) has a width factor ``w = exp(log_w)`` applied to
+    the interval's half-widths around the mean. When the realised values of a target step
+    arrive, the miss rate of every group's series at that step ahead moves ``log_w`` by
+    ``gamma * (miss - alpha)`` (``alpha = 1 - level / 100``): widths grow while the group
+    misses more often than it should and shrink while it misses less, so that coverage
+    holds per group, not only overall (Gibbs & Candes 2021, on a log-width scale). The
+    factors stay within ``[1 / max_factor, max_factor]``.
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[float],
+        horizon: int,
+        n_groups: int,
+        *,
+        gamma: float = 0.05,
+        max_factor: float = 5.0,
+    ) -> None:
+        self.levels = tuple(float(x) for x in levels)
+        self.horizon = int(horizon)
+        self.n_groups = int(n_groups)
+        self.gamma = float(gamma)
+        self.bound = float(np.log(max_factor))
+        self.log_w = {lv: np.zeros((self.horizon, self.n_groups)) for lv in self.levels}
+
+    def factors(self, level: float, groups: I64) -> F64:
+        """Width factors ``[n_series, horizon]`` for series in ``groups`` (-1: none, 1)."""
+        lw = self.log_w.get(float(level))
+        if lw is None:
+            return np.ones((groups.size, self.horizon))
+        ok = groups >= 0
+        out = np.zeros((groups.size, self.horizon))
+        out[ok] = lw[:, groups[ok]].T
+        return np.asarray(np.exp(out), dtype=np.float64)
+
+    def observe(self, level: float, h: int, groups: I64, inside: npt.NDArray[np.bool_]) -> None:
+        """Whether each series' actual fell inside its ``level`` interval issued ``h`` steps
+        before (1-based); series of group -1, or with a NaN outcome, are skipped."""
+        lw = self.log_w.get(float(level))
+        if lw is None or not 1 <= h <= self.horizon:
+            return
+        ok = groups >= 0
+        if not ok.any():
+            return
+        g = groups[ok]
+        count = np.bincount(g, minlength=self.n_groups).astype(np.float64)
+        miss = np.bincount(g, weights=(~inside[ok]).astype(np.float64), minlength=self.n_groups)
+        seen = count > 0
+        alpha = 1.0 - float(level) / 100.0
+        rate = np.where(seen, miss / np.maximum(count, 1.0), alpha)
+        row = lw[h - 1]
+        row += self.gamma * (rate - alpha)
+        np.clip(row, -self.bound, self.bound, out=row)
+
+    def reset(self, groups: Sequence[int] | None = None) -> None:
+        for lw in self.log_w.values():
+            if groups is None:
+                lw[:] = 0.0
+            else:
+                lw[:, list(groups)] = 0.0

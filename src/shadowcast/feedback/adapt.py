@@ -1,0 +1,174 @@
+"""Recalibration every cycle: the forecasts the service issues, corrected by what the ledger saw.
+
+Two corrections on top of the champion model's forecasts ``mean[n, H]`` (and bounds):
+
+* **level ratios while adapting.** A series of a group that drifted adapts for
+  ``adapt_steps``: for every step ahead ``h`` its forecasts are multiplied by
+  ``ratio[i, h]``, learnt from the realised values of its own earlier forecasts at that
+  step ahead, ``ratio <- ratio + rate * ((y + eps) / (yhat + eps) - ratio)``. A level shift,
+  a new application or a measurement change is absorbed in a few steps instead of the day
+  a seasonal model needs; once the series stops adapting its ratios relax back to 1 (the
+  model, refitted on drift, carries the new level by then).
+* **interval widths per volume decile and step ahead** (:class:`GroupACI`): the coverage of
+  every decile is kept at the nominal level, not only the pooled coverage the model's own
+  conformal calibration targets; the series adapting after a drift form one more group with
+  a faster rate, learnt only from forecasts issued after the drift.
+
+Both are vectorised over series and steps ahead; ``learn`` runs once per step.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from shadowcast.forecast.conformal import GroupACI
+from shadowcast.records import F64, Forecast
+
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class _Issued:
+    issued_s: int
+    raw: F64  # the model's mean [n, H]
+    lower: Mapping[float, F64]  # the bounds issued (corrected)
+    upper: Mapping[float, F64]
+    deciles: I64
+    adapting: B  # which series adapted when this was issued
+
+
+class Adapter:
+    """Per-series level ratios while adapting, per-decile interval widths (module docstring)."""
+
+    def __init__(
+        self,
+        n_series: int,
+        horizon: int,
+        levels: Sequence[float],
+        step_s: int,
+        *,
+        rate: float = 0.3,
+        relax: float = 0.02,
+        gamma: float = 0.02,
+        gamma_adapting: float = 0.1,
+        deciles: int = 10,
+        max_ratio: float = 10.0,
+        enabled: bool = True,
+    ) -> None:
+        self.n = int(n_series)
+        self.H = int(horizon)
+        self.levels = tuple(float(x) for x in levels)
+        self.step_s = int(step_s)
+        self.rate, self.relax, self.max_ratio = float(rate), float(relax), float(max_ratio)
+        self.enabled = enabled
+        self.ratio = np.ones((self.n, self.H))
+        self.level = np.zeros(self.n)  # EW |y|: the ratio's epsilon
+        self.adapt_until = np.full(self.n, -1, dtype=np.int64)  # time (s) adaptation ends
+        self.widths = GroupACI(self.levels, self.H, deciles, gamma=gamma)
+        self.drifted = GroupACI(self.levels, self.H, 1, gamma=gamma_adapting)
+        self._issued: deque[_Issued] = deque(maxlen=self.H)
+
+    def adapting(self, now_s: int) -> B:
+        return np.asarray(self.adapt_until > now_s)
+
+    def start(self, members: I64, now_s: int, steps: int) -> None:
+        """Series ``members`` adapt from ``now_s`` for ``steps`` steps."""
+        fresh = members[self.adapt_until[members] <= now_s]
+        if fresh.size and not self.adapting(now_s).any():
+            self.drifted.reset()
+        self.adapt_until[members] = now_s + int(steps) * self.step_s
+
+    def correct(self, issued_s: int, fc: Forecast, deciles: I64) -> Forecast:
+        """The forecast issued at ``issued_s`` (column ``j``: the step starting
+        ``issued_s + j * step``), corrected; remembered for ``learn``."""
+        if not self.enabled or fc.mean.shape[0] != self.n:
+            return fc
+        H = min(self.H, fc.mean.shape[1])
+        adapting = self.adapting(issued_s)
+        r = self.ratio[:, :H]
+        mean = fc.mean.copy()
+        mean[:, :H] *= r
+        groups = np.where(adapting, -1, deciles)
+        lower: dict[float, F64] = {}
+        upper: dict[float, F64] = {}
+        for lv, hi in fc.upper.items():
+            f = np.ones_like(fc.mean)
+            f[:, :H] = r * self.widths.factors(lv, groups)[:, :H]
+            if adapting.any():
+                f[adapting, :H] *= self.drifted.factors(lv, np.zeros(1, np.int64))[0, :H]
+            upper[lv] = mean + (hi - fc.mean) * f
+            lo = fc.lower.get(lv)
+            if lo is not None:
+                low = mean - (fc.mean - lo) * f
+                lower[lv] = np.maximum(low, 0.0) if (lo >= 0).all() else low
+        out = Forecast(mean=mean, lower=lower, upper=upper, model=fc.model)
+        self._issued.append(_Issued(issued_s, fc.mean, lower, upper, np.asarray(deciles), adapting))
+        return out
+
+    def learn(self, t_s: int, actual: F64) -> None:
+        """The realised values of the step starting at ``t_s``."""
+        if not self.enabled:
+            return
+        y = np.asarray(actual, dtype=np.float64)
+        if y.shape != (self.n,):
+            return
+        ok = np.isfinite(y)
+        self.level += 0.05 * (np.where(ok, np.abs(y), self.level) - self.level)
+        adapting = self.adapting(t_s)
+        eps = 0.02 * self.level + 1e-9
+        for iss in self._issued:
+            h = (t_s - iss.issued_s) // self.step_s + 1
+            if not 1 <= h <= min(self.H, iss.raw.shape[1]):
+                continue
+            m = iss.raw[:, h - 1]
+            q = np.clip((y + eps) / (np.maximum(m, 0.0) + eps), 0.0, self.max_ratio)
+            col = self.ratio[:, h - 1]
+            fast = adapting & ok & np.isfinite(q)
+            col[fast] += self.rate * (q[fast] - col[fast])
+            for lv, hi in iss.upper.items():
+                lo = iss.lower.get(lv)
+                inside = (y <= hi[:, h - 1]) & (
+                    (y >= lo[:, h - 1]) if lo is not None else np.ones(self.n, dtype=bool)
+                )
+                steady = np.where(iss.adapting | ~ok, -1, iss.deciles)
+                self.widths.observe(lv, h, steady, inside)
+                after = np.where(iss.adapting & adapting & ok, 0, -1)
+                self.drifted.observe(lv, h, after, inside)
+        calm = ~adapting
+        self.ratio[calm] += self.relax * (1.0 - self.ratio[calm])
+
+    def reset_ratios(self) -> None:
+        """The model changed (refit, promotion, rollback): ratios learnt for the old one go."""
+        self.ratio[:] = 1.0
+        self._issued.clear()
+
+    # -- persistence -------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "ratio": self.ratio,
+            "level": self.level,
+            "adapt_until": self.adapt_until,
+            "widths": {lv: w.copy() for lv, w in self.widths.log_w.items()},
+            "drifted": {lv: w.copy() for lv, w in self.drifted.log_w.items()},
+        }
+
+    def load_state(self, st: Mapping[str, Any]) -> bool:
+        if np.asarray(st.get("ratio", ())).shape != self.ratio.shape:
+            return False
+        self.ratio = np.asarray(st["ratio"], dtype=np.float64).copy()
+        self.level = np.asarray(st["level"], dtype=np.float64).copy()
+        self.adapt_until = np.asarray(st["adapt_until"], dtype=np.int64).copy()
+        for name in ("widths", "drifted"):
+            aci: GroupACI = getattr(self, name)
+            for lv, w in dict(st.get(name, {})).items():
+                if lv in aci.log_w and aci.log_w[lv].shape == np.shape(w):
+                    aci.log_w[lv] = np.asarray(w, dtype=np.float64).copy()
+        return True

@@ -1,0 +1,78 @@
+"""Recalibration every cycle: per-decile interval widths and level ratios after a drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shadowcast.feedback.adapt import Adapter
+from shadowcast.forecast.conformal import GroupACI
+from shadowcast.records import Forecast
+
+STEP = 300
+
+
+def _forecast(n: int, H: int, half: np.ndarray) -> Forecast:
+    mean = np.full((n, H), 100.0)
+    width = np.repeat(half[:, None], H, axis=1)
+    return Forecast(mean=mean, lower={80.0: mean - width}, upper={80.0: mean + width}, model="m")
+
+
+def _coverage_after(adapter: Adapter | None, steps: int, seed: int = 0) -> np.ndarray:
+    """Two deciles: the first's intervals too wide (noise sd 5 for a half-width 20), the
+    second's too narrow (sd 20 for a half-width 5): coverage per decile in the last steps."""
+    rng = np.random.default_rng(seed)
+    n, H = 40, 3
+    deciles = np.repeat([0, 9], 20)
+    sd = np.where(deciles == 0, 5.0, 20.0)
+    half = np.where(deciles == 0, 20.0, 5.0)
+    inside = np.zeros((steps, n), dtype=bool)
+    issued: list[Forecast] = []
+    for t in range(steps):
+        y = 100.0 + sd * rng.standard_normal(n)
+        if len(issued) >= 1:
+            prev = issued[-1]
+            inside[t] = (y >= prev.lower[80.0][:, 0]) & (y <= prev.upper[80.0][:, 0])
+        if adapter is not None:
+            adapter.learn(t * STEP, y)
+        fc = _forecast(n, H, half)
+        issued.append(adapter.correct((t + 1) * STEP, fc, deciles) if adapter else fc)
+    last = inside[steps // 2 :]
+    return np.array([last[:, deciles == d].mean() for d in (0, 9)])
+
+
+def test_per_decile_widths_bring_each_decile_to_its_level() -> None:
+    raw = _coverage_after(None, 600)
+    assert raw[0] > 0.97 and raw[1] < 0.3  # pooled 0.6ish: neither decile is honest
+    cov = _coverage_after(Adapter(40, 3, [80.0], STEP, gamma=0.05), 600)
+    assert cov == pytest.approx([0.8, 0.8], abs=0.06)
+
+
+def test_group_aci_moves_only_the_groups_that_miss() -> None:
+    aci = GroupACI([80.0], 2, 3, gamma=0.1)
+    groups = np.array([0, 0, 1, 1, -1])
+    inside = np.array([False, False, True, True, False])
+    aci.observe(80.0, 1, groups, inside)
+    f = aci.factors(80.0, groups)
+    assert f[0, 0] > 1.0 and f[2, 0] < 1.0 and f[4, 0] == 1.0
+    assert np.all(f[:, 1] == 1.0)  # another step ahead: untouched
+    aci.reset()
+    assert np.all(aci.factors(80.0, groups) == 1.0)
+
+
+def test_adapting_series_absorb_a_level_shift_and_round_trip() -> None:
+    n, H = 4, 2
+    ad = Adapter(n, H, [80.0], STEP, rate=0.5)
+    ad.start(np.array([0, 1]), 0, steps=100)
+    half = np.full(n, 5.0)
+    for t in range(20):
+        ad.correct((t + 1) * STEP, _forecast(n, H, half), np.zeros(n, dtype=np.int64))
+        ad.learn((t + 1) * STEP, np.array([160.0, 160.0, 100.0, 100.0]))
+    out = ad.correct(30 * STEP, _forecast(n, H, half), np.zeros(n, dtype=np.int64))
+    assert out.mean[:2, 0] == pytest.approx([160.0, 160.0], rel=0.02)
+    assert out.mean[2:, 0] == pytest.approx([100.0, 100.0])
+    other = Adapter(n, H, [80.0], STEP)
+    assert other.load_state(ad.state())
+    assert np.allclose(other.ratio, ad.ratio)
+    ad.reset_ratios()
+    assert np.all(ad.ratio == 1.0)

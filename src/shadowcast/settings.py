@@ -26,6 +26,7 @@ from shadowcast.alert.config import AlertConfig
 from shadowcast.collect.config import CollectConfig
 from shadowcast.datasets.config import DatasetsConfig
 from shadowcast.errors import ConfigError
+from shadowcast.feedback.config import FeedbackConfig
 from shadowcast.forecast.config import ForecastConfig
 from shadowcast.plan.config import PlanConfig
 from shadowcast.profile.config import ProfileConfig
@@ -63,6 +64,7 @@ class Settings(BaseModel):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -1,12 +1,15 @@
 """Drift detection on scaled forecast errors, per series group, vectorised over groups.
 
-Each step brings the one-step-ahead error of every series (``actual - forecast``). It is
-scaled by the series' own recent typical error (an exponentially weighted mean of ``|e|``,
-floored relative to the series' level), so that every series speaks in the same unit.
+Each step brings the one-step-ahead error of every series (``actual - forecast``), taken
+relative to the forecast (plus 5 % of the series' usual level, so that near-empty series do
+not speak loudest) and scaled by the series' own typical relative error (an exponentially
+weighted mean, at least 1 %), so that every series speaks in the same unit at any hour.
 Series belong to groups (a routing class at a source site, at a destination site; a link):
 a many-to-many membership given once as (series index, group index) pairs. Per group and
 step, the statistic is the mean scaled error of its series, standardised by its own
-running mean and mean absolute deviation (learnt while the group is quiet).
+running mean and mean absolute deviation (learnt while the group is quiet; the deviation
+floored at ``min_spread`` typical errors, so that a group whose errors were unusually calm
+is not flagged for ordinary noise).
 
 The test is Page-Hinkley, two-sided, in its recursive (CUSUM) form::
 
@@ -32,6 +35,7 @@ from shadowcast.records import F64
 
 I64 = npt.NDArray[np.int64]
 _CLIP = 50.0  # one step moves a detector by at most this many standard units
+_MIN_REL = 0.01  # a series' typical relative error is taken as at least 1 %
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class DriftDetector:
         cooldown_steps: int = 24,
         scale_rate: float = 0.02,
         baseline_rate: float = 0.02,
+        min_spread: float = 0.5,
     ) -> None:
         self.kind = kind
         self.n = int(n_series)
@@ -90,9 +95,11 @@ class DriftDetector:
         self.cooldown_steps = int(cooldown_steps)
         self.scale_rate = float(scale_rate)
         self.baseline_rate = float(baseline_rate)
+        self.min_spread = float(min_spread)
         self.size = np.bincount(self.group_idx, minlength=g).astype(np.float64)
         self.scale = np.full(self.n, np.nan)  # EW |e| per series
         self.level = np.full(self.n, np.nan)  # EW |y| per series (the floor)
+        self.seen = np.zeros(self.n)  # steps each series' scale learnt from
         self.mu = np.zeros(g)
         self.mad = np.full(g, np.nan)
         self.up = np.zeros(g)
@@ -103,20 +110,30 @@ class DriftDetector:
 
     def update(self, t_s: int, actual: F64, forecast: F64) -> list[DriftEvent]:
         """One step's actuals and the one-step-ahead forecasts made for them."""
-        e = np.asarray(actual, dtype=np.float64) - np.asarray(forecast, dtype=np.float64)
+        yhat = np.asarray(forecast, dtype=np.float64)
+        e = np.asarray(actual, dtype=np.float64) - yhat
         ok = np.isfinite(e)
-        a = np.abs(np.where(ok, e, 0.0))
         y = np.abs(np.nan_to_num(np.asarray(actual, dtype=np.float64)))
+        fresh = ~np.isfinite(self.level) & ok
+        self.level[fresh] = y[fresh]
+        # relative errors (traffic's noise grows with its level through the day), on a base
+        # that keeps near-empty series from speaking loudest
+        mean_level = float(np.nanmean(self.level)) if np.isfinite(self.level).any() else 0.0
+        base = np.abs(np.nan_to_num(yhat)) + 0.05 * np.nan_to_num(self.level)
+        base = base + 1e-3 * mean_level + 1e-9
+        rel = np.where(ok, e / base, 0.0)
+        a = np.abs(rel)
         first = ~np.isfinite(self.scale) & ok
-        self.scale[first], self.level[first] = a[first], y[first]
-        floor = 0.02 * np.nan_to_num(self.level) + 1e-6 * float(np.nanmean(self.level) or 0) + 1e-9
-        z = np.where(ok, e / np.maximum(np.nan_to_num(self.scale), floor), np.nan)
+        self.scale[first] = a[first]
+        z = np.where(ok, rel / np.maximum(np.nan_to_num(self.scale), _MIN_REL), np.nan)
         z = np.clip(z, -_CLIP, _CLIP)
         stat, used = self._group_mean(z)
         events = self._detect(t_s, stat, used)
-        # the series' scales learn after the step is judged (a shift is seen at full size)
-        r = self.scale_rate
-        learn = ok & np.isfinite(self.scale)
+        # the series' scales learn after the step is judged (a shift is seen at full size):
+        # a running mean at first, then exponentially weighted
+        learn = ok & np.isfinite(self.scale) & ~first
+        self.seen[ok] += 1
+        r = np.maximum(self.scale_rate, 1.0 / np.maximum(self.seen, 1.0))[learn]
         self.scale[learn] += r * (a[learn] - self.scale[learn])
         self.level[learn] += r * (y[learn] - self.level[learn])
         return events
@@ -135,7 +152,7 @@ class DriftDetector:
         seen = np.isfinite(stat)
         fresh = seen & ~np.isfinite(self.mad)
         self.mu[fresh], self.mad[fresh] = stat[fresh], 0.0
-        spread = 1.25 * np.nan_to_num(self.mad) + 1e-3
+        spread = np.maximum(1.25 * np.nan_to_num(self.mad), self.min_spread)
         u = np.where(seen, np.clip((stat - self.mu) / spread, -_CLIP, _CLIP), 0.0)
         self.last_u = u
         armed = self.steps > self.min_steps
@@ -185,6 +202,7 @@ class DriftDetector:
             "down": self.down,
             "quiet": self.quiet,
             "steps": self.steps,
+            "seen": self.seen,
         }
 
     def load_state(self, st: dict[str, Any]) -> bool:
@@ -195,6 +213,7 @@ class DriftDetector:
             setattr(self, k, np.asarray(st[k], dtype=np.float64).copy())
         self.quiet = np.asarray(st["quiet"], dtype=np.int64).copy()
         self.steps = int(st["steps"])
+        self.seen = np.asarray(st.get("seen", np.zeros(self.n)), dtype=np.float64).copy()
         return True
 
 

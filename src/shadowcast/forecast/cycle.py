@@ -157,6 +157,7 @@ class ForecastCycle:
         self.fitted_at_s: int | None = None
         self.last_s: int | None = None  # start of the last observed step
         self.fit_seconds = 0.0
+        self.keep_versions = 3  # model files kept on disk (the newest versions)
 
     @property
     def ready(self) -> bool:
@@ -203,16 +204,7 @@ class ForecastCycle:
         calls per step whatever the number of classes (a 3-class synthetic backbone: 2,106
         series in one vectorised update)."""
         t0 = time.perf_counter()
-        frames = [self.history.frame(c, self.step_s, self.keys) for c in self.classes]
-        keys = tuple(f"{k}/{c}" for c in self.classes for k in self.keys)
-        stacked = SeriesFrame(
-            frames[0].times,
-            keys,
-            np.hstack([f.values for f in frames]),
-            self.step_s,
-            exog={x: np.tile(a, (1, len(self.classes))) for x, a in frames[0].exog.items()},
-        )
-        self.models = {STACKED: self.make_model().fit(stacked)}
+        self.models = {STACKED: self.make_model().fit(self.stacked_frame())}
         self.version += 1
         self.fitted_at_s = now_s
         self.fit_seconds = time.perf_counter() - t0
@@ -224,6 +216,18 @@ class ForecastCycle:
                 "rows": self.history.rows,
                 "seconds": round(self.fit_seconds, 3),
             },
+        )
+
+    def stacked_frame(self) -> SeriesFrame:
+        """The history as one frame of every (class, OD) series, class-major."""
+        frames = [self.history.frame(c, self.step_s, self.keys) for c in self.classes]
+        keys = tuple(f"{k}/{c}" for c in self.classes for k in self.keys)
+        return SeriesFrame(
+            frames[0].times,
+            keys,
+            np.hstack([f.values for f in frames]),
+            self.step_s,
+            exog={x: np.tile(a, (1, len(self.classes))) for x, a in frames[0].exog.items()},
         )
 
     def predict(self) -> CycleForecast | None:
@@ -283,9 +287,9 @@ class ForecastCycle:
         }
         path = folder / STATE_FILE
         _atomic(path, json.dumps(state, indent=1).encode())
-        for old in folder.glob(f"model-{self.model_name}-*.pkl"):  # keep the last 3 versions
+        for old in folder.glob(f"model-{self.model_name}-*.pkl"):  # keep the last versions
             v = _version_of(old.name)
-            if v is not None and v < self.version - 2:
+            if v is not None and v <= self.version - self.keep_versions:
                 old.unlink(missing_ok=True)
         return path
 

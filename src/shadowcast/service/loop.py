@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pickle
 import threading
 import time
 from collections import deque
@@ -43,7 +45,9 @@ from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.alert.tables import alerts_table
 from shadowcast.errors import PlanError, StoreError
+from shadowcast.feedback.drift import DriftEvent
 from shadowcast.feedback.ledger import Ledger, accuracy_table
+from shadowcast.feedback.stage import FeedbackStage
 from shadowcast.forecast.cycle import CycleForecast, ForecastCycle
 from shadowcast.forecast.linkmap import LinkMapper, LinkPrediction, stack, stacked_routing
 from shadowcast.forecast.tables import link_forecast_rows, od_forecast_table
@@ -64,6 +68,7 @@ from shadowcast.store.base import Store
 log = logging.getLogger(__name__)
 pc: Any = pyarrow.compute
 STATE_FILE = "service-state.json"
+FEEDBACK_FILE = "feedback-state.pkl"  # the ledger's pending forecasts, drift, recalibration
 
 
 @dataclass
@@ -89,6 +94,7 @@ class Stages:
     horizons: Mapping[str, int]  # label -> steps ahead
     alert_level: float = 0.0  # 0: alert on the mean; 80/95: on that upper bound
     retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
+    feedback: FeedbackStage | None = None  # drift, recalibration, retrain on drift
 
 
 @dataclass
@@ -101,6 +107,7 @@ class StepReport:
     link: LinkPrediction | None = None
     alerts: list[Alert] = field(default_factory=list)
     decision: Decision | None = None
+    drifts: list[DriftEvent] = field(default_factory=list)
 
 
 class Service:
@@ -175,13 +182,26 @@ class Service:
             s.ledger.observe("od", t, stacked)
             s.ledger.observe("link", t, load)
             s.linkmap.observe(t, stacked)
+        fb = s.feedback
+        if fb is not None:
+            with self._timed("feedback"):
+                report.drifts = fb.observe("od", t, stacked) + fb.observe("link", t, load)
+                self._on_drift(report.drifts)
         with self._timed("forecast"):
             s.forecast.observe(t, values, self._exog(load))
+            if fb is not None and fb.retrain_due(end):
+                s.forecast.refit(end)
+                log.info("forecast models refitted after a drift", extra={"at_s": end})
             fc = s.forecast.predict()
         if fc is not None:
             with self._timed("links"):
                 st = stack(fc.by_class, s.classes)
+                if fb is not None:
+                    st = fb.correct(end, st, fc.version)
                 link = s.linkmap.map(end, st, self._stacked_routing(), self._bound_columns())
+                if fb is not None:
+                    fb.issued("od", end, st.mean[:, 0])
+                    fb.issued("link", end, link.mean[:, 0])
                 report.forecast, report.link = fc, link
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
@@ -210,10 +230,30 @@ class Service:
         rows = s.ledger.take_rows()
         if rows:
             s.writer.add("accuracy", accuracy_table(rows))
+        if fb is not None:
+            summary = fb.summary_table(end)
+            if summary is not None:
+                s.writer.add("accuracy_groups", summary)
         self.steps += 1
         self.last = report
         if self.on_step is not None:
             self.on_step(report)
+
+    def _on_drift(self, events: Sequence[DriftEvent]) -> None:
+        """Drifts to the store and, as ``ForecastAccuracyDegraded`` alerts, the notifiers."""
+        fb = self.s.feedback
+        if fb is None:
+            return
+        table = fb.take_drift_table()
+        if table is not None:
+            self.s.writer.add("drift_events", table)
+        if not events:
+            return
+        new = fb.alerts(events)
+        for a in new:
+            log.warning(a.message, extra={"alert": a.name, "subject": a.subject})
+            for n in self.s.notifiers:
+                n.send(a)
 
     def _shadow(self, now_s: int) -> None:
         events, apps = self.s.intake.take_inbox()
@@ -329,6 +369,7 @@ class Service:
                     "forecasts", od_forecast_table(issued, self.step_s, names, fc.model, total)
                 )
             self.s.forecast.save(self.state_dir / "models")
+        self._save_feedback()
         state = {
             "saved_at": datetime.now(UTC).isoformat(),
             "now_s": now_s,
@@ -361,6 +402,7 @@ class Service:
                 )
         loaded = s.forecast.load(self.state_dir / "models")
         out["models_loaded"] = loaded
+        out["feedback_loaded"] = self._load_feedback()
         rows = self._stored_steps(s.forecast.history.cap)
         if rows:
             s.forecast.catch_up(rows)
@@ -373,6 +415,31 @@ class Service:
         self.restored = out
         log.info("service restored", extra=out)
         return out
+
+    def _save_feedback(self) -> None:
+        """The ledger and the feedback stage, pickled into the service's own state folder
+        (like the models: keep it writable only by the service's user)."""
+        st = {"ledger": self.s.ledger.state()}
+        if self.s.feedback is not None:
+            st["feedback"] = self.s.feedback.state()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_dir / f".{FEEDBACK_FILE}.tmp"
+        tmp.write_bytes(pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, self.state_dir / FEEDBACK_FILE)
+
+    def _load_feedback(self) -> bool:
+        path = self.state_dir / FEEDBACK_FILE
+        try:
+            st = pickle.loads(path.read_bytes())
+        except FileNotFoundError:
+            return False
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
+            log.warning("saved feedback state unreadable; afresh", extra={"error": str(exc)})
+            return False
+        ok = isinstance(st, dict) and self.s.ledger.load_state(st.get("ledger", {}))
+        if ok and self.s.feedback is not None and "feedback" in st:
+            ok = self.s.feedback.load_state(st["feedback"])
+        return bool(ok)
 
     def _last_applied_plan(self) -> Plan | None:
         try:
@@ -449,6 +516,7 @@ class Service:
                     "version": s.forecast.version,
                 },
                 "plan": {"mode": s.plan.mode, "decisions": dict(s.plan.counts)},
+                "feedback": None if s.feedback is None else s.feedback.counters(),
                 "shadow": None if s.shadow is None else s.shadow.counters(),
                 "store": {
                     "flushes": s.writer.flushes,

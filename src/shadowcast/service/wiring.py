@@ -22,6 +22,7 @@ from shadowcast.alert.rules import CapacityRule
 from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
 from shadowcast.feedback.ledger import Ledger
+from shadowcast.feedback.stage import FeedbackStage
 from shadowcast.forecast.cycle import ForecastCycle
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
@@ -164,7 +165,10 @@ def build_service(settings: Any, env: Environment) -> Service:
     linkmap = LinkMapper(
         topo.capacities / 1e6, classes, list(horizons.values()), step, window_steps=day
     )
-    ledger = Ledger(horizons, step)
+    feedback = FeedbackStage(
+        settings.feedback, classes, od_pairs, topo.link_names(), h_max, fcfg.levels, step
+    )
+    ledger = Ledger(horizons, step, accuracy=feedback.accuracy)
 
     # alert
     acfg = settings.alert
@@ -270,5 +274,6 @@ def build_service(settings: Any, env: Environment) -> Service:
         horizons=horizons,
         alert_level=acfg.quantile_level,
         retention=retention,
+        feedback=feedback,
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

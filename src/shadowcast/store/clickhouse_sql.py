@@ -48,6 +48,8 @@ SHARD_KEYS: dict[str, tuple[str, ...]] = {
     "behaviour": ("src", "dst"),
     "decisions": ("plan_id",),
     "accuracy": ("model",),
+    "accuracy_groups": ("subject",),
+    "drift_events": ("subject",),
 }  # a table not listed is spread at random
 
 # flows rollups: step in seconds -> table suffix; dimensions kept and values summed.

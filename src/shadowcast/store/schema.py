@@ -203,6 +203,36 @@ ACCURACY_SCHEMA = pa.schema(
     ]
 )
 
+# The feedback loop (``feedback/``).
+# Rolling accuracy per grouping (class, volume decile, link, ...), long form, every
+# ``feedback.summary_every``: metric is nmae, mase, bias, coverage_L, interval_score_L, ...
+ACCURACY_GROUPS_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("kind", pa.string()),
+        ("model", pa.string()),
+        ("horizon_s", pa.int64()),
+        ("grouping", pa.string()),  # "all", "class", "decile", "link", ...
+        ("subject", pa.string()),  # the group
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+
+# Drift detected on a group of series, and what the service did about it.
+DRIFT_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("kind", pa.string()),  # "od" | "link"
+        ("subject", pa.string()),  # the group (e.g. "medium@FR>", a link)
+        ("direction", pa.int64()),  # +1: actuals above the forecasts, -1 below
+        ("statistic", pa.float64()),
+        ("scaled_error", pa.float64()),
+        ("series", pa.int64()),
+        ("action", pa.string()),  # adapt | retrain | adapt+retrain | none
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOW_SCHEMA,
     "od_series": OD_SERIES_SCHEMA,
@@ -216,6 +246,8 @@ TABLES: dict[str, pa.Schema] = {
     "behaviour": BEHAVIOUR_SCHEMA,
     "decisions": DECISION_SCHEMA,
     "accuracy": ACCURACY_SCHEMA,
+    "accuracy_groups": ACCURACY_GROUPS_SCHEMA,
+    "drift_events": DRIFT_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -232,4 +264,6 @@ TIME_COLUMN: dict[str, str] = {
     "behaviour": "time",
     "decisions": "time",
     "accuracy": "time",
+    "accuracy_groups": "time",
+    "drift_events": "time",
 }

@@ -1,0 +1,52 @@
+"""Settings of the feedback loop (YAML key ``feedback``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shadowcast.units import Duration
+
+
+class FeedbackConfig(BaseModel):
+    """What the service does with what its ledger sees.
+
+    Every step the one-step-ahead errors of every (class, OD) series and link are scaled by
+    each series' typical error and tested for drift per group (a class at a source site, at
+    a destination site; a link) with a two-sided Page-Hinkley test. A drift is kept in the
+    store's ``drift_events``, raises a ``ForecastAccuracyDegraded`` alert, makes the
+    group's series adapt their level for ``adapt_steps`` and, when ``retrain_on_drift``,
+    refits the models ``retrain_after`` later. Interval widths are recalibrated every step
+    per step ahead and per volume decile.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false: the ledger only scores, nothing adapts")
+    drift_delta: float = Field(
+        0.5, gt=0, le=10, description="drift test: change tolerated, in standard units"
+    )
+    drift_threshold: float = Field(
+        12.0, gt=0, le=1000, description="drift test: evidence needed (Page-Hinkley lambda)"
+    )
+    drift_min_steps: int = Field(
+        24, ge=2, le=100_000, description="steps learnt before the drift test is armed"
+    )
+    drift_cooldown_steps: int = Field(
+        24, ge=0, le=100_000, description="steps a drifted group stays quiet"
+    )
+    adapt_steps: int = Field(
+        72, ge=0, le=100_000, description="steps a drifted group's series adapt their level"
+    )
+    adapt_rate: float = Field(
+        0.3, gt=0, le=1, description="how fast an adapting series' level ratio learns"
+    )
+    decile_gamma: float = Field(
+        0.02, ge=0, le=1, description="per-decile interval recalibration rate (0: off)"
+    )
+    retrain_on_drift: bool = Field(True, description="refit the models after a drift")
+    retrain_after: Duration = Field("1h", description="refit this long after a drift")
+    retrain_min_interval: Duration = Field("6h", description="least time between drift refits")
+    accuracy_halflife: Duration = Field("1d", description="half-life of the rolling accuracy")
+    summary_every: Duration = Field(
+        "1h", description="rolling accuracy per group to the store's accuracy_groups this often"
+    )

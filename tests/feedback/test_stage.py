@@ -1,0 +1,77 @@
+"""The feedback stage: a level shift is detected, alerted, adapted to and refitted for."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shadowcast.feedback.config import FeedbackConfig
+from shadowcast.feedback.stage import ALERT_NAME, FeedbackStage
+from shadowcast.records import Forecast
+
+STEP = 300
+OD = [(a, b) for a in "ABC" for b in "ABC" if a != b]
+CLASSES = ("high", "low")
+LINKS = ["A->B", "B->C"]
+
+
+def _stage(**kw: object) -> FeedbackStage:
+    cfg = FeedbackConfig(**kw)  # type: ignore[arg-type]
+    return FeedbackStage(cfg, CLASSES, OD, LINKS, 3, [80.0], STEP)
+
+
+def _drive(fb: FeedbackStage, steps: int, shift_at: int, seed: int = 1):
+    """A model that keeps forecasting the old level; series 0-1 ("high" from A) jump +60 %."""
+    rng = np.random.default_rng(seed)
+    n = len(CLASSES) * len(OD)
+    level = np.linspace(50, 150, n)
+    first_drift, first_retrain, last_fc, last_y = None, None, None, None
+    for t in range(1, steps):
+        y = level * (1 + 0.03 * rng.standard_normal(n))
+        if t >= shift_at:
+            y[:2] *= 1.6
+        events = fb.observe("od", t * STEP, y)
+        fb.observe("link", t * STEP, y[:2])
+        if events and first_drift is None:
+            first_drift = (t, events, fb.alerts(events))
+        if fb.retrain_due((t + 1) * STEP) and first_retrain is None:
+            first_retrain = t
+        mean = np.repeat(level[:, None], 3, axis=1)
+        fc = Forecast(mean=mean, lower={80.0: mean * 0.95}, upper={80.0: mean * 1.05}, model="m")
+        out = fb.correct((t + 1) * STEP, fc, version=1)
+        fb.issued("od", (t + 1) * STEP, out.mean[:, 0])
+        fb.issued("link", (t + 1) * STEP, level[:2])
+        last_fc, last_y = out, y
+    return first_drift, first_retrain, last_fc, last_y
+
+
+def test_a_shift_is_detected_alerted_adapted_and_refitted() -> None:
+    fb = _stage()
+    drift, retrain, fc, y = _drive(fb, 100, shift_at=60)
+    assert drift is not None
+    t, events, alerts = drift
+    assert 60 <= t < 66  # within six 5-minute steps
+    assert {e.group for e in events if e.kind == "od"} >= {"high@A>"}
+    assert alerts and all(a.name == ALERT_NAME for a in alerts)
+    assert retrain is not None and retrain - t <= 12  # refit an hour after the drift
+    assert fc is not None and y is not None
+    # the drifted series forecast their new level; the others (some adapting with them,
+    # in a destination group they share) stay at theirs
+    assert np.allclose(fc.mean[:2, 0], 1.6 * np.linspace(50, 150, 12)[:2], rtol=0.05)
+    assert np.allclose(fc.mean[2:, 0], np.linspace(50, 150, 12)[2:], rtol=0.05)
+    table = fb.take_drift_table()
+    assert table is not None and "adapt+retrain" in table.column("action").to_pylist()
+    summary = fb.summary_table(100 * STEP)
+    assert summary is None  # the ledger fed no accuracy here
+    other = _stage()
+    assert other.load_state(fb.state())
+    assert other.drifts == fb.drifts and other.retrain_at_s == fb.retrain_at_s
+
+
+def test_no_drift_without_change_and_nothing_adapts_when_disabled() -> None:
+    fb = _stage()
+    drift, retrain, _, _ = _drive(fb, 200, shift_at=10_000)
+    assert drift is None and retrain is None
+    off = _stage(enabled=False, retrain_on_drift=False)
+    drift, retrain, fc, _ = _drive(off, 100, shift_at=60)
+    assert drift is not None and retrain is None  # still detected and reported
+    assert fc is not None and np.allclose(fc.mean[:, 0], np.linspace(50, 150, 12))

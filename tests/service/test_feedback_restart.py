@@ -1,0 +1,55 @@
+"""The feedback loop across a restart: the ledger's pending forecasts, its totals and the
+drift/recalibration state come back with the models."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from shadowcast.replay.driver import run_replay
+from shadowcast.replay.source import TrafficSource
+from shadowcast.service.loop import FEEDBACK_FILE
+from shadowcast.store.config import StoreConfig, open_store
+from shadowcast.store.shared import SharedStore
+
+
+def _run(settings: Any, source: TrafficSource, tmp: Path, **kw: Any):  # type: ignore[no-untyped-def]
+    store = SharedStore(open_store(StoreConfig(data_dir=tmp, path="replay.duckdb")))
+    try:
+        r = run_replay(settings, source, store, tmp / "state", ipfix=False, mode="observe", **kw)
+        return r, store.count("accuracy_groups"), store.count("drift_events")
+    finally:
+        store.close()
+
+
+def test_restart_keeps_the_ledger_and_the_feedback_state(
+    settings: Any, source: TrafficSource, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    seen = [0]
+
+    def progress(n: int) -> None:
+        seen[0] += n
+        if seen[0] == 150:  # past the warm-up (96 steps), between checkpoints
+            stop.set()
+
+    part, groups, _ = _run(settings, source, tmp_path, progress=progress, stop=stop)
+    assert part.interrupted
+    assert groups > 0  # rolling accuracy per class, decile and link reached the store
+    ledger = part.service.s.ledger
+    assert ledger.pending > 0
+    scored = {k: v.n for k, v in ledger.scores.items()}
+    assert (tmp_path / "state" / FEEDBACK_FILE).is_file()
+    version = part.service.s.forecast.version
+
+    rest, _, drifts = _run(settings, source, tmp_path, resume=True)
+    assert rest.service.restored["feedback_loaded"] is True
+    assert rest.service.restored["models_loaded"] is True
+    assert rest.service.s.forecast.version >= version
+    after = rest.service.s.ledger.scores
+    # the totals carried on from where they stopped, not from zero
+    assert all(after[k].n > n for k, n in scored.items())
+    fb = rest.service.s.feedback
+    assert fb is not None and fb.accuracy.sums
+    assert drifts == 0  # a stationary backbone: no drift, before or after the restart

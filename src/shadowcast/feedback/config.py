@@ -16,7 +16,10 @@ class FeedbackConfig(BaseModel):
     store's ``drift_events``, raises a ``ForecastAccuracyDegraded`` alert, makes the
     group's series adapt their level for ``adapt_steps`` and, when ``retrain_on_drift``,
     refits the models ``retrain_after`` later. Interval widths are recalibrated every step
-    per step ahead and per volume decile.
+    per step ahead and per volume decile. ``challengers`` forecast in shadow, scored by the
+    same ledger; one whose NMAE over ``promote_window`` beats the champion's by
+    ``promote_margin`` is promoted (the champion goes to shadow); every fit, retrain,
+    promotion, demotion and rollback is a row of ``model_events``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +50,20 @@ class FeedbackConfig(BaseModel):
     retrain_after: Duration = Field("1h", description="refit this long after a drift")
     retrain_min_interval: Duration = Field("6h", description="least time between drift refits")
     accuracy_halflife: Duration = Field("1d", description="half-life of the rolling accuracy")
+    challengers: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="model families forecasting in shadow beside the champion (forecast.model)",
+    )
+    shadow_previous: bool = Field(
+        False, description="a champion replaced by a refit on drift stays in shadow"
+    )
+    promote_window: Duration = Field(
+        "1d", description="a challenger is judged against the champion over this window"
+    )
+    promote_margin: float = Field(
+        0.05, ge=0, le=0.9, description="promoted when its NMAE is this share below the champion's"
+    )
     summary_every: Duration = Field(
         "1h", description="rolling accuracy per group to the store's accuracy_groups this often"
     )

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from shadowcast.cli_support import console, emit_json, error_exit, exitcodes, out, settings_of
 from shadowcast.errors import ConfigError, ShadowcastError
+from shadowcast.forecast.models_cmd import app as models_app
 from shadowcast.forecast.outlook import (
     LinkInputs,
     Outlook,
@@ -24,6 +25,7 @@ from shadowcast.store.base import Store
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Forecast demand and link load with intervals; runout per link.")
+app.add_typer(models_app, name="models")
 
 TOPOLOGY_SIDECAR = ".topology.json"  # written by `shadowcast replay` beside its store
 

@@ -45,9 +45,11 @@ from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.alert.tables import alerts_table
 from shadowcast.errors import PlanError, StoreError
+from shadowcast.feedback.champion import Referee, model_events_table
 from shadowcast.feedback.drift import DriftEvent
 from shadowcast.feedback.ledger import Ledger, accuracy_table
 from shadowcast.feedback.stage import FeedbackStage
+from shadowcast.forecast.arena import ArenaCycle
 from shadowcast.forecast.cycle import CycleForecast, ForecastCycle
 from shadowcast.forecast.linkmap import LinkMapper, LinkPrediction, stack, stacked_routing
 from shadowcast.forecast.tables import link_forecast_rows, od_forecast_table
@@ -95,6 +97,7 @@ class Stages:
     alert_level: float = 0.0  # 0: alert on the mean; 80/95: on that upper bound
     retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
     feedback: FeedbackStage | None = None  # drift, recalibration, retrain on drift
+    referee: Referee | None = None  # champion vs challengers (ArenaCycle)
 
 
 @dataclass
@@ -190,7 +193,11 @@ class Service:
         with self._timed("forecast"):
             s.forecast.observe(t, values, self._exog(load))
             if fb is not None and fb.retrain_due(end):
-                s.forecast.refit(end)
+                if isinstance(s.forecast, ArenaCycle):
+                    keep = fb.cfg.shadow_previous
+                    s.forecast.refit(end, reason="drift", keep_previous=keep)
+                else:
+                    s.forecast.refit(end)
                 log.info("forecast models refitted after a drift", extra={"at_s": end})
             fc = s.forecast.predict()
         if fc is not None:
@@ -205,6 +212,10 @@ class Service:
                 report.forecast, report.link = fc, link
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
+            if isinstance(s.forecast, ArenaCycle) and s.forecast.shadow:
+                with self._timed("challengers"):
+                    for name, f in s.forecast.predict_shadow(s.forecast.horizon_steps).items():
+                        s.ledger.issue("od", end, name, f.mean, f.lower, f.upper, stacked)
                 s.writer.add(
                     "forecasts",
                     link_forecast_rows(
@@ -230,6 +241,7 @@ class Service:
         rows = s.ledger.take_rows()
         if rows:
             s.writer.add("accuracy", accuracy_table(rows))
+        self._referee(rows, end)
         if fb is not None:
             summary = fb.summary_table(end)
             if summary is not None:
@@ -238,6 +250,23 @@ class Service:
         self.last = report
         if self.on_step is not None:
             self.on_step(report)
+
+    def _referee(self, rows: Sequence[dict[str, Any]], now_s: int) -> None:
+        """Champion and challengers judged on the rows just scored; a promotion, and every
+        model event, to the store."""
+        fc = self.s.forecast
+        if not isinstance(fc, ArenaCycle):
+            return
+        ref = self.s.referee
+        if ref is not None and rows:
+            ref.add(rows)
+            verdict = ref.decide(fc.model_name)
+            if verdict is not None and verdict.challenger in fc.shadow:
+                fc.promote(verdict.challenger, now_s, verdict.reason, verdict.figures())
+                ref.reset()
+        events = fc.take_events()
+        if events:
+            self.s.writer.add("model_events", model_events_table(events))
 
     def _on_drift(self, events: Sequence[DriftEvent]) -> None:
         """Drifts to the store and, as ``ForecastAccuracyDegraded`` alerts, the notifiers."""
@@ -368,6 +397,8 @@ class Service:
                 self.s.store.write(
                     "forecasts", od_forecast_table(issued, self.step_s, names, fc.model, total)
                 )
+            if isinstance(self.s.forecast, ArenaCycle):
+                self.s.forecast.apply_requested_rollback(self.state_dir / "models")
             self.s.forecast.save(self.state_dir / "models")
         self._save_feedback()
         state = {
@@ -411,6 +442,10 @@ class Service:
                 s.rollup.resume_at(last + self.step_s)
             out["resume_at_s"] = last + self.step_s
             self.steps = len(rows)
+        if isinstance(s.forecast, ArenaCycle) and s.forecast.ready:
+            folder = self.state_dir / "models"
+            if s.forecast.apply_requested_rollback(folder) is not None:
+                s.forecast.save(folder)
         out["model_version"] = s.forecast.version
         self.restored = out
         log.info("service restored", extra=out)

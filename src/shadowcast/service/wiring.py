@@ -21,9 +21,10 @@ from shadowcast.alert.notifiers import build_notifiers
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
+from shadowcast.feedback.champion import Referee
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.feedback.stage import FeedbackStage
-from shadowcast.forecast.cycle import ForecastCycle
+from shadowcast.forecast.arena import ArenaCycle
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
 from shadowcast.forecast.registry import make_model
@@ -148,8 +149,19 @@ def build_service(settings: Any, env: Environment) -> Service:
     plan_h = max(1, parse_duration(cfg.plan_horizon) // step)
     h_max = max([*horizons.values(), within, plan_h])
     opts = model_options(fcfg, step)
-    forecast = ForecastCycle(
-        lambda: make_model(model_name, **opts),
+    fbcfg = settings.feedback
+    for name in fbcfg.challengers:  # unknown names fail here, naming the setting
+        try:
+            make_model(name, **opts)
+        except ConfigError as exc:
+            msg = str(exc).replace("forecast.model: ", "")
+            raise ConfigError(f"feedback.challengers: {msg}") from None
+
+    def factory(name: str) -> Callable[[], Any]:
+        return lambda: make_model(name, **opts)
+
+    forecast = ArenaCycle(
+        factory(model_name),
         model_name,
         classes,
         od_pairs,
@@ -160,6 +172,12 @@ def build_service(settings: Any, env: Environment) -> Service:
         retrain_every_s=cfg.seconds("retrain_every"),
         keep_s=cfg.seconds("keep"),
         exog=list(fcfg.exog),
+        challengers={n: factory(n) for n in fbcfg.challengers},
+    )
+    referee = (
+        Referee(max(1, parse_duration(str(fbcfg.promote_window)) // step), fbcfg.promote_margin)
+        if fbcfg.challengers or fbcfg.shadow_previous
+        else None
     )
     day = max(2, 86400 // step)
     linkmap = LinkMapper(
@@ -275,5 +293,6 @@ def build_service(settings: Any, env: Environment) -> Service:
         alert_level=acfg.quantile_level,
         retention=retention,
         feedback=feedback,
+        referee=referee,
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

@@ -50,6 +50,7 @@ SHARD_KEYS: dict[str, tuple[str, ...]] = {
     "accuracy": ("model",),
     "accuracy_groups": ("subject",),
     "drift_events": ("subject",),
+    "model_events": ("model",),
 }  # a table not listed is spread at random
 
 # flows rollups: step in seconds -> table suffix; dimensions kept and values summed.

@@ -233,6 +233,21 @@ DRIFT_SCHEMA = pa.schema(
     ]
 )
 
+# The models' lives: fit, retrain, promote, demote, rollback, with the figures behind each.
+MODEL_EVENTS_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("event", pa.string()),
+        ("model", pa.string()),
+        ("version", pa.int64()),
+        ("previous", pa.int64()),  # the champion's version before the event (-1: none)
+        ("reason", pa.string()),
+        ("champion_score", pa.float64()),
+        ("challenger_score", pa.float64()),
+        ("detail", pa.string()),  # JSON
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOW_SCHEMA,
     "od_series": OD_SERIES_SCHEMA,
@@ -248,6 +263,7 @@ TABLES: dict[str, pa.Schema] = {
     "accuracy": ACCURACY_SCHEMA,
     "accuracy_groups": ACCURACY_GROUPS_SCHEMA,
     "drift_events": DRIFT_SCHEMA,
+    "model_events": MODEL_EVENTS_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -266,4 +282,5 @@ TIME_COLUMN: dict[str, str] = {
     "accuracy": "time",
     "accuracy_groups": "time",
     "drift_events": "time",
+    "model_events": "time",
 }

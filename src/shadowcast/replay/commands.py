@@ -11,11 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shadowcast.cli_support import console, emit_json, install_hint, out, settings_of
+from shadowcast.replay.evals import eval_alerts
 from shadowcast.units import format_duration, parse_duration
 
 eval_app = typer.Typer(
     help="Evaluate forecasters and traffic engineering on a series.", no_args_is_help=True
 )
+eval_app.command("alerts")(eval_alerts)
 
 
 def _progress() -> Progress:

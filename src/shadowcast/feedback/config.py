@@ -26,7 +26,7 @@ class FeedbackConfig(BaseModel):
 
     enabled: bool = Field(True, description="false: the ledger only scores, nothing adapts")
     drift_delta: float = Field(
-        0.5, gt=0, le=10, description="drift test: change tolerated, in standard units"
+        1.0, gt=0, le=10, description="drift test: change tolerated, in standard units"
     )
     drift_threshold: float = Field(
         12.0, gt=0, le=1000, description="drift test: evidence needed (Page-Hinkley lambda)"

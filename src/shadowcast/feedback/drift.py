@@ -75,13 +75,13 @@ class DriftDetector:
         members: tuple[I64, I64],
         group_names: Sequence[str],
         *,
-        delta: float = 0.5,
+        delta: float = 1.0,
         threshold: float = 12.0,
         min_steps: int = 24,
         cooldown_steps: int = 24,
         scale_rate: float = 0.02,
         baseline_rate: float = 0.02,
-        min_spread: float = 0.5,
+        min_spread: float = 0.75,
     ) -> None:
         self.kind = kind
         self.n = int(n_series)

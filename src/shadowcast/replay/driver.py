@@ -70,6 +70,7 @@ class ReplayState:
     pred_upper: dict[int, F64]
     alerts: list[Alert] = field(default_factory=list)
     decisions: dict[str, int] = field(default_factory=dict)
+    actions: list[dict[str, Any]] = field(default_factory=list)  # decisions that did something
     feed: FeedStats = field(default_factory=FeedStats)
     service_seconds: float = 0.0
 
@@ -173,6 +174,20 @@ def run_replay(
                         t + h
                     ] = up[:, h - 1]
         state.alerts.extend(rep.alerts)
+        d = rep.decision
+        if d is not None and d.action != "none":
+            first = d.reason.splitlines()
+            state.actions.append(
+                {
+                    "time": str(np.datetime64(d.time_s, "s")),
+                    "action": d.action,
+                    "plan_id": d.plan.plan_id if d.plan else "",
+                    "predicted_peak": round(d.predicted_peak, 4),
+                    **d.detail(),
+                    "summary": first[0] if first else "",
+                    "reasons": [x.strip() for x in first[1:6]],
+                }
+            )
 
     last_loads: list[F64] = [np.zeros(n_links)]
     env = Environment(

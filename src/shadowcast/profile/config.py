@@ -82,17 +82,14 @@ class ProfileConfig(BaseModel):
 def load_config(path: Path | None) -> ProfileConfig:
     """``ProfileConfig`` from a YAML file (the whole settings file with a ``profile`` key,
     or just the profile section); defaults when ``path`` is None."""
-    import yaml
     from pydantic import ValidationError
 
     from shadowcast.errors import ConfigError
+    from shadowcast.parsing import load_yaml, read_input
 
     if path is None:
         return ProfileConfig()
-    try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
+    doc = load_yaml(read_input(path, ConfigError, "settings"), path, ConfigError) or {}
     if isinstance(doc, dict) and "profile" in doc:
         doc = doc["profile"] or {}
     try:

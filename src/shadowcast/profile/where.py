@@ -34,10 +34,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shadowcast.errors import ConfigError
+from shadowcast.parsing import load_yaml, one_line, read_input
 from shadowcast.profile.prefixes import U64, PrefixTable, split_addresses, to_text
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class WhereStats:
     unknown_exporters: dict[str, int] = field(default_factory=dict)
     geoip_missing: bool = False
     geoip_lookups: int = 0
+    geoip_errors: int = 0  # lookups that failed on a corrupt database (answered "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +112,14 @@ class Locator:
     def from_files(cls, sites_file: Path | None, geoip_db: Path | None) -> Locator:
         if sites_file is None:
             return cls(None, geoip_db)
-        try:
-            doc = yaml.safe_load(Path(sites_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{sites_file}: cannot read sites file: {exc}") from exc
+        data = read_input(sites_file, ConfigError, "sites file")
+        doc = load_yaml(data, sites_file, ConfigError) or {}
         try:
             spec = SitesFile.model_validate(doc)
             PrefixTable([(p, 0) for s in spec.sites.values() for p in s.prefixes])
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
+            loc = one_line(".".join(str(p) for p in err["loc"]), 120)
             raise ConfigError(f"{sites_file}: {loc}: {err['msg']}") from exc
         except ValueError as exc:
             raise ConfigError(f"{sites_file}: sites.*.prefixes: {exc}") from exc
@@ -173,6 +172,11 @@ class Locator:
         try:
             rec = self._geo.get(address)
         except ValueError:
+            return ""
+        except RuntimeError as exc:  # maxminddb.InvalidDatabaseError: a corrupt data section
+            if not self.stats.geoip_errors:
+                log.warning("geoip database is corrupt, lookups fail", extra={"error": str(exc)})
+            self.stats.geoip_errors += 1
             return ""
         if not isinstance(rec, dict):
             return ""

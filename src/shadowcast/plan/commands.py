@@ -145,10 +145,7 @@ def plan(
         paths = candidate_paths(topo, od_pairs, cfg.k_paths)
         cur = None
         if current is not None:
-            try:
-                in_force = Plan.from_dict(json.loads(current.read_text()))
-            except (OSError, ValueError) as exc:
-                raise PlanError(f"--current {current}: {exc}") from exc
+            in_force = Plan.load(current)
             cur = split_matrix(in_force, paths, ["all"])
         p = make_plan(forecasts, paths, topo, cfg, current=cur, issued=issued, step_s=step_s)
         if save is not None:

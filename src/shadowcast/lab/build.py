@@ -253,7 +253,7 @@ def load_plan(prefix: str = DEFAULT_PREFIX) -> LabPlan:
         return TypeAdapter(LabPlan).validate_python(_read_state(path, strict=True).get("plan"))
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = one_line(".".join(str(p) for p in err["loc"]), 120)
+        loc = one_line(".".join(str(p) for p in err["loc"]), 120) or "plan"
         raise TopologyError(
             f"{path}: damaged lab state ({loc}: {err['msg']}); run `shadowcast lab down`"
         ) from exc

@@ -206,6 +206,8 @@ def check_plan(
             )
     reserved = np.zeros(len(topology.links))
     for r in plan.reservations:
+        if not all(0 <= e < len(reserved) for e in r.links):
+            raise PlanError(f"reservation {r.cls} {r.src}->{r.dst} names a link not in topology")
         reserved[list(r.links)] += r.mbps
     over_r = np.flatnonzero(reserved > caps * (1 + CAPACITY_TOL) + 1e-9)
     if over_r.size:

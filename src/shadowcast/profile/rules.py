@@ -65,6 +65,14 @@ class Rule(BaseModel):
                 raise ValueError(f"item {i}: {c!r} is not a CIDR prefix") from exc
         return v
 
+    @field_validator("asns")
+    @classmethod
+    def _asns(cls, v: list[int]) -> list[int]:
+        for i, a in enumerate(v):
+            if not 0 <= a < 1 << 32:
+                raise ValueError(f"item {i}: {a} is not an AS number (0..4294967295)")
+        return v
+
     @field_validator("ports")
     @classmethod
     def _ports(cls, v: list[int | str]) -> list[int | str]:

@@ -164,6 +164,7 @@ def mmdb_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 @FUZZ
 @given(edits=EDITS)
 @example(edits=[("flip", 60, 3, b"")]).via("discovered failure")
+@example(edits=[("put", 824, 0, b"\x00\x00\x00")]).via("make fuzz")
 def test_geoip_database(tmp_path: Path, mmdb_bytes: bytes, edits: list[Edit]) -> None:
     p = _write(tmp_path, "geo.mmdb", mutate(mmdb_bytes, edits))
     try:

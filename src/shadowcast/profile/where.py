@@ -26,6 +26,7 @@ Fallbacks, never a dropped flow:
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,10 @@ class Locator:
     def _geo_lookup(self, address: str) -> str:
         self.stats.geoip_lookups += 1
         try:
-            rec = self._geo.get(address)
+            with warnings.catch_warnings():
+                # maxminddb's C extension warns about its own API use on some records
+                warnings.simplefilter("ignore", DeprecationWarning)
+                rec = self._geo.get(address)
         except ValueError:
             return ""
         except RuntimeError as exc:  # maxminddb.InvalidDatabaseError: a corrupt data section

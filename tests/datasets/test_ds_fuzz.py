@@ -166,7 +166,7 @@ def test_topologies_under_hostile_edits(
 
 @FUZZ
 @given(edits=EDITS)
-@example(edits=[("ins", 1, 0, b"9" * 5000)]).via("discovered failure")
+@example(edits=[("ins", CAPS.index(b'"source": 0') + 10, 0, b"9" * 5000)]).via("discovered failure")
 def test_capacities_file_under_hostile_edits(tmp_path: Path, edits: list[Edit]) -> None:
     net = tmp_path / "net.xml"
     net.write_bytes(NETWORK)
@@ -188,9 +188,8 @@ DEMANDS = [
 @pytest.mark.parametrize(("name", "doc"), DEMANDS, ids=[n for n, _ in DEMANDS])
 @FUZZ
 @given(edits=EDITS)
-@example(edits=[("put", MATRIX.index(b"1.0"), 0, b'1.0" encoding="u-f-8')]).via(
-    "discovered failure"
-)
+@example(edits=[("ins", MATRIX.index(b"?>"), 0, b' encoding="u-f-8"')]).via("discovered failure")
+@example(edits=[("ins", MATRIX.index(b"?>"), 0, b' encoding="cp932"')]).via("discovered failure")
 @example(edits=[("put", CSV.index(b"1.5"), 0, b"1e39")]).via("discovered failure")
 @example(edits=[("cut", 100, 0, b"")]).via("discovered failure")
 @example(edits=[("cut", 1, 0, b""), ("put", 0, 0, b"9" * 5000)]).via("discovered failure")

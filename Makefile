@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp
 
-.PHONY: demo test fuzz lint typecheck check clean venv
+.PHONY: demo test fuzz faults lint typecheck check clean venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
 	  [ "$$(id -u)" = 0 ] && apt-get install -y -qq python3-venv >/dev/null && $(PY) -m venv $(VENV); }
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,pcap,dask,stats]'
+	@$(BIN)/python -m pip install -q -e '.[dev,pcap,dask,stats,plot]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -20,6 +20,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The collector attacked from outside at scale, on loopback (not part of test or CI): one
+# JSON object of figures; `make test` runs the same attacks small (tests/faults).
+faults: $(STAMP)
+	timeout 1800 $(BIN)/python bench/faults.py
 
 # Outside CI: the property tests over hostile input (marker `fuzz`) with the `fuzz` hypothesis
 # profile (many more examples, a fresh random seed each round), round after round until

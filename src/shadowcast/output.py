@@ -9,6 +9,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+console = Console(stderr=True)  # progress, notes, errors
+# tables and reports (stdout); piped output gets 200 columns rather than rich's 80
+out = Console(width=None if sys.stdout.isatty() else 200)
+
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
@@ -20,9 +24,16 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _default(v: Any) -> Any:
+    item = getattr(v, "item", None)  # numpy scalars -> int/float/bool
+    if callable(item) and getattr(v, "shape", None) == ():
+        return _clean(item())
+    return str(v)
+
+
 def emit_json(obj: Any) -> None:
-    """Print one JSON object on stdout (NaN/inf become null)."""
-    sys.stdout.write(json.dumps(_clean(obj), default=str) + "\n")
+    """Print one JSON object on stdout (NaN/inf become null; numpy scalars plain numbers)."""
+    sys.stdout.write(json.dumps(_clean(obj), default=_default) + "\n")
 
 
 def emit_record(obj: dict[str, Any], as_json: bool, title: str) -> None:
@@ -33,4 +44,4 @@ def emit_record(obj: dict[str, Any], as_json: bool, title: str) -> None:
     table = Table(title=title, show_header=False)
     for k, v in obj.items():
         table.add_row(k, f"{v:,.3f}" if isinstance(v, float) else str(v))
-    Console().print(table)
+    out.print(table)

@@ -8,34 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+# Application categories (the taxonomy) and their default latency sensitivity.
+from shadowcast.taxonomy import CATEGORIES as CATEGORIES
+from shadowcast.taxonomy import LATENCY_SENSITIVITY as LATENCY_SENSITIVITY
+
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-# Application categories (the taxonomy) and their default latency sensitivity.
-CATEGORIES: tuple[str, ...] = (
-    "video",
-    "bulk",
-    "interactive",
-    "voip",
-    "web",
-    "other",
-    "unknown",
-)
-LATENCY_SENSITIVITY: Mapping[str, str] = {
-    "video": "medium",
-    "bulk": "low",
-    "interactive": "high",
-    "voip": "high",
-    "web": "medium",
-    "other": "low",
-    "unknown": "low",
-}
+G = TypeVar("G", bound=np.generic)
 
 # Flow records as they enter the store: one Arrow schema, written in batches.
 FLOW_SCHEMA = pa.schema(
@@ -99,7 +85,8 @@ class Topology:
 
 @dataclass(frozen=True, slots=True)
 class DemandSeries:
-    """Timestamps × OD pairs of demand in Mbit/s (float32; a missing OD is 0).
+    """Timestamps × OD pairs of demand in Mbit/s (float32; a missing OD is 0, or NaN when
+    loaded with ``missing="nan"``).
 
     ``times`` are UTC ``datetime64[s]``; ``step`` is the sampling interval in seconds.
     """
@@ -217,6 +204,40 @@ class SeriesFrame:
             step=self.step,
             meta={k: np.asarray(v)[idx] for k, v in self.meta.items()},
             exog={k: np.asarray(v)[:, idx] for k, v in self.exog.items()},
+        )
+
+    def align(self, keys: Sequence[str], fill: float = np.nan) -> SeriesFrame:
+        """The frame on ``keys``, in that order: a key it lacks is ``fill`` at every step
+        (exog NaN, numeric meta NaN, other meta ""); keys not in ``keys`` are dropped."""
+        keys = tuple(keys)
+        if keys == self.keys:
+            return self
+        have = {k: i for i, k in enumerate(self.keys)}
+        src = np.array([have.get(k, -1) for k in keys], dtype=np.int64)
+        ok = src >= 0
+
+        def take(a: npt.NDArray[G], missing: object) -> npt.NDArray[G]:
+            out: npt.NDArray[G] = np.full((a.shape[0], len(keys)), missing, dtype=a.dtype)
+            out[:, ok] = a[:, src[ok]]
+            return out
+
+        meta: dict[str, npt.NDArray[np.generic]] = {}
+        for k, v in self.meta.items():
+            a = np.asarray(v)
+            if a.shape != (len(self.keys),):  # not one value per series: kept as it is
+                meta[k] = a
+                continue
+            numeric = a.dtype.kind in "fiub"
+            a = a.astype(np.float64 if numeric else object)
+            meta[k] = take(a[None, :], np.nan if numeric else "")[0]
+        values = np.asarray(self.values, dtype=np.float64)
+        return SeriesFrame(
+            times=self.times,
+            keys=keys,
+            values=take(values, fill),
+            step=self.step,
+            meta=meta,
+            exog={k: take(np.asarray(v, dtype=np.float64), np.nan) for k, v in self.exog.items()},
         )
 
     @classmethod

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from shadowcast.act.base import Actuator, AuditRecord, apply_plan, audit_table, rollback
 from shadowcast.act.dryrun import DryRunActuator
@@ -184,5 +185,7 @@ def test_config_registry(server: str) -> None:
     assert make_actuator(ActConfig(actuator="webhook", webhook_url=server)).name == "webhook"
     with pytest.raises(ConfigError, match="webhook_url"):
         make_actuator(ActConfig(actuator="webhook"))
-    with pytest.raises(ConfigError, match="unknown actuator"):
-        make_actuator(ActConfig(actuator="nope"))
+    with pytest.raises(ConfigError, match="LinuxBinding"):
+        make_actuator(ActConfig(actuator="linux"))
+    with pytest.raises(ValidationError, match="actuator"):
+        ActConfig(actuator="nope")  # type: ignore[arg-type]

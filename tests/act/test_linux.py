@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shadowcast.act.base import apply_plan
+from shadowcast.act.base import AuditRecord, apply_plan, rollback
 from shadowcast.act.linux import LinuxActuator, LinuxBinding, Port
-from shadowcast.errors import ActuationError
+from shadowcast.errors import ActuationError, RollbackError
 from shadowcast.plan.base import PathSplit, Plan, Reservation
 from shadowcast.records import Link, Topology
 
@@ -322,3 +322,87 @@ def test_failed_apply_rolls_back_exactly(lab: Lab) -> None:
     assert lab.state() != before
     act.rollback()
     assert lab.state() == before
+
+
+def _routes_everywhere(lab: Lab) -> dict[str, object]:
+    """``ip -j -d route show table all`` and its text form (which keeps metric locks)."""
+    out: dict[str, object] = {}
+    for r, ns in lab.ns.items():
+        out[f"{r} json"] = json.loads(
+            _sh("ip", "-n", ns, "-j", "-d", "route", "show", "table", "all")
+        )
+        out[f"{r} text"] = _sh("ip", "-n", ns, "-d", "route", "show", "table", "all")
+    return out
+
+
+def _split_plan(pid: str) -> Plan:
+    topo = _topology()
+    idx = {(lk.src, lk.dst): e for e, lk in enumerate(topo.links)}
+    splits = tuple(
+        PathSplit("voip", "r1", "r4", (idx[("r1", v)], idx[(v, "r4")]), ("r1", v, "r4"), 0.5, 10.0)
+        for v in ("r2", "r3")
+    )
+    return Plan(pid, "lab", "2024-01-01T00:00:00Z", 900, "test", splits=splits)
+
+
+def _rich_routes(lab: Lab) -> None:
+    """Routes to r4 that carry what a naive re-creation loses."""
+    n = lab.ns
+    _sh("ip", "-n", n["r1"], "route", "replace", "10.4.4.4/32", "proto", "static", "mtu", "1400",
+        "initcwnd", "20", "nexthop", "via", "10.12.0.2", "dev", "r1-r2", "weight", "3",
+        "nexthop", "via", "10.13.0.2", "dev", "r1-r3", "weight", "7", "onlink")  # fmt: skip
+    _sh("ip", "-n", n["r1"], "route", "add", "10.4.4.4/32", "via", "10.13.0.2", "dev", "r1-r3",
+        "metric", "50", "mtu", "lock", "1300")  # fmt: skip
+    _sh("ip", "-n", n["r1"], "route", "add", "10.4.4.4/32", "via", "10.99.0.2", "dev", "r1-r2",
+        "onlink", "table", "100", "mtu", "1200")  # fmt: skip
+    _sh("ip", "-n", n["r2"], "route", "replace", "10.4.4.4/32", "via", "10.24.0.2", "dev",
+        "r2-r4", "onlink", "proto", "static", "mtu", "1400", "initcwnd", "20")  # fmt: skip
+    _sh("ip", "-n", n["r3"], "route", "replace", "10.4.4.4/32", "via", "10.34.0.2", "dev",
+        "r3-r4", "initcwnd", "10", "quickack", "1", "realm", "7")  # fmt: skip
+
+
+def test_rollback_restores_every_route_attribute(lab: Lab) -> None:
+    _rich_routes(lab)
+    before = _routes_everywhere(lab)
+    assert "mtu lock 1300" in str(before["r1 text"]) and "weight 7" in str(before["r1 text"])
+    topo = _topology()
+    audit: list[AuditRecord] = []
+    # a failure after r2 and r3 were changed: r1's multipath route is refused
+    act = LinuxActuator(lab.binding(bad_gateway=True))
+    with pytest.raises(ActuationError, match="rolled back 2 step"):
+        apply_plan(act, _split_plan("bad"), topo, dry_run=False, audit=audit.append)
+    assert _routes_everywhere(lab) == before
+    assert [(a.action, a.status) for a in audit] == [
+        ("apply", "failed"),
+        ("rollback", "rolled-back"),
+    ]
+    # a plan that applies, then rollback(): the same state again
+    act = LinuxActuator(lab.binding())
+    apply_plan(act, _split_plan("good"), topo, dry_run=False)
+    changed = _routes_everywhere(lab)
+    assert changed != before and "mtu 1400" not in str(changed["r2 text"])
+    assert "weight 50" in str(changed["r1 text"])
+    res = rollback(act, "good", audit=audit.append)
+    assert res.status == "ok" and _routes_everywhere(lab) == before
+
+
+def test_a_restore_that_differs_is_a_failed_rollback(lab: Lab) -> None:
+    # r2 reaches r4 through a nexthop object: the kernel dumps that route with gateway
+    # attributes it then refuses on restore, so the rollback cannot be exact
+    _sh("ip", "-n", lab.ns["r2"], "nexthop", "add", "id", "7", "via", "10.24.0.2", "dev", "r2-r4")
+    _sh("ip", "-n", lab.ns["r2"], "route", "replace", "10.4.4.4/32", "nhid", "7")
+    act = LinuxActuator(lab.binding())
+    apply_plan(act, _split_plan("p"), _topology(), dry_run=False)
+    audit: list[AuditRecord] = []
+    with pytest.raises(RollbackError, match="r2 10.4.4.4/32: routes differ after restore"):
+        rollback(act, "p", audit=audit.append)
+    assert [(a.action, a.status) for a in audit] == [("rollback", "failed")]
+    # the same through a failed apply: reported as a failed rollback, not "rolled back"
+    _sh("ip", "-n", lab.ns["r2"], "route", "replace", "10.4.4.4/32", "nhid", "7")
+    act = LinuxActuator(lab.binding(bad_gateway=True))
+    with pytest.raises(RollbackError, match="rollback FAILED"):
+        apply_plan(act, _split_plan("q"), _topology(), dry_run=False, audit=audit.append)
+    assert [(a.action, a.status) for a in audit[1:]] == [
+        ("apply", "failed"),
+        ("rollback", "failed"),
+    ]

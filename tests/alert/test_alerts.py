@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from shadowcast.alert.config import AlertConfig
 from shadowcast.alert.notifiers import (
@@ -86,5 +87,33 @@ def test_build_notifiers_validates() -> None:
     assert [n.name for n in build_notifiers(AlertConfig())] == ["log"]
     with pytest.raises(ConfigError, match="webhook_url"):
         build_notifiers(AlertConfig(notifiers=["webhook"]))
-    with pytest.raises(ConfigError, match="unknown notifier"):
-        build_notifiers(AlertConfig(notifiers=["pager"]))
+    with pytest.raises(ValidationError, match="notifiers"):  # refused when the settings load
+        AlertConfig(notifiers=["pager"])  # type: ignore[list-item]
+
+
+def test_the_service_rule_takes_alert_clear_ratio(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """alert.clear_ratio reaches the living service's rule (and a lower ratio re-arms a link
+    later: fewer alerts on the same predictions)."""
+    import numpy as np
+
+    from shadowcast.clock import SimClock
+    from shadowcast.records import Link, Topology
+    from shadowcast.service.wiring import Environment, build_service
+    from shadowcast.settings import load_settings
+    from shadowcast.store.memory import MemoryStore
+
+    topo = Topology("ab", ("A", "B"), (Link("A", "B", 1e9), Link("B", "A", 1e9)))
+    s = load_settings(None, environ={})
+    s = s.model_copy(update={"alert": s.alert.model_copy(update={"clear_ratio": 0.5})})
+    env = Environment(topology=topo, store=MemoryStore(), clock=SimClock(0), state_dir=tmp_path)
+    svc = build_service(s, env)
+    assert svc.s.rule.clear_ratio == 0.5
+    counts = []
+    for ratio in (1.0, 0.5):
+        rule = CapacityRule(["A->B"], 0.8, 1, 300, clear_ratio=ratio)
+        t = np.datetime64(0, "s")
+        n = 0
+        for u in [0.85, 0.7, 0.85, 0.3, 0.85]:
+            n += len(rule.evaluate(t, np.array([[u]])))
+        counts.append(n)
+    assert counts == [3, 2]

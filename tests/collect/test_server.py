@@ -30,6 +30,8 @@ from shadowcast.collect.synth import build_stream
 from shadowcast.store.duckdb import DuckDBStore
 
 STARTUP_S = 90.0
+# The synthetic streams start in November 2023: lift the record-age check for the CLI.
+HISTORIC = {**os.environ, "SHADOWCAST_COLLECT__MAX_RECORD_AGE_S": "null"}
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -68,7 +70,12 @@ class Running:
 
 @pytest.fixture
 def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
-    params: dict[str, Any] = {"bind": "127.0.0.1", "workers": 2, "flush_interval_s": 0.5}
+    params: dict[str, Any] = {
+        "bind": "127.0.0.1",
+        "workers": 2,
+        "flush_interval_s": 0.5,
+        "max_record_age_s": None,  # the synthetic streams start in November 2023
+    }
     params.update(getattr(request, "param", {}))
     cfg = CollectConfig(
         listeners=[
@@ -200,6 +207,7 @@ def cli(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shadowcast.cli", "collect", *args],
             cwd=tmp_path,
+            env=HISTORIC,
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -19,6 +20,7 @@ from shadowcast.collect.metrics import (
     socket_drops,
     socket_inode,
 )
+from shadowcast.store.spool import SpoolStats
 
 
 def test_kernel_drops_of_a_full_socket_are_read_from_proc() -> None:
@@ -71,3 +73,38 @@ def test_config_defaults_and_rejections() -> None:
         CollectConfig(sampling_overrides={"192.0.2.1": 0})
     with pytest.raises(ValidationError, match="extra"):
         CollectConfig(flush_rowz=5)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="not a CIDR prefix"):
+        CollectConfig(allow_exporters=["10.0.0.0/8", "ten"])
+    with pytest.raises(ValidationError, match="max_record_age_s"):
+        CollectConfig(max_record_age_s=0)
+    assert CollectConfig(max_record_age_s=None, spill_dir="/x").spill_dir == Path("/x")
+
+
+def test_write_buffer_and_worker_figures_are_exposed() -> None:
+    snap = CollectSnapshot(
+        exporters={"other": ExporterStats(packets=9, rejected_packets=9, invalid_records=2)},
+        store_errors=4,
+        spool=SpoolStats(write_retries=4, rows_spilled=1000, rows_lost=30, queued_rows=12),
+        workers={0: {"templates": 17, "exporters_evicted": 3, "peak_rss_bytes": 1 << 27}},
+        rows_recovered=5,
+    )
+    text = generate_latest(make_registry(lambda: snap)).decode()
+    for line in (
+        "shadowcast_collect_store_errors_total 4.0",
+        "shadowcast_collect_write_retries_total 4.0",
+        "shadowcast_collect_rows_spilled_total 1000.0",
+        "shadowcast_collect_rows_lost_total 30.0",
+        "shadowcast_collect_rows_recovered_total 5.0",
+        "shadowcast_collect_buffered_rows 12.0",
+        'shadowcast_collect_worker_templates{worker="0"} 17.0',
+        'shadowcast_collect_worker_exporters_evicted_total{worker="0"} 3.0',
+        'shadowcast_collect_worker_peak_rss_bytes{worker="0"} 1.34217728e+08',
+        'shadowcast_collect_rejected_packets_total{exporter="other"} 9.0',
+        'shadowcast_collect_invalid_records_total{exporter="other"} 2.0',
+    ):
+        assert line in text, line
+    doc = snap.to_json()
+    assert doc["rows_lost"] == 30 and doc["write_retries"] == 4 and doc["rows_recovered"] == 5
+    assert doc["workers"] == {
+        "0": {"templates": 17, "exporters_evicted": 3, "peak_rss_bytes": 1 << 27}
+    }

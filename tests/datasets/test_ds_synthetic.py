@@ -10,7 +10,7 @@ import pytest
 
 from shadowcast.datasets import load_topology
 from shadowcast.datasets.synthetic import APPS, SyntheticDataset, synthetic_dataset
-from shadowcast.plan.routing import link_loads, routing_matrix
+from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.records import CATEGORIES
 
 

@@ -149,3 +149,59 @@ def test_gbm_uses_meta(frame: SeriesFrame) -> None:
     assert model._meta.shape == (n, 2)  # type: ignore[attr-defined]
     fc = model.predict(12, [80, 95])
     _check(fc.mean, fc.lower, fc.upper, n, 12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_with_a_frame_of_new_and_missing_keys(name: str, frame: SeriesFrame) -> None:
+    """``update(frame)`` aligns by key name: a key the model has not seen starts cold
+    (persistence, a prior interval scaled by its level) and joins the fitted model at the
+    next refit; a key the frame lacks is missing (NaN) for those rows."""
+    n = len(frame.keys)
+    cut = frame.values.shape[0] - 24
+    model = make_model(name, join_after="1h", **opts(name)).fit(
+        frame.columns(slice(0, n - 2)).rows(0, cut)
+    )
+    assert model.keys == frame.keys[: n - 2]
+    model.update(frame.rows(cut, cut + 1))  # every key: two are new
+    assert model.keys == frame.keys and model.report["new_keys"] == 2
+    fc = model.predict(12, [80, 95])
+    _check(fc.mean, fc.lower, fc.upper, n, 12)
+    np.testing.assert_array_equal(fc.mean[n - 2 :, 0], frame.values[cut, n - 2 :])
+    width = fc.upper[80.0][n - 2 :] - fc.lower[80.0][n - 2 :]
+    assert (width[:, 0] > 0).all() and (width[:, -1] >= width[:, 0]).all()
+    # another key order, the first key missing: aligned by name, NaN for the missing one
+    shuffled = frame.rows(cut + 1, cut + 2).columns(np.arange(n)[::-1][:-1])
+    model.update(shuffled)
+    assert model.keys == frame.keys and model.report["nonfinite"] >= 1
+    if name == "persistence":
+        got = model.predict(1).mean[:, 0]
+        np.testing.assert_array_equal(got[1:], frame.values[cut + 1, 1:])
+        assert got[0] == frame.values[cut, 0]  # missing: the last value carries on
+    with pytest.raises(ForecastError, match="step"):
+        model.update(SeriesFrame(frame.times[:1], frame.keys, frame.values[:1], 600))
+    with pytest.raises(ForecastError, match="exogenous"):
+        model.update(frame.rows(cut + 2, cut + 3), {"rtt_ms": np.zeros((1, n))})
+    # one hour after they appeared, the new keys join the fitted model (a refit)
+    for t in range(cut + 2, cut + 14):
+        model.update(frame.rows(t, t + 1))
+    assert model.report["refits"] == 1 and model.report["cold_keys"] == 0
+    assert model.keys == frame.keys and model._n_fit == n  # type: ignore[attr-defined]
+    fc = model.predict(12, [80, 95])
+    _check(fc.mean, fc.lower, fc.upper, n, 12)
+    model.update(frame.values[cut + 14])  # positional rows still work, in model.keys order
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_all_keys_cold_at_fit(name: str, frame: SeriesFrame) -> None:
+    """A history where nothing was seen yet: every key cold (0, [0, 0]) until it carries
+    a value, then persistence with the prior, then fitted at the next refit."""
+    head = SeriesFrame(frame.times[:300], frame.keys, np.zeros((300, len(frame.keys))), 300)
+    model = make_model(name, join_after="30m", **opts(name)).fit(head)
+    fc = model.predict(4, [80, 95])
+    _check(fc.mean, fc.lower, fc.upper, len(frame.keys), 4)
+    assert (fc.upper[95.0] == 0).all()
+    for t in range(300, 308):
+        model.update(frame.rows(t, t + 1))
+    assert model.report["refits"] == 1 and model._n_fit == len(frame.keys)  # type: ignore[attr-defined]
+    fc = model.predict(4, [80, 95])
+    _check(fc.mean, fc.lower, fc.upper, len(frame.keys), 4)

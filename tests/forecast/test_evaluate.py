@@ -55,11 +55,19 @@ def test_with_separate_test_series() -> None:
     a = evaluate(train, test, [2], ["persistence"])
     b = evaluate(f, None, [2], ["persistence"], test_fraction=0.2)
     assert a[0]["nmae"] == pytest.approx(b[0]["nmae"])
-    bad = SeriesFrame(
+    # a test part without one of the keys: absent = 0 (demand matrices) or unknown (NaN)
+    short = SeriesFrame(
         times=test.times, keys=test.keys[:-1], values=test.values[:, :-1], step=test.step
     )
-    with pytest.raises(ForecastError, match="keys"):
-        evaluate(train, bad, [2], ["persistence"])
+    zero = evaluate(train, short, [2], ["persistence"])
+    assert zero[0]["series"] == 10 and zero[0]["nmae"] != a[0]["nmae"]
+    unknown = evaluate(train, short, [2], ["persistence"], missing=np.nan)
+    nine = evaluate(train.columns(slice(0, 9)), short, [2], ["persistence"])
+    assert unknown[0]["series"] == 10 and nine[0]["series"] == 9
+    assert unknown[0]["nmae"] == pytest.approx(nine[0]["nmae"], rel=1e-12)  # NaN: not scored
+    coarse = SeriesFrame(times=test.times, keys=test.keys, values=test.values, step=600)
+    with pytest.raises(ForecastError, match="step"):
+        evaluate(train, coarse, [2], ["persistence"])
 
 
 def test_config_durations() -> None:

@@ -44,7 +44,7 @@ def test_missing_statsforecast_is_a_config_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError, match="statsforecast") as err:
         StatsForecastModel(model="AutoETS")
     assert INSTALL_HINT in str(err.value)
-    assert "shadowcast[stats]" in INSTALL_HINT
+    assert "shadowcast-netops[stats]" in INSTALL_HINT
 
 
 def test_unknown_or_unsupported_model(sf: Any) -> None:
@@ -81,7 +81,8 @@ def test_bad_input_and_short_history(sf: Any, bad_frame: SeriesFrame) -> None:
     # three points: statsforecast cannot fit; every series falls back to persistence
     tiny = SeriesFrame(bad_frame.times[:3], bad_frame.keys, bad_frame.values[-3:], 300)
     m2 = StatsForecastModel(model="AutoETS").fit(tiny)
-    assert m2.report["sf_fit_failures"] == len(tiny.keys)
+    # (series without any non-zero value are cold: not fitted, persistence with a prior)
+    assert m2.report["sf_fit_failures"] == len(tiny.keys) - m2.report["cold_keys"] == 9
     fc = m2.predict(5, [80, 95])
     _check(fc.mean, fc.lower, fc.upper, len(tiny.keys), 5)
 

@@ -132,7 +132,7 @@ def test_abilene_routing_end_to_end(data_dir: Path) -> None:
     from shadowcast.datasets import load_topology
     from shadowcast.forecast.baselines import Persistence
     from shadowcast.forecast.synthetic import synthetic_frame
-    from shadowcast.plan.routing import routing_matrix
+    from shadowcast.network.routing import routing_matrix
 
     topo = load_topology(data_dir / "topologies" / "sndlib" / "abilene.xml")
     pairs = [(a, b) for a in topo.nodes for b in topo.nodes if a != b]

@@ -15,7 +15,7 @@ from shadowcast.forecast.outlook import (
     links_from_store,
     series_from_store,
 )
-from shadowcast.plan.routing import routing_matrix
+from shadowcast.network.routing import routing_matrix
 from shadowcast.records import Link, SeriesFrame, Topology
 from shadowcast.store.duckdb import DuckDBStore
 from shadowcast.store.schema import TS
@@ -267,7 +267,7 @@ def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) 
     bad = CliRunner().invoke(app, ["forecast", "--store", str(tmp_path / "none.duckdb")])
     assert bad.exit_code == 2 and "no such file" in bad.output
     hz = CliRunner().invoke(app, ["forecast", "--store", str(path), "--horizon", "abc"])
-    assert hz.exit_code == 2 and "forecast.horizons: " in " ".join(hz.output.split())
+    assert hz.exit_code == 2 and "forecast.horizons.0: " in " ".join(hz.output.split())
     csv = tmp_path / "d.csv"
     csv.write_text("time,src,dst,value\n2026-01-05T00:00:00Z,A,B,1\n")
     both = CliRunner().invoke(app, ["forecast", "--demands", str(csv), "--write"])
@@ -298,3 +298,113 @@ def test_horizons_longer_than_the_history_keep_honest_intervals(name: str) -> No
     m.update(vals[-1:])  # online, the unmeasurable scales stay extrapolated
     w2 = m.predict(H, [95.0])
     assert ((w2.upper[95.0] - w2.lower[95.0])[:, -1] > 0).all()
+
+
+def test_idle_series_are_retired_from_the_outlook() -> None:
+    """``forecast.retire_after``: a pair silent for that long is not forecast any more;
+    the link forecasts route the others only (and a store read zero-fills when told)."""
+    rng = np.random.default_rng(2)
+    T = 3 * DAY
+    keys = ("A->B", "A->C", "C->A")
+    vals = np.array([100.0, 200.0, 50.0])[None, :] * (1 + 0.01 * rng.standard_normal((T, 3)))
+    vals[-DAY:, 1] = 0.0  # A->C silent for the last day
+    frame = _frame(vals, keys)
+    topo = _line()
+    cfg = ForecastConfig(model="profile", horizons=["15m"], retire_after="12h")
+    ol = forecast_outlook(frame, cfg, links=_inputs(topo, frame))
+    assert ol.keys == ("A->B", "C->A") and ol.series.mean.shape == (2, 1)
+    R = routing_matrix(topo, [("A", "B"), ("C", "A")])
+    np.testing.assert_allclose(ol.links["15m"].mean[:, 0], R @ ol.series.mean[:, 0])
+    kept = forecast_outlook(frame, ForecastConfig(model="profile", horizons=["15m"]))
+    assert kept.keys == keys  # 7 days by default
+    # every series idle: an empty outlook, not an error
+    idle = forecast_outlook(_frame(np.zeros((T, 3)), keys), cfg)
+    assert idle.keys == () and idle.series.mean.shape == (0, 1)
+
+
+def test_series_from_store_missing_as_zero(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    st = DuckDBStore(str(tmp_path / "s.duckdb"))
+    try:
+        t0 = 1_767_571_200
+        ts = [t0 + k * 300 for k in range(4)]
+        st.write("od_series", _od_rows(ts, "A", "B", "", [1, 2, 3, 4]))
+        st.write("od_series", _od_rows([ts[1]], "B", "A", "", [7]))
+        gaps = series_from_store(st)
+        zero = series_from_store(st, missing=0.0)
+        assert np.isnan(gaps.values[[0, 2, 3], 1]).all()
+        np.testing.assert_array_equal(zero.values[:, 1], [0, 7, 0, 0])
+    finally:
+        st.close()
+
+
+def test_forecast_command_leaves_retired_series_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``shadowcast forecast`` with ``forecast.retire_after``: the silent pair is neither
+    forecast nor listed, and each listed series shows its own last value."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+    from shadowcast.datasets import write_csv
+    from shadowcast.records import DemandSeries
+
+    T = 2 * DAY
+    vals = np.tile(np.array([[5.0, 50.0, 20.0]], dtype=np.float32), (T, 1))
+    vals[-20:, 1] = 0.0  # B->A silent for the last 5 hours
+    times = _frame(vals, ("a", "b", "c")).times
+    dem = DemandSeries(times, (("A", "B"), ("B", "A"), ("B", "C")), vals, STEP)
+    csv = write_csv(dem, tmp_path / "d.csv", skip_zeros=True)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data_dir: {tmp_path}\nforecast:\n  model: persistence\n  retire_after: 4h\n")
+    res = CliRunner().invoke(app, ["-c", str(cfg), "forecast", "--demands", str(csv), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["series"] == 2
+    assert {r["key"]: r["last"] for r in doc["top_series"]} == {"A->B": 5.0, "B->C": 20.0}
+
+
+def test_forecast_exits_3_when_links_are_at_risk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """cron/Nagios: status 3 when a link's mean or upper bound reaches forecast.threshold."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+    from shadowcast.exitcodes import AT_RISK
+
+    path = tmp_path / "s.duckdb"
+    st = DuckDBStore(str(path))
+    ts = [1_767_571_200 + k * 300 for k in range(2 * 288)]
+    rng = np.random.default_rng(5)
+    st.write("od_series", _od_rows(ts, "A", "B", "", list(100 + rng.random(len(ts)))))
+    st.write("od_series", _od_rows(ts, "B", "A", "", list(50 + rng.random(len(ts)))))
+    st.close()
+
+    def run(capacity_bps: float) -> tuple[int, dict]:  # type: ignore[type-arg]
+        topo = tmp_path / f"t{capacity_bps:g}.json"
+        topo.write_text(
+            json.dumps(
+                {
+                    "directed": True,
+                    "multigraph": False,
+                    "graph": {},
+                    "nodes": [{"id": "A"}, {"id": "B"}],
+                    "links": [
+                        {"source": "A", "target": "B", "capacity": capacity_bps},
+                        {"source": "B", "target": "A", "capacity": capacity_bps},
+                    ],
+                }
+            )
+        )
+        res = CliRunner().invoke(
+            app,
+            ["forecast", "--store", str(path), "--topology", str(topo), "--model",
+             "persistence", "--json"],
+        )  # fmt: skip
+        return res.exit_code, json.loads(res.stdout)
+
+    code, doc = run(1e9)  # ~100 of 1000 Mbit/s
+    assert code == 0 and doc["links_at_risk"] == [] and len(doc["links"]) == 2
+    code, doc = run(1.05e8)  # ~100 of 105 Mbit/s: above 90 %
+    assert code == AT_RISK and len(doc["links_at_risk"]) == 1
+    assert doc["links_at_risk"][0] == doc["links"][0]["link"]  # the riskiest link first

@@ -12,10 +12,10 @@ import pytest
 
 from shadowcast.lab import build, netns
 from shadowcast.lab.capture import Capture, link_counters, qdisc_bytes
-from shadowcast.lab.traffic import have_iperf3, replay_demands
+from shadowcast.lab.traffic import Processes, have_iperf3, reflector, replay_demands
 from shadowcast.records import DemandSeries, Link, Topology
 from shadowcast.shadow.base import VXLAN_PORT, NewPathEvent
-from shadowcast.shadow.config import TunnelConfig
+from shadowcast.shadow.config import StampConfig, TunnelConfig
 from shadowcast.shadow.linux import LinuxVxlanBackend
 from shadowcast.shadow.pathcheck import trace
 from shadowcast.shadow.prober import Prober
@@ -182,3 +182,19 @@ def test_prober_records_the_verified_path(lab: build.LabPlan) -> None:
     assert res.abw_mbps > 5.0  # no cross traffic on a 10 Mbit/s tight link
     row = to_table([res]).to_pylist()[0]
     assert row["tunnel"] == t.spec.name and row["path"] == ">".join(lab.path("A", "D"))
+
+
+def test_lab_reflector_process_applies_the_stamp_settings(lab: build.LabPlan) -> None:
+    a, d = lab.edges["A"], lab.edges["D"]
+    key = bytes(range(32))
+    stamp = StampConfig(key_hex=key.hex(), allow=[f"{a.addr_host}/32"])
+
+    async def received(sender: Sender) -> int:
+        return (await sender.run(5, 0.005)).metrics().received
+
+    with Processes() as procs:
+        procs.procs.append(reflector(lab, "D", d.addr_host, 8620, stamp=stamp))
+        keyed = Sender(d.addr_host, 8620, netns=a.ns, key=key, timeout_s=0.3)
+        plain = Sender(d.addr_host, 8620, netns=a.ns, timeout_s=0.3)
+        assert asyncio.run(received(keyed)) == 5
+        assert asyncio.run(received(plain)) == 0  # the settings' key: authenticated only

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import itertools
+
+import networkx as nx
 import numpy as np
 import pytest
+from plan_helpers import bidir
 
 from shadowcast.errors import TopologyError
-from shadowcast.plan.paths import candidate_paths, great_circle_km, link_latency_ms
+from shadowcast.plan.paths import PathSet, candidate_paths, great_circle_km, link_latency_ms
 from shadowcast.records import Link, Topology
 
 
@@ -45,3 +49,72 @@ def test_unknown_node_and_no_path_are_clear_errors() -> None:
         candidate_paths(t, [("A", "Z")])
     with pytest.raises(TopologyError, match="no path from B to A"):
         candidate_paths(t, [("B", "A")])
+
+
+def _cables(ps: PathSet, topo: Topology, od: int) -> list[frozenset[str]]:
+    out = []
+    for p in range(ps.od_start[od], ps.od_start[od + 1]):
+        out += [frozenset((topo.links[e].src, topo.links[e].dst)) for e in ps.paths[p]]
+    return out
+
+
+def test_disjoint_paths_escape_the_trap_topology() -> None:
+    # The shortest path s-a-b-d (3 hops) is a trap: removing it (both directions of its
+    # links) leaves no second path, and removing only its directions leaves s-q1-q2-b-a-
+    # p1-p2-d, 7 hops over cable a-b again. The disjoint pair is s-a-p1-p2-d + s-q1-q2-b-d.
+    edges = [("s", "a"), ("a", "b"), ("b", "d"), ("a", "p1"), ("p1", "p2"), ("p2", "d"),
+             ("s", "q1"), ("q1", "q2"), ("q2", "b")]  # fmt: skip
+    trap = bidir("trap", [(u, v, 1e9) for u, v in edges])
+    ps = candidate_paths(trap, [("s", "d")], k=2, disjoint=True)
+    assert ps.n_paths == 2
+    nodes = {ps.nodes_of(p, trap) for p in range(2)}
+    assert nodes == {("s", "a", "p1", "p2", "d"), ("s", "q1", "q2", "b", "d")}
+    cables = _cables(ps, trap, 0)
+    assert len(cables) == len(set(cables)) == 8
+    assert candidate_paths(trap, [("s", "d")], k=1, disjoint=True).hops.tolist() == [3.0]
+
+
+def _brute_force_pair(g: nx.DiGraph, s: str, d: str) -> float | None:
+    """Least total weight of two paths sharing no cable (either direction), by search."""
+    paths = list(nx.all_simple_paths(g, s, d))
+
+    def cables(p: list[str]) -> set[frozenset[str]]:
+        return {frozenset(e) for e in itertools.pairwise(p)}
+
+    def w(p: list[str]) -> float:
+        return sum(g.edges[e]["weight"] for e in itertools.pairwise(p))
+
+    best = None
+    for i, p in enumerate(paths):
+        for q in paths[i + 1 :]:
+            if not cables(p) & cables(q) and (best is None or w(p) + w(q) < best):
+                best = w(p) + w(q)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_disjoint_pair_has_the_least_total_weight(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = [f"n{i}" for i in range(8)]
+    links: list[Link] = []
+    coords = {n: (float(rng.uniform(0, 20)), float(rng.uniform(0, 20))) for n in names}
+    for i, j in itertools.combinations(range(8), 2):
+        if rng.random() < 0.4:
+            links += [Link(names[i], names[j], 1e9), Link(names[j], names[i], 1e9)]
+    topo = Topology(f"rand{seed}", tuple(names), tuple(links), coords)
+    lat = link_latency_ms(topo)
+    g = nx.DiGraph()
+    for e, lk in enumerate(topo.links):
+        g.add_edge(lk.src, lk.dst, weight=float(lat[e]))
+    if "n0" not in g or "n7" not in g or not nx.has_path(g, "n0", "n7"):
+        pytest.skip("this seed's graph does not connect n0 and n7")
+    best = _brute_force_pair(g, "n0", "n7")
+    ps = candidate_paths(topo, [("n0", "n7")], k=2, disjoint=True, weight="latency")
+    if best is None:
+        assert ps.n_paths == 1
+        return
+    assert ps.n_paths == 2
+    cables = _cables(ps, topo, 0)
+    assert len(cables) == len(set(cables))
+    assert ps.latency_ms.sum() == pytest.approx(best, rel=1e-9)
+    assert ps.latency_ms[0] <= ps.latency_ms[1]

@@ -29,7 +29,7 @@ def _json(result: object) -> dict[str, object]:
 
 def test_ingest_top_show(tmp_path: Path, pcap_dir: Path) -> None:
     r = CliRunner()
-    d = ["--data-dir", str(tmp_path / "series")]
+    d = ["--store", str(tmp_path / "p.duckdb")]
     ing = _json(r.invoke(app, ["ingest", str(pcap_dir / "netflix.pcap"), *d, "--json"]))
     assert ing["flow_bytes"] == ing["series_bytes"] and ing["flows"] == 61
     top = _json(r.invoke(app, ["top", "--by", "category", "--last", "1h", *d, "--json"]))
@@ -47,11 +47,13 @@ def test_ingest_top_show(tmp_path: Path, pcap_dir: Path) -> None:
 
 
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    from shadowcast.cli import app as root
+
     cfg = tmp_path / "s.yaml"
     cfg.write_text("profile:\n  peak_s: 7\n")
-    res = CliRunner().invoke(app, ["top", "--config", str(cfg), "--json"])
+    res = CliRunner().invoke(root, ["-c", str(cfg), "profile", "top", "--json"])
     assert res.exit_code == 2
-    assert "peak_s" in res.output
+    assert "profile.peak_s" in res.output and len(res.output.strip().splitlines()) == 1
 
 
 def test_train_command(tmp_path: Path, pcap_dir: Path) -> None:

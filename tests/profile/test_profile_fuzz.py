@@ -1,4 +1,4 @@
-"""Property tests: hostile rules, application maps, sites, settings, models and GeoIP files.
+"""Property tests: hostile rules, application maps, sites, behaviour models and GeoIP files.
 
 Each loader gives a ConfigError on one line naming the file, or a result that then works on
 flows: a file that loads must never fail later, when its rules or sites meet a batch.
@@ -18,7 +18,6 @@ from hostile import EDITS, Edit, mutate, one_clear_line
 from shadowcast.errors import ConfigError
 from shadowcast.profile.appmap import AppMap
 from shadowcast.profile.classifier import DEFAULT_MODEL, BehaviourModel
-from shadowcast.profile.config import load_config
 from shadowcast.profile.rules import RuleSet
 from shadowcast.profile.where import Locator
 
@@ -51,10 +50,6 @@ exporters:
     site: ams
     interfaces: {1: ams-edge1:xe-0/0/1, 2: ams-core:et-1}
 geo_regions: {US: us-east}
-"""
-PROFILE = b"""profile:
-  rules_override: true
-  taxonomy: {unknown: tolerant, video: elastic, bulk: tolerant}
 """
 
 
@@ -116,18 +111,6 @@ def test_sites_file(tmp_path: Path, edits: list[Edit]) -> None:
         one_clear_line(str(exc), str(p))
     else:
         loc.locate(_flows())
-
-
-@FUZZ
-@given(edits=EDITS)
-@example(edits=[("ins", 0, 0, b"\xff")]).via("discovered failure")
-@example(edits=[("ins", 0, 0, b"x: " + b"9" * 5000 + b"\n")]).via("discovered failure")
-def test_profile_settings(tmp_path: Path, edits: list[Edit]) -> None:
-    p = _write(tmp_path, "shadowcast.yaml", mutate(PROFILE, edits))
-    try:
-        load_config(p)
-    except ConfigError as exc:
-        one_clear_line(str(exc), str(p))
 
 
 MODEL = resources.files("shadowcast.profile").joinpath(DEFAULT_MODEL).read_bytes()

@@ -5,42 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from shadowcast.datasets.synthetic import synthetic_dataset
-from shadowcast.forecast.registry import make_model
-from shadowcast.replay.config import ReplayConfig
-from shadowcast.replay.run import replay, stored_od_forecast
-from shadowcast.store.memory import MemoryStore
-
-
-def test_replay_stores_alerts_link_forecasts_and_latest_od_forecast() -> None:
-    syn = synthetic_dataset(weeks=0.5, seed=1)
-    store = MemoryStore()
-    cfg = ReplayConfig(models=["persistence"], warmup="1d")
-    result = replay(
-        syn.topology,
-        syn.demands,
-        store,
-        cfg,
-        lambda name, step: make_model(name, horizons=cfg.horizons),
-        by_app=syn.by_app,
-    )
-    n_t, n_od = syn.demands.values.shape
-    assert store.count("od_series") == n_t * n_od * (1 + len(syn.by_app))
-    assert store.count("link_series") == n_t * len(syn.topology.links)
-    assert store.count("alerts") == len(result.alerts) > 0
-    issued, step, names, fc = stored_od_forecast(store)
-    assert issued == syn.demands.times[-1] and step == syn.demands.step
-    assert names == sorted(f"{s}->{d}" for s, d in syn.demands.od_pairs)
-    assert fc.mean.shape == (n_od, 12) and sorted(fc.lower) == [80.0, 95.0]
-    for lv in (80.0, 95.0):
-        assert (fc.lower[lv] <= fc.mean + 1e-9).all() and (fc.mean <= fc.upper[lv] + 1e-9).all()
-    # persistence: every step of the stored forecast is the last observed matrix
-    keys = [f"{s}->{d}" for s, d in syn.demands.od_pairs]
-    last = dict(zip(keys, syn.demands.values[-1], strict=True))
-    np.testing.assert_allclose(fc.mean[:, 0], [last[n] for n in names], rtol=1e-5)
-
 
 def test_plan_and_forecast_read_the_replay_store(tmp_path: Path) -> None:
     env_dir = tmp_path / "var"
@@ -56,7 +20,7 @@ def test_plan_and_forecast_read_the_replay_store(tmp_path: Path) -> None:
             timeout=600,
         )
 
-    rep = cli("replay", "--direct", "--weeks", "0.3", "--json", "--no-plot")
+    rep = cli("replay", "--direct", "--weeks", "0.4", "--json", "--no-plot")
     assert rep.returncode == 0, rep.stderr[-2000:]
     topo = Path(__file__).resolve().parents[2] / "src/shadowcast/datasets/data/Geant2001.graphml"
     store = str(env_dir / "replay.duckdb")
@@ -67,7 +31,9 @@ def test_plan_and_forecast_read_the_replay_store(tmp_path: Path) -> None:
     # `shadowcast forecast` finds the replay's store and topology by itself, maps the OD
     # forecasts onto every link, dates runout, and stores its cycle for `plan --store`
     fc = cli("forecast", "--model", "seasonal_naive", "--write", "--json")
-    assert fc.returncode == 0, fc.stderr[-2000:]
+    # 3: links at risk (the synthetic backbone runs hot; cron and Nagios read this)
+    assert fc.returncode in (0, 3), fc.stderr[-2000:]
+    assert (fc.returncode == 3) == bool(json.loads(fc.stdout)["links_at_risk"])
     doc = json.loads(fc.stdout)
     assert doc["source"] == store and doc["model"] == "seasonal_naive"
     from shadowcast.datasets import load_topology

@@ -207,3 +207,45 @@ def test_random_bytes_never_crash_or_get_answered_when_authenticated(
     plain = Reflector()
     out = plain.handle(data, ("127.0.0.1", port), time.time())
     assert out is None or len(out) == len(data)
+
+
+def test_replay_window_is_keyed_by_ssid_not_by_source_tuple() -> None:
+    r = Reflector(key=KEY)
+    pkt = _sender_pkt(0, KEY)
+    assert r.handle(pkt, PEER, time.time()) is not None
+    for peer in (("127.0.0.1", 40001), ("127.0.0.12", 40000), ("::1", 862)):
+        assert r.handle(pkt, peer, time.time()) is None, peer
+    assert r.counters["dropped_replay"] == 3
+    # another SSID is another session: its own window and reflector sequence
+    out = r.handle(_sender_pkt(0, KEY, ssid=6), ("127.0.0.12", 40000), time.time())
+    assert out is not None and decode_reflector(out, KEY).seq == 0
+
+
+def test_sender_restart_does_not_reopen_the_earlier_run() -> None:
+    t0 = time.time() - 10
+    r = Reflector(key=KEY, replay_window=64)
+    old = [_sender_pkt(i, KEY, ts=t0 + i * 0.1) for i in range(10)]
+    assert all(r.handle(p, PEER, time.time()) is not None for p in old)
+    # the sender restarts at sequence 0, later than anything seen: a new run
+    out = r.handle(_sender_pkt(0, KEY, ts=t0 + 5), PEER, time.time())
+    assert out is not None and decode_reflector(out, KEY).seq == 0
+    # the earlier run's packets carry higher sequence numbers, but older timestamps
+    assert all(r.handle(p, ("127.0.0.1", 40001), time.time()) is None for p in old[1:])
+    assert r.counters["dropped_replay"] == 9
+    new = [_sender_pkt(i, KEY, ts=t0 + 5 + i * 0.1) for i in range(1, 5)]
+    assert all(r.handle(p, PEER, time.time()) is not None for p in new)
+    assert r.handle(new[0], PEER, time.time()) is None
+
+
+def test_ssid_state_is_kept_while_a_replay_could_still_be_fresh() -> None:
+    now = [1_800_000_000.0]
+    r = Reflector(key=KEY, max_age_s=5.0, session_idle_s=1.0, clock=lambda: now[0])
+    pkt = _sender_pkt(0, KEY, ts=now[0])
+    assert r.handle(pkt, PEER, now[0]) is not None
+    now[0] += 3.0  # idle longer than session_idle_s, still within max_age_s
+    assert r.handle(pkt, ("127.0.0.1", 40002), now[0]) is None
+    assert r.counters["dropped_replay"] == 1
+    now[0] += 3.0  # now every packet of SSID 5 is stale: its state may go
+    assert r.handle(pkt, PEER, now[0]) is None and r.counters["dropped_stale"] == 1
+    assert r.handle(_sender_pkt(0, KEY, ts=now[0], ssid=9), PEER, now[0]) is not None
+    assert list(r._fresh_by_ssid) == [9]

@@ -133,7 +133,9 @@ def test_config_defaults_and_paths(tmp_path: Path) -> None:
         ({"backend": "clickhouse"}, "backend"),
         ({"retention_days": {"nope": 1}}, "nope"),
         ({"retention_days": {"flows": 0}}, "flows"),
-        ({"batch_size": 0}, "batch_size"),
+        ({"threads": 100_000}, "threads"),
+        ({"memory_limit": "lots"}, "memory_limit"),
+        ({"batch_size": 1000}, "batch_size"),  # removed: collect.flush_rows sizes the writes
         ({"colour": "red"}, "colour"),
     ],
 )

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from shadowcast.errors import ActuationError, PlanError
+from shadowcast.errors import ActuationError, PlanError, RollbackError
 from shadowcast.plan.base import Plan, check_plan
 from shadowcast.records import Topology
 
@@ -96,16 +96,19 @@ def apply_plan(
     dry_run: bool = True,
     max_changes: int | None = 20,
     audit: Audit | None = None,
+    allow_overload: bool = False,
 ) -> ApplyResult:
     """Check, then apply; record the outcome. Raises PlanError (rejected) or
-    ActuationError (failed and rolled back)."""
+    ActuationError (failed and rolled back). ``allow_overload`` lets a plan through that
+    still loads a link over capacity at its planned quantile (one that lowers the overload
+    it cannot remove)."""
 
     def record(action: str, status: str, **detail: Any) -> None:
         if audit is not None:
             audit(AuditRecord(plan.plan_id, actuator.name, action, status, detail))
 
     try:
-        check_plan(plan, topology, max_changes=max_changes)
+        check_plan(plan, topology, max_changes=max_changes, allow_overload=allow_overload)
     except PlanError as exc:
         record("reject", "rejected", reason=str(exc))
         raise
@@ -113,7 +116,8 @@ def apply_plan(
         res = actuator.apply(plan, dry_run=dry_run)
     except ActuationError as exc:
         record("apply", "failed", reason=str(exc))
-        record("rollback", "rolled-back", reason=str(exc))
+        record("rollback", "failed" if isinstance(exc, RollbackError) else "rolled-back",
+               reason=str(exc))  # fmt: skip
         raise
     record(
         "dry-run" if dry_run else "apply",

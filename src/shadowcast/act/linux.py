@@ -15,23 +15,27 @@ iproute2 (``ip -n NS``, ``tc -n NS``).
   port rate) or shaped class (rate = ceil = limit), best effort ``1:99``; u32 filters
   send each class to its htb class.
 
-All-or-nothing: before changing anything the actuator records the routes for every
-prefix and the root qdisc of every port it will touch; on any failure it restores them
-(route re-created or deleted; htb removed or the previous plan's htb re-applied) and
-raises ActuationError. ``rollback()`` restores the state before the last apply.
+All-or-nothing: before changing anything the actuator snapshots the routes of every
+prefix and the qdiscs of every port it will touch (:mod:`shadowcast.act.netstate`: the
+kernel's own route messages, restored byte for byte; htb removed or the previous plan's
+htb re-applied); on any failure it restores them and raises ActuationError. Every restore
+is verified against the snapshot's dumps: a difference raises RollbackError (the state is
+NOT what it was), never a success. ``rollback()`` restores the state before the last apply.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from shadowcast.act.base import ApplyResult
-from shadowcast.errors import ActuationError
+from shadowcast.act.netstate import Cmd, RouteSnapshot, TcSnapshot, restore_all
+from shadowcast.act.netstate import ip as _ip
+from shadowcast.act.netstate import run as _run_bytes
+from shadowcast.act.netstate import tc as _tc
+from shadowcast.errors import ActuationError, RollbackError
 from shadowcast.plan.base import Plan
 
 log = logging.getLogger(__name__)
@@ -68,25 +72,8 @@ class LinuxBinding:
             raise ActuationError(f"linux binding has no port for link {u}->{v}") from None
 
 
-Cmd = tuple[str, ...]
-
-
 def _run(cmd: Cmd) -> str:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ActuationError(f"{' '.join(cmd)}: {exc}") from exc
-    if out.returncode != 0:
-        raise ActuationError(f"{' '.join(cmd)}: {out.stderr.strip() or out.returncode}")
-    return out.stdout
-
-
-def _ip(ns: str, *args: str) -> Cmd:
-    return ("ip", "-n", ns, *args) if ns else ("ip", *args)
-
-
-def _tc(ns: str, *args: str) -> Cmd:
-    return ("tc", "-n", ns, *args) if ns else ("tc", *args)
+    return _run_bytes(cmd).decode()
 
 
 def _htb_class(
@@ -103,8 +90,9 @@ class LinuxActuator:
     def __init__(self, binding: LinuxBinding) -> None:
         self.binding = binding
         self._tc_applied: dict[tuple[str, str], list[Cmd]] = {}
-        self._undo: list[Cmd] | None = None
-        self._undo_tc: dict[tuple[str, str], list[Cmd]] = {}
+        self._undo: list[RouteSnapshot] | None = None
+        self._undo_tc: list[TcSnapshot] = []
+        self._prev_applied: dict[tuple[str, str], list[Cmd] | None] = {}
         self._last_id = ""
 
     # -- desired state -----------------------------------------------------------------
@@ -264,19 +252,15 @@ class LinuxActuator:
         return out
 
     # -- snapshot / restore ------------------------------------------------------------
-    def _route_undo(self, route_cmds: Sequence[Cmd]) -> list[Cmd]:
-        undo: list[Cmd] = []
+    def _route_snapshots(self, route_cmds: Sequence[Cmd]) -> list[RouteSnapshot]:
+        keys: dict[tuple[str, str], None] = {}
         for cmd in route_cmds:
             ns = cmd[2] if cmd[1] == "-n" else ""
-            prefix = cmd[cmd.index("replace") + 1]
-            found = json.loads(_run(_ip(ns, "-j", "route", "show", "exact", prefix)) or "[]")
-            undo.append(
-                _recreate(ns, prefix, found[0]) if found else _ip(ns, "route", "del", prefix)
-            )
-        return undo
+            keys[(ns, cmd[cmd.index("replace") + 1])] = None
+        return [RouteSnapshot.take(ns, prefix) for ns, prefix in keys]
 
-    def _tc_undo(self, ports: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Cmd]]:
-        undo: dict[tuple[str, str], list[Cmd]] = {}
+    def _tc_snapshots(self, ports: Sequence[tuple[str, str]]) -> list[TcSnapshot]:
+        snaps: list[TcSnapshot] = []
         for ns, dev in ports:
             q = json.loads(_run(_tc(ns, "-j", "qdisc", "show", "dev", dev)) or "[]")
             root = [x for x in q if x.get("root")]
@@ -284,7 +268,7 @@ class LinuxActuator:
                 prev = self._tc_applied.get((ns, dev))
                 if prev is None:
                     raise ActuationError(f"{ns}/{dev}: a foreign htb is installed; not touching")
-                undo[(ns, dev)] = prev
+                snaps.append(TcSnapshot.take(ns, dev, prev))
             elif root and root[0].get("kind") not in (
                 "noqueue",
                 "pfifo_fast",
@@ -296,29 +280,8 @@ class LinuxActuator:
                     f"{ns}/{dev}: root qdisc {root[0].get('kind')} is not ours; not touching"
                 )
             else:
-                undo[(ns, dev)] = [_tc(ns, "qdisc", "del", "dev", dev, "root")]
-        return undo
-
-    def _restore(
-        self, route_undo: Sequence[Cmd], tc_undo: Mapping[tuple[str, str], list[Cmd]]
-    ) -> list[str]:
-        errors: list[str] = []
-        for cmd in route_undo:
-            try:
-                _run(cmd)
-            except ActuationError as exc:
-                if "del" not in cmd:
-                    errors.append(str(exc))
-        for (ns, dev), cmds in tc_undo.items():
-            if cmds and "del" not in cmds[0]:
-                cmds = [_tc(ns, "qdisc", "del", "dev", dev, "root"), *cmds]
-            for i, cmd in enumerate(cmds):
-                try:
-                    _run(cmd)
-                except ActuationError as exc:
-                    if not (i == 0 and "del" in cmd):  # deleting an absent qdisc is fine
-                        errors.append(str(exc))
-        return errors
+                snaps.append(TcSnapshot.take(ns, dev, ()))
+        return snaps
 
     # -- protocol ----------------------------------------------------------------------
     def apply(self, plan: Plan, *, dry_run: bool = True) -> ApplyResult:
@@ -337,8 +300,8 @@ class LinuxActuator:
                 plan.explain(),
                 "\n".join(flat),
             )
-        route_undo = self._route_undo(routes)
-        tc_undo = self._tc_undo([*tcs, *stale])
+        route_snaps = self._route_snapshots(routes)
+        tc_snaps = self._tc_snapshots([*tcs, *stale])
         done: list[str] = []
         try:
             for key, cmds in tcs.items():
@@ -354,64 +317,45 @@ class LinuxActuator:
                 _run(c)
                 done.append(" ".join(c))
         except ActuationError as exc:
-            errors = self._restore(route_undo, tc_undo)
+            problems = restore_all(route_snaps, tc_snaps)
+            if problems:
+                log.error(
+                    "linux apply failed and the rollback is incomplete",
+                    extra={"plan": plan.plan_id, "error": str(exc), "left": problems},
+                )
+                raise RollbackError(
+                    f"plan {plan.plan_id}: {exc}; rollback FAILED after {len(done)} step(s), "
+                    f"state differs: {'; '.join(problems)}"
+                ) from exc
             log.warning(
                 "linux apply failed, rolled back", extra={"plan": plan.plan_id, "error": str(exc)}
             )
-            tail = f"; rollback errors: {errors}" if errors else ""
             raise ActuationError(
-                f"plan {plan.plan_id}: {exc}; rolled back {len(done)} step(s){tail}"
+                f"plan {plan.plan_id}: {exc}; rolled back {len(done)} step(s), state verified"
             ) from exc
-        prev_applied = dict(self._tc_applied)
+        self._prev_applied = {k: self._tc_applied.get(k) for k in (*tcs, *stale)}
         for key in stale:
             self._tc_applied.pop(key, None)
         self._tc_applied.update(tcs)
-        self._undo = route_undo
-        self._undo_tc = {k: (prev_applied.get(k) or v) for k, v in tc_undo.items()}
+        self._undo = route_snaps
+        self._undo_tc = tc_snaps
         self._last_id = plan.plan_id
         return ApplyResult(plan.plan_id, self.name, False, "ok", tuple(done), plan.explain())
 
     def rollback(self) -> ApplyResult:
         if self._undo is None:
             return ApplyResult("", self.name, False, "ok", (), "nothing to roll back")
-        errors = self._restore(self._undo, self._undo_tc)
-        for key, cmds in self._undo_tc.items():
-            if cmds and "del" in cmds[0] and len(cmds) == 1:
+        problems = restore_all(self._undo, self._undo_tc)
+        for key, prev in self._prev_applied.items():
+            if prev is None:
                 self._tc_applied.pop(key, None)
             else:
-                self._tc_applied[key] = cmds
-        acts = tuple(" ".join(c) for c in self._undo)
-        self._undo, self._undo_tc = None, {}
-        if errors:
-            raise ActuationError(f"rollback of {self._last_id} incomplete: {errors}")
-        return ApplyResult(self._last_id, self.name, False, "ok", acts, "restored")
-
-
-def _recreate(ns: str, prefix: str, r: Mapping[str, Any]) -> Cmd:
-    """An ``ip route replace`` that re-creates route ``r`` (from ``ip -j route``)."""
-    args: list[str] = ["route", "replace", prefix]
-    if "nexthops" in r:
-        for nh in r["nexthops"]:
-            args += [
-                "nexthop",
-                "via",
-                nh["gateway"],
-                "dev",
-                nh["dev"],
-                "weight",
-                str(nh.get("weight", 1)),
-            ]
-    else:
-        if "gateway" in r:
-            args += ["via", r["gateway"]]
-        if "dev" in r:
-            args += ["dev", r["dev"]]
-    if r.get("protocol") and r["protocol"] != "boot":
-        args += ["proto", str(r["protocol"])]
-    if r.get("scope") and r["scope"] != "global":
-        args += ["scope", str(r["scope"])]
-    if "metric" in r:
-        args += ["metric", str(r["metric"])]
-    if r.get("prefsrc"):
-        args += ["src", str(r["prefsrc"])]
-    return _ip(ns, *args)
+                self._tc_applied[key] = prev
+        acts = tuple(c for r in self._undo for c in r.commands())
+        acts += tuple(c for t in self._undo_tc for c in t.commands())
+        self._undo, self._undo_tc, self._prev_applied = None, [], {}
+        if problems:
+            raise RollbackError(
+                f"rollback of {self._last_id} FAILED, state differs: {'; '.join(problems)}"
+            )
+        return ApplyResult(self._last_id, self.name, False, "ok", acts, "restored, verified")

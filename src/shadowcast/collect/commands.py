@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import time
@@ -12,43 +11,37 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from shadowcast.cli_support import console as err
+from shadowcast.cli_support import emit_json, out, settings_of
 from shadowcast.collect.config import CollectConfig, ListenerConfig
 from shadowcast.collect.metrics import CollectSnapshot, make_registry
 from shadowcast.collect.pcap import capture_source, ingest_pcaps
 from shadowcast.collect.server import CollectServer
 from shadowcast.errors import ConfigError
+from shadowcast.settings import format_validation_error
 from shadowcast.store.config import StoreConfig, open_store
 
 log = logging.getLogger(__name__)
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 app = typer.Typer(help="Receive NetFlow v5/v9, IPFIX and sFlow v5 over UDP into the store.")
 ingest_app = typer.Typer(help="Ingest packet captures through nfstream (nDPI).")
 
 
 def _settings(ctx: typer.Context) -> tuple[CollectConfig, StoreConfig]:
-    obj = ctx.find_root().obj
-    collect = getattr(obj, "collect", None)
-    store = getattr(obj, "store", None)
-    return (
-        collect if isinstance(collect, CollectConfig) else CollectConfig(),
-        store if isinstance(store, StoreConfig) else StoreConfig(),
-    )
+    settings = settings_of(ctx)
+    return settings.collect, settings.store
 
 
 def _store_config(base: StoreConfig, path: Path | None) -> StoreConfig:
     """The store settings, ``--store`` applied. Unless ``store.threads`` is set, the
     collector's store uses one thread: the workers already use the other cores, and
     DuckDB's parallel insert cost ~17% more CPU per row here."""
-    update: dict[str, Any] = {} if base.threads is not None else {"threads": 1}
     if path is not None:
-        update.update(path=str(path.resolve()), backend="duckdb")
-    return base.model_copy(update=update)
+        base = base.at(path)
+    return base if base.threads is not None else base.model_copy(update={"threads": 1})
 
 
 def _override(cfg: CollectConfig, updates: dict[str, Any]) -> CollectConfig:
@@ -57,9 +50,7 @@ def _override(cfg: CollectConfig, updates: dict[str, Any]) -> CollectConfig:
     try:
         return CollectConfig.model_validate(data)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        field = ".".join(str(p) for p in e["loc"])
-        raise ConfigError(f"collect.{field}: {e['msg']} (got {e.get('input')!r})") from exc
+        raise ConfigError(format_validation_error(exc, "the options", "collect")) from None
 
 
 def _listeners(specs: list[str]) -> list[dict[str, Any]] | None:
@@ -86,6 +77,7 @@ def stats_table(snap: CollectSnapshot) -> Table:
         "seq gaps",
         "est. lost records",
         "unknown sampling",
+        "invalid records",
     ]
     for c in cols:
         t.add_column(c, justify="left" if c == "exporter" else "right")
@@ -104,13 +96,17 @@ def stats_table(snap: CollectSnapshot) -> Table:
                     st.sequence_gaps,
                     st.lost_records_estimate,
                     st.unknown_sampling,
+                    st.invalid_records,
                 )
             ),
         )
     drops = ", ".join(f"{p}: {n:,}" for p, n in sorted(snap.socket_drops.items()))
+    sp = snap.spool
     t.caption = (
         f"socket drops (kernel) per port: {drops or 'n/a'}; stored rows {snap.rows_stored:,} "
-        f"in {snap.batches_stored} batches; store errors {snap.store_errors}"
+        f"in {snap.batches_stored} batches; store errors {snap.store_errors} "
+        f"(retries {sp.write_retries}); rows spilled {sp.rows_spilled:,}, "
+        f"lost {sp.rows_lost:,}, refused by the store {sp.rows_rejected:,}"
     )
     return t
 
@@ -188,7 +184,7 @@ def collect(
         doc: dict[str, Any] = {"listeners": {str(p): v for p, v in ports.items()}}
         doc["duration_s"] = round(time.monotonic() - t0, 3)
         doc.update(snap.to_json())
-        sys.stdout.write(json.dumps(doc) + "\n")
+        emit_json(doc)
     elif stats:
         out.print(stats_table(snap))
     else:
@@ -200,7 +196,19 @@ def collect(
         )
     for failure in server.failures:
         err.print(f"[red]error:[/red] {failure}")
-    if snap.store_errors or server.failures:
+    if snap.store_errors and not (snap.rows_lost or snap.spool.rows_rejected):
+        err.print(
+            f"[yellow]warning:[/yellow] {snap.store_errors} store writes failed and were "
+            "retried; nothing was lost",
+            highlight=False,
+        )
+    if snap.rows_lost or snap.spool.rows_rejected:
+        err.print(
+            f"[red]error:[/red] {snap.rows_lost:,} rows lost (write buffer full), "
+            f"{snap.spool.rows_rejected:,} refused by the store",
+            highlight=False,
+        )
+    if snap.rows_lost or snap.spool.rows_rejected or server.failures:
         raise typer.Exit(1)
 
 
@@ -228,19 +236,16 @@ def ingest_pcap(
     finally:
         st.close()
     if json_out:
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "files": res.files,
-                    "flows": res.flows,
-                    "flow_rows": res.flow_rows,
-                    "feature_rows": res.feature_rows,
-                    "seconds": round(res.seconds, 3),
-                    "flows_per_s": round(res.flows / res.seconds, 1) if res.seconds else 0.0,
-                    "errors": res.errors,
-                }
-            )
-            + "\n"
+        emit_json(
+            {
+                "files": res.files,
+                "flows": res.flows,
+                "flow_rows": res.flow_rows,
+                "feature_rows": res.feature_rows,
+                "seconds": round(res.seconds, 3),
+                "flows_per_s": round(res.flows / res.seconds, 1) if res.seconds else 0.0,
+                "errors": res.errors,
+            }
         )
     else:
         out.print(

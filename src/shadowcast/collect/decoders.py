@@ -44,8 +44,9 @@ class FlowDecoder:
     """Any of NetFlow v5 / v9, IPFIX and sFlow v5 in one batch; one shared ``stats``.
 
     ``nf_options`` go to :class:`NfV9IpfixDecoder` (``max_templates_per_exporter``,
-    ``template_ttl``, ``pending_max``, ``pending_age``). v9 and IPFIX share one template
-    cache keyed (exporter, domain, template id): an exporter speaks one of them.
+    ``template_ttl``, ``pending_max``, ``pending_age``, ``max_templates``, ``pending_bytes``).
+    v9 and IPFIX share one template cache keyed (exporter, domain, template id): an
+    exporter speaks one of them.
     """
 
     def __init__(
@@ -63,6 +64,23 @@ class FlowDecoder:
             "netflow9": self.nf,
             "ipfix": self.nf,
             "sflow": self.sflow,
+        }
+
+    def forget(self, exporter: str) -> None:
+        """Drop the state held for ``exporter`` (templates, waiting data, options)."""
+        self.nf.forget(exporter)
+
+    def expire(self, now: float) -> None:
+        """Drop templates and waiting data sets past their age (on a timer)."""
+        self.nf.expire(now)
+
+    def usage(self) -> dict[str, int]:
+        """What the decoder holds now: templates, waiting data sets and their bytes."""
+        p = self.nf.pending
+        return {
+            "templates": self.nf.cache.total(),
+            "pending_sets": p.count(),
+            "pending_bytes": p.bytes,
         }
 
     def counters(self) -> pa.Table:

@@ -31,6 +31,8 @@ ROLE_KIND: Final[dict[str, str]] = {
     "packets_total": "uint",
     "bytes_post": "uint",
     "packets_post": "uint",
+    "bytes_init": "uint",
+    "packets_init": "uint",
     "src4": "v4",
     "dst4": "v4",
     "src6": "v6",
@@ -57,6 +59,9 @@ ROLE_KIND: Final[dict[str, str]] = {
     "start_delta_us": "uint",
     "end_delta_us": "uint",
     "duration_ms": "uint",
+    "obs_s": "uint",  # observation time: when the exporter saw the event (firewall logs)
+    "obs_ms": "uint",
+    "obs_ntp": "uint",
     "sampling_interval": "uint",
     "sampler_random_interval": "uint",
     "sampling_pkt_interval": "uint",
@@ -74,7 +79,8 @@ ROLE_KIND: Final[dict[str, str]] = {
     "frame_section": "frame",
 }
 
-# (enterprise, element id) -> role; the first occurrence of a role in a template wins.
+# (enterprise, element id) -> role; the last occurrence of a role in a template wins
+# (see templates.compile_layout).
 IES: Final[dict[tuple[int, int], str]] = {
     (0, 1): "bytes",  # octetDeltaCount / IN_BYTES
     (0, 2): "packets",  # packetDeltaCount / IN_PKTS
@@ -82,6 +88,10 @@ IES: Final[dict[tuple[int, int], str]] = {
     (0, 86): "packets_total",  # packetTotalCount
     (0, 23): "bytes_post",  # postOctetDeltaCount / OUT_BYTES
     (0, 24): "packets_post",  # postPacketDeltaCount / OUT_PKTS
+    # initiatorOctets / initiatorPackets: the initiator -> responder direction of a
+    # firewall connection, i.e. source -> destination (Cisco ASA NSEL fwd_flow_delta_bytes).
+    (0, 231): "bytes_init",
+    (0, 298): "packets_init",
     (0, 4): "proto",
     (0, 5): "tos",
     (0, 6): "tcp_flags",
@@ -116,6 +126,10 @@ IES: Final[dict[tuple[int, int], str]] = {
     (0, 159): "end_delta_us",
     (0, 160): "sys_init_ms",  # systemInitTimeMilliseconds
     (0, 161): "duration_ms",  # flowDurationMilliseconds
+    (0, 322): "obs_s",  # observationTimeSeconds
+    (0, 323): "obs_ms",  # observationTimeMilliseconds (Cisco ASA NSEL event_time_msec)
+    (0, 324): "obs_ntp",  # observationTimeMicroseconds
+    (0, 325): "obs_ntp",  # observationTimeNanoseconds
     (0, 252): "in_phys",  # ingressPhysicalInterface
     (0, 253): "out_phys",  # egressPhysicalInterface
     (0, 302): "selector_id",  # selectorId
@@ -128,6 +142,8 @@ IES: Final[dict[tuple[int, int], str]] = {
     # ntop / nProbe: L7_PROTO_NAME in IPFIX (PEN 35632, id 119) and NetFlow v9 (57591).
     (NTOP_PEN, 119): "l7_proto_name",
     (0, NTOP_V9_BASE + 119): "l7_proto_name",
+    # Palo Alto Networks PAN-OS NetFlow v9: App-ID name (type 56701, 32-byte string).
+    (0, 56701): "app_name",
 }
 
 # Elements we read from options data records (sampler tables, application names, boot time).

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from shadowcast.collect.base import ExporterStats
 from shadowcast.collect.columns import (
     as_uint,
     dict_str,
@@ -192,6 +193,8 @@ def _times(
 
     start = abs_time("start")
     end = abs_time("end")
+    if end is None:  # firewalls (Cisco ASA NSEL) stamp the event, not the flow end
+        end = abs_time("obs")
     if end is None:
         end = export_ms if start is None else start
     if start is None:
@@ -241,8 +244,8 @@ def _app(
     return None
 
 
-def run_table(run: Run, state: ExporterState, override: int | None, unknown: list[int]) -> pa.Table:
-    """Decode one run with a single ``frombuffer``; ``unknown[0]`` gets the unknown-rate count."""
+def run_table(run: Run, state: ExporterState, override: int | None, st: ExporterStats) -> pa.Table:
+    """Decode one run with a single ``frombuffer``; counts unknown rates and counterless records."""
     layout = run.layout
     roles = layout.roles
     rec = np.frombuffer(b"".join(run.chunks), dtype=layout.dtype)
@@ -307,11 +310,11 @@ def run_table(run: Run, state: ExporterState, override: int | None, unknown: lis
                 missing = rate == 0
             k = int(missing.sum())
             if k:
-                unknown[0] += k
+                st.unknown_sampling += k
                 rate[missing] = 1
     counters: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("bytes", ("bytes", "bytes_total", "bytes_post")),
-        ("packets", ("packets", "packets_total", "packets_post")),
+        ("bytes", ("bytes", "bytes_init", "bytes_total", "bytes_post")),
+        ("packets", ("packets", "packets_init", "packets_total", "packets_post")),
     )
     for col, choices in counters:
         for role in choices:
@@ -322,6 +325,8 @@ def run_table(run: Run, state: ExporterState, override: int | None, unknown: lis
         if "bytes" not in cols and "frame_size" in roles:
             cols["bytes"] = as_uint(rec["frame_size"]) * rate
         cols.setdefault("packets", rate)
+    if "bytes" not in cols and "packets" not in cols:
+        st.records_without_counters += n
     cols["sampling_rate"] = rate
     strings: dict[str, pa.Array | str] = {}
     app = _app(rec, roles, state)

@@ -2,9 +2,10 @@
 
 ``F`` + table name + NUL + path: a batch spilled as an Arrow IPC file into a shared-memory
 folder (the supervisor maps it without copying and deletes it once stored; a worker with
-``max_pending`` files not yet stored waits: that is the back-pressure);
+too many files not yet stored waits: that is the back-pressure);
 ``B`` + table name, then one more message, the Arrow IPC stream itself (for sources
-without a spill folder); ``S`` + JSON: per-exporter counters; ``R``: ready; ``D``: done;
+without a spill folder); ``S`` + JSON: per-exporter counters (``e``) and what the worker
+holds (``w``: templates, waiting bytes, memory); ``R``: ready; ``D``: done;
 ``E`` + text: failure.
 
 The files keep the pipe small: the supervisor's writer thread holds the GIL for much of a
@@ -13,6 +14,7 @@ store write, and a worker blocked on a full pipe would stop reading its sockets.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -22,6 +24,8 @@ from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
+from shadowcast.collect.shm import batch_name
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -30,6 +34,7 @@ class Message:
     table: pa.Table | None = None
     stats: dict[str, dict[str, int]] | None = None
     path: str = ""  # the spill file to delete once the batch is stored
+    worker: dict[str, int] | None = None  # with stats: what the worker holds now
 
 
 PIPE_BYTES = 1 << 20
@@ -53,26 +58,56 @@ def send_batch(conn: Connection, name: str, table: pa.Table) -> None:
 
 
 class Spill:
-    """Batches of one worker as Arrow IPC files in ``folder`` (best on tmpfs)."""
+    """Batches of one worker as Arrow IPC files in ``folder`` (best on tmpfs).
 
-    def __init__(self, folder: str, prefix: str, max_pending: int = 32) -> None:
+    Each file is written under a temporary name and renamed, so a file with the final
+    name is whole (a collector restarted after a crash reads what it finds). While the
+    worker's files not yet stored number ``max_pending`` or weigh ``max_bytes``, it
+    waits (back-pressure), unless its parent is gone (``parent`` set, then changed)."""
+
+    def __init__(
+        self, folder: str, prefix: str, max_pending: int = 4096, max_bytes: int = 256 << 20
+    ) -> None:
         self.folder, self.prefix, self.max_pending = folder, prefix, max_pending
+        self.max_bytes = max_bytes
         self.seq = 0
         self.waited_s = 0.0
+        self.parent: int | None = None
 
-    def pending(self) -> int:
-        return sum(1 for n in os.listdir(self.folder) if n.startswith(self.prefix))
+    def pending(self) -> tuple[int, int]:
+        """Files of this worker still in the folder, and their bytes."""
+        n = size = 0
+        with os.scandir(self.folder) as it:
+            for entry in it:
+                if entry.name.startswith(self.prefix) and entry.name.endswith(".arrow"):
+                    n += 1
+                    with contextlib.suppress(OSError):
+                        size += entry.stat().st_size
+        return n, size
+
+    def full(self) -> bool:
+        n, size = self.pending()
+        return n >= self.max_pending or (n > 0 and size >= self.max_bytes)
 
     def send(self, conn: Connection, name: str, table: pa.Table) -> None:
         t0 = time.monotonic()
-        while self.pending() >= self.max_pending:
+        while self.full():
+            if self.parent is not None and os.getppid() != self.parent:
+                break  # nobody will store them: write the file for the next start
             time.sleep(0.005)
         self.waited_s += time.monotonic() - t0
-        self.seq += 1
-        path = os.path.join(self.folder, f"{self.prefix}{self.seq}.arrow")
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
+        path = self.write(name, table)
         conn.send_bytes(b"F" + name.encode() + b"\0" + path.encode())
+
+    def write(self, name: str, table: pa.Table) -> str:
+        """Write ``table`` as this worker's next file (whole, or not at all); its path."""
+        self.seq += 1
+        path = os.path.join(self.folder, batch_name(self.prefix, self.seq, name))
+        tmp = path + ".tmp"
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+        return path
 
 
 def recv_message(conn: Connection) -> Message:
@@ -89,8 +124,9 @@ def recv_message(conn: Connection) -> Message:
     return decode_message(raw)
 
 
-def encode_stats(stats: dict[str, dict[str, int]]) -> bytes:
-    return b"S" + json.dumps(stats, separators=(",", ":")).encode()
+def encode_stats(stats: dict[str, dict[str, int]], worker: dict[str, int] | None = None) -> bytes:
+    doc = {"e": stats, "w": worker or {}}
+    return b"S" + json.dumps(doc, separators=(",", ":")).encode()
 
 
 READY = b"R"
@@ -104,7 +140,8 @@ def encode_error(text: str) -> bytes:
 def decode_message(raw: bytes) -> Message:
     tag = raw[:1]
     if tag == b"S":
-        return Message("stats", stats=json.loads(raw[1:]))
+        doc = json.loads(raw[1:])
+        return Message("stats", stats=doc["e"], worker=doc["w"] or None)
     if tag == b"R":
         return Message("ready")
     if tag == b"D":

@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -38,20 +38,28 @@ class LoopbackCollector:
         workers: int = 1,
         records_per_s: float = 200_000.0,
         start_timeout_s: float = 60.0,
+        low_latency: bool = False,
+        sinks: Sequence[Callable[[pa.Table], None]] = (),
     ) -> None:
+        # low_latency: decode and hand over within milliseconds (a replay that waits for
+        # each step's records before it moves its clock)
         cfg = CollectConfig(
             bind="127.0.0.1",
             listeners=[ListenerConfig(protocol="ipfix", port=0)],
             workers=workers,
             flush_interval_s=0.5,
+            handoff_s=0.01 if low_latency else None,
+            decode_wait_s=0.002 if low_latency else 0.05,
+            max_record_age_s=None,  # replays send historic data
         )
-        self.server = CollectServer(cfg, store)
+        self.server = CollectServer(cfg, store, sinks=sinks)
         self.records_per_s = records_per_s
         self.start_timeout_s = start_timeout_s
         self.port = 0
         self.final: CollectSnapshot | None = None
         self._thread: threading.Thread | None = None
         self._tx: socket.socket | None = None
+        self._sources: dict[str, socket.socket] = {}
 
     def __enter__(self) -> Self:
         self.port = next(iter(self.server.bind()))
@@ -72,16 +80,26 @@ class LoopbackCollector:
         self._tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         return self
 
-    def send(self, messages: Sequence[bytes], records: int) -> None:
-        """Send ``messages`` (holding ``records`` flow records) at ``records_per_s``."""
+    def send(self, messages: Sequence[bytes], records: int, source: str | None = None) -> None:
+        """Send ``messages`` (holding ``records`` flow records) at ``records_per_s``, from
+        ``source`` (a 127.0.0.0/8 address: one exporter per address) or 127.0.0.1."""
         assert self._tx is not None, "use LoopbackCollector in a with block"
+        tx = self._tx if source is None else self._source(source)
         per_msg = records / max(1, len(messages))
         t0 = time.monotonic()
         for i, msg in enumerate(messages):
             due = t0 + i * per_msg / self.records_per_s
             if (lag := due - time.monotonic()) > 0.001:
                 time.sleep(lag)
-            self._tx.sendto(msg, ("127.0.0.1", self.port))
+            tx.sendto(msg, ("127.0.0.1", self.port))
+
+    def _source(self, address: str) -> socket.socket:
+        s = self._sources.get(address)
+        if s is None:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((address, 0))
+            self._sources[address] = s
+        return s
 
     def wait_stored(self, rows: int, idle_timeout_s: float = 60.0) -> int:
         """Wait until ``rows`` records are stored, or nothing was stored for
@@ -108,6 +126,8 @@ class LoopbackCollector:
     ) -> None:
         if self._tx is not None:
             self._tx.close()
+        for s in self._sources.values():
+            s.close()
         self.server.stop()
         if self._thread is not None:
             self._thread.join(60)

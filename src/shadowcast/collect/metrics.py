@@ -20,11 +20,13 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.registry import Collector
 
 from shadowcast.collect.base import DecoderStats, ExporterStats
+from shadowcast.store.spool import SpoolStats
 
 log = logging.getLogger(__name__)
 
 EXPORTER_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExporterStats))
 PROC_UDP = (Path("/proc/net/udp"), Path("/proc/net/udp6"))
+WORKER_COUNTERS = frozenset({"exporters_evicted", "spill_wait_ms"})  # the rest are gauges
 
 
 def stats_to_dict(stats: DecoderStats) -> dict[str, dict[str, int]]:
@@ -46,7 +48,12 @@ def merge_exporters(
 
 @dataclass(slots=True)
 class CollectSnapshot:
-    """Everything ``collect --stats`` reports."""
+    """Everything ``collect --stats`` reports.
+
+    ``store_errors`` counts failed write attempts (each retried: see ``spool``);
+    ``rows_lost`` rows dropped past the write buffer's bounds, ``rows_rejected`` single
+    rows the store kept refusing; ``workers`` what each worker holds now (templates,
+    waiting bytes, exporters, memory) and how many exporters it evicted."""
 
     exporters: dict[str, ExporterStats] = field(default_factory=dict)
     socket_drops: dict[int, int] = field(default_factory=dict)  # per listening port
@@ -54,14 +61,31 @@ class CollectSnapshot:
     batches_stored: int = 0
     store_errors: int = 0
     uptime_s: float = 0.0
+    workers: dict[int, dict[str, int]] = field(default_factory=dict)
+    spool: SpoolStats = field(default_factory=SpoolStats)
+    rows_recovered: int = 0  # rows a crashed run left behind, stored by this one
+
+    @property
+    def rows_lost(self) -> int:
+        return self.spool.rows_lost
 
     def to_json(self) -> dict[str, object]:
+        sp = self.spool
         return {
             "exporters": {ex: dataclasses.asdict(st) for ex, st in sorted(self.exporters.items())},
             "socket_drops": {str(p): n for p, n in sorted(self.socket_drops.items())},
             "rows_stored": self.rows_stored,
             "batches_stored": self.batches_stored,
             "store_errors": self.store_errors,
+            "write_retries": sp.write_retries,
+            "rows_spilled": sp.rows_spilled,
+            "rows_lost": sp.rows_lost,
+            "rows_rejected": sp.rows_rejected,
+            "rows_dropped_by_store": sp.rows_dropped,
+            "rows_recovered": self.rows_recovered,
+            "buffered_rows": sp.queued_rows,
+            "spilled_bytes": sp.spilled_bytes,
+            "workers": {str(w): dict(g) for w, g in sorted(self.workers.items())},
             "uptime_s": round(self.uptime_s, 3),
             "totals": dataclasses.asdict(self.total()),
         }
@@ -142,8 +166,35 @@ class CollectCollector(Collector):
             "shadowcast_collect_store_batches", "batches written to the store", snap.batches_stored
         )
         yield CounterMetricFamily(
-            "shadowcast_collect_store_errors", "failed store writes", snap.store_errors
+            "shadowcast_collect_store_errors", "failed store write attempts", snap.store_errors
         )
+        sp = snap.spool
+        for name, value, text in (
+            ("write_retries", sp.write_retries, "store writes retried after a failure"),
+            ("rows_spilled", sp.rows_spilled, "rows that waited on disk for the store"),
+            ("rows_lost", sp.rows_lost, "rows dropped: write buffer and spill folder full"),
+            ("rows_rejected", sp.rows_rejected, "single rows the store kept refusing"),
+            ("rows_recovered", snap.rows_recovered, "rows a crashed run left, stored"),
+        ):
+            yield CounterMetricFamily(f"shadowcast_collect_{name}", text, value)
+        yield GaugeMetricFamily(
+            "shadowcast_collect_buffered_rows", "rows waiting for the store", sp.queued_rows
+        )
+        yield GaugeMetricFamily(
+            "shadowcast_collect_spilled_bytes", "bytes waiting on disk", sp.spilled_bytes
+        )
+        names = sorted({k for g in snap.workers.values() for k in g})
+        for key in names:
+            cls = CounterMetricFamily if key in WORKER_COUNTERS else GaugeMetricFamily
+            wfam: CounterMetricFamily | GaugeMetricFamily = cls(
+                f"shadowcast_collect_worker_{key}",
+                f"per decoding worker: {key.replace('_', ' ')}",
+                labels=["worker"],
+            )
+            for wid, g in sorted(snap.workers.items()):
+                if key in g:
+                    wfam.add_metric([str(wid)], float(g[key]))
+            yield wfam
         yield GaugeMetricFamily(
             "shadowcast_collect_uptime_seconds",
             "seconds since the collector started",

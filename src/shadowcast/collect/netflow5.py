@@ -74,6 +74,7 @@ class NetflowV5Decoder:
                 st.decode_errors += 1
                 continue
             if count == 0:
+                st.empty_datagrams += 1
                 continue
             self.seq.check(st, (exporter, (eng_t << 8) | eng_id), seq, count, 1)
             st.records += count

@@ -46,11 +46,13 @@ class NfV9IpfixDecoder:
         template_ttl: float = 1800.0,
         pending_max: int = 256,
         pending_age: float = 30.0,
+        max_templates: int = 16384,
+        pending_bytes: int = 16 << 20,
     ) -> None:
         self.stats = stats if stats is not None else DecoderStats()
         self.overrides = dict(sampling_overrides or {})
-        self.cache = TemplateCache(max_templates_per_exporter, template_ttl)
-        self.pending = PendingSets(pending_max, pending_age)
+        self.cache = TemplateCache(max_templates_per_exporter, template_ttl, max_templates)
+        self.pending = PendingSets(pending_max, pending_age, pending_bytes)
         self.seq = SequenceTracker()
         self.state: dict[str, ExporterState] = {}
 
@@ -115,19 +117,37 @@ class NfV9IpfixDecoder:
         tables = []
         for run in runs.values():
             st = self.stats.of(run.exporter)
-            unknown = [0]
             try:
                 tables.append(
-                    run_table(
-                        run, self._state(run.exporter), self.overrides.get(run.exporter), unknown
-                    )
+                    run_table(run, self._state(run.exporter), self.overrides.get(run.exporter), st)
                 )
             except (ValueError, TypeError, pa.ArrowException) as exc:
                 log.debug("dropping run from %s: %s", run.exporter, exc)
                 st.decode_errors += 1
-                continue
-            st.unknown_sampling += unknown[0]
+        self._count_dropped()
         return concat(tables)
+
+    # -- bounds (the worker calls these between batches) ----------------------------
+    def forget(self, exporter: str) -> None:
+        """Drop everything held for ``exporter`` (evicted: too many exporters)."""
+        self.cache.forget(exporter)
+        self.pending.forget(exporter)
+        self.state.pop(exporter, None)
+        self._count_dropped()
+
+    def expire(self, now: float) -> None:
+        """Drop templates past their TTL and data sets past their age."""
+        self.cache.expire(now)
+        self.pending.expire(now)
+        self._count_dropped()
+
+    def _count_dropped(self) -> None:
+        for exporter, n in self.pending.drain_dropped().items():
+            self.stats.of(exporter).pending_dropped += n
+
+    def _evicted(self, victims: list[str], st: ExporterStats, exporter: str) -> None:
+        for victim in victims:
+            (st if victim == exporter else self.stats.of(victim)).templates_evicted += 1
 
     def templates(self, exporter: str) -> int:
         """How many templates the exporter has in the cache."""
@@ -155,6 +175,7 @@ class NfV9IpfixDecoder:
         if len(data) < 4:
             st.decode_errors += 1
             return
+        before = st.accounted()
         version = (data[0] << 8) | data[1]
         if version == 9:
             if len(data) < V9_HEADER.size:
@@ -244,6 +265,10 @@ class NfV9IpfixDecoder:
                     set_id,
                 )
                 entries = self.cache.entries(exporter)
+            else:  # reserved set id (IPFIX 0, 1, 4-255; NetFlow v9 2-255)
+                st.unsupported_sets += 1
+        if st.accounted() == before:
+            st.empty_datagrams += 1  # headers and padding only, or data sets shorter than a record
         if ipfix:
             self.seq.check(st, (exporter, domain), seq, n_records, 1)
             if uncounted:
@@ -275,6 +300,7 @@ class NfV9IpfixDecoder:
             if ipfix:
                 n_fields = a
                 if n_fields == 0:  # withdrawal
+                    st.template_records += 1
                     self.cache.withdraw(
                         exporter, domain, None if tid == set_id else tid, options=set_id == 3
                     )
@@ -325,10 +351,12 @@ class NfV9IpfixDecoder:
                 fields.append((ent, ie, ln))
             layout = compile_layout(tuple(fields), scope_count)
             if layout is None or (not ipfix and layout.varlen):
-                st.decode_errors += 1
+                st.unsupported_templates += 1  # no field with a length, or 65535 in v9
                 continue
-            tmpl, evicted = self.cache.put(exporter, domain, tid, layout, options, received)
-            st.templates_evicted += evicted
+            st.template_records += 1
+            tmpl, victims = self.cache.put(exporter, domain, tid, layout, options, received)
+            if victims:
+                self._evicted(victims, st, exporter)
             for item in self.pending.take(exporter, domain, tid, received):
                 self._add(
                     tmpl, item.body, 0, len(item.body), item.export_ms, item.uptime_ms, st, runs
@@ -376,6 +404,7 @@ class NfV9IpfixDecoder:
         if n == 0:
             return 0
         if tmpl.options:
+            st.options_records += n
             rec = np.frombuffer(buf, dtype=layout.dtype)
             apply_options(rec, layout, tmpl.domain, self._state(tmpl.exporter))
             return n

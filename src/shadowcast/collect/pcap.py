@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from shadowcast.collect.ipc import DONE, READY, encode_error, send_batch
 from shadowcast.errors import DataError
+from shadowcast.extras import need
 from shadowcast.records import FLOW_SCHEMA
 from shadowcast.store.base import Store
 from shadowcast.store.schema import FLOW_FEATURES_SCHEMA, SPLT_LEN
@@ -63,10 +64,7 @@ _STATS = [f.name for f in FLOW_FEATURES_SCHEMA if f.type == pa.float32()]
 
 def nfstreamer(source: str, splt: int = SPLT_LEN, **kw: Any) -> Any:
     """An NFStreamer with statistics and SPLT on (raises DataError naming the source)."""
-    try:
-        from nfstream import NFStreamer
-    except ImportError as exc:  # optional dependency (extra "pcap")
-        raise DataError("packet input needs nfstream: pip install 'shadowcast[pcap]'") from exc
+    NFStreamer = need("nfstream", "packet input").NFStreamer  # noqa: N806
     try:
         return NFStreamer(
             source=source, statistical_analysis=True, splt_analysis=splt, n_meters=1, **kw

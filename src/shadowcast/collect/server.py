@@ -3,11 +3,12 @@
 Life of a datagram::
 
     exporter --UDP--> kernel socket (SO_REUSEPORT, one per worker per port, large SO_RCVBUF)
-             --> worker process: recvfrom until 1024 datagrams or 50 ms -> Decoder.decode
-             -> Batcher
+             --> worker process: recvfrom until 1024 datagrams or 50 ms -> allow-list
+             -> Decoder.decode -> record checks (collect.validate) -> Batcher
              --Arrow IPC file in /dev/shm, its name over a pipe--> supervisor (this
              process): Batcher per table
-             --> writer thread: Store.write(table, batch)
+             --> Spool (store.spool): one writer thread, Store.write(table, batch),
+                 retried with backoff; memory, then spill_dir, while the store fails
 
 The kernel hashes each exporter's (address, port) to one worker, so an exporter's
 templates live in one decoder. DuckDB takes one writing process per file, so only the
@@ -17,6 +18,10 @@ socket buffer absorbs the burst and the kernel counts what overflows (``socket_d
 Shutdown (SIGTERM/SIGINT or ``duration``): workers stop waiting for new datagrams, read
 what the kernel already accepted until the sockets are empty, decode it, send it, and say
 ``done``; the supervisor writes everything it holds and closes the store.
+
+A batch file is deleted only once its rows are stored (or spilled to ``spill_dir``): after
+a crash, even SIGKILL, the next start stores what the dead run's folder still holds
+(:mod:`collect.shm`).
 """
 
 from __future__ import annotations
@@ -26,17 +31,13 @@ import logging
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
-import queue
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
 from types import FrameType
 
@@ -46,6 +47,8 @@ from shadowcast.collect.batcher import Batcher
 from shadowcast.collect.config import CollectConfig
 from shadowcast.collect.ipc import Message, recv_message
 from shadowcast.collect.metrics import CollectSnapshot, merge_exporters, socket_drops
+from shadowcast.collect.shm import make_folder, orphans, release_folder, store_identity
+from shadowcast.collect.validate import RecordChecks
 from shadowcast.collect.worker import (
     DecoderFactory,
     WorkerArgs,
@@ -55,10 +58,15 @@ from shadowcast.collect.worker import (
 from shadowcast.errors import ConfigError
 from shadowcast.records import FLOW_SCHEMA
 from shadowcast.store.base import Store
+from shadowcast.store.spool import Spool
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 30.0
+# A worker waits once its batch files not yet stored weigh the write buffer and this much
+# more: while the store fails, the spool moves files to spill_dir (or drops them, counted)
+# before any worker waits; while it is slow, the wait is the back-pressure.
+WORKER_SLACK_BYTES = 64 << 20
 
 
 def open_udp_sockets(
@@ -103,70 +111,6 @@ def set_rcvbuf(sock: socket.socket, size: int) -> int:
     return granted
 
 
-@dataclass(slots=True)
-class _Writer:
-    """Writes batches handed over by the supervisor, in its own thread, in order."""
-
-    store: Store
-    rows: int = 0
-    batches: int = 0
-    errors: int = 0
-    rows_failed: int = 0
-    _q: queue.Queue[tuple[str, pa.Table, list[str]] | None] = field(
-        default_factory=lambda: queue.Queue(maxsize=4)
-    )
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="collect-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, name: str, table: pa.Table, spilled: list[str]) -> None:
-        """Queue ``table``; the ``spilled`` files that held it are deleted once written."""
-        self._q.put((name, table, spilled))
-
-    def close(self) -> None:
-        self._q.put(None)
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        """Write what is queued; batches that queued up while a write ran go in together
-        (fewer, larger writes when the store is the bottleneck)."""
-        done = False
-        while not done:
-            item = self._q.get()
-            if item is None:
-                break
-            pending: dict[str, list[pa.Table]] = {item[0]: [item[1]]}
-            files = list(item[2])
-            while True:
-                try:
-                    more = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    done = True
-                    break
-                pending.setdefault(more[0], []).append(more[1])
-                files.extend(more[2])
-            for name, tables in pending.items():
-                self._write(name, tables[0] if len(tables) == 1 else pa.concat_tables(tables))
-            del pending
-            for path in files:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-
-    def _write(self, name: str, table: pa.Table) -> None:
-        try:
-            self.rows += self.store.write(name, table)
-            self.batches += 1
-        except Exception:
-            self.errors += 1
-            self.rows_failed += table.num_rows
-            log.exception("store write failed", extra={"table": name, "rows": table.num_rows})
-
-
 @contextlib.contextmanager
 def _bare_main() -> Iterator[None]:
     """Spawned children re-import ``__main__`` (for ``shadowcast`` that is the whole CLI,
@@ -188,18 +132,37 @@ class CollectServer:
         store: Store,
         decoder_factory: DecoderFactory | None = None,
         extra_sources: Sequence[Callable[[mpc.Connection, Event], None]] = (),
+        sinks: Sequence[Callable[[pa.Table], None]] = (),
     ) -> None:
         self.config = config
         self.store = store
-        # default: every protocol, with the configured per-exporter sampling overrides
-        self.decoder_factory = decoder_factory or default_decoder_factory(config.sampling_overrides)
+        # default: every protocol, with the configured sampling overrides and state bounds
+        self.decoder_factory = decoder_factory or default_decoder_factory(
+            config.sampling_overrides,
+            max_templates_per_exporter=config.max_templates_per_exporter,
+            max_templates=config.max_templates,
+            pending_age=config.pending_age_s,
+            pending_bytes=config.max_pending_bytes,
+        )
         self.extra_sources = list(extra_sources)
+        # Called with every decoded flow batch as it arrives from a worker (the service's
+        # profile stage), in the supervisor thread, before the batch is stored.
+        self.sinks = list(sinks)
         self.sockets: dict[int, list[socket.socket]] = {}
         self.protocols: dict[int, str] = {}
         self._ctx = mp.get_context("spawn")
         self._stop_requested = threading.Event()
         self._worker_stats: dict[int, dict[str, dict[str, int]]] = {}
-        self._writer = _Writer(store)
+        self._worker_gauges: dict[int, dict[str, int]] = {}
+        self.spool = Spool(
+            store,
+            memory_bytes=config.buffer_bytes,
+            spill_dir=config.spill_dir,
+            spill_max_bytes=config.spill_max_bytes,
+            retry_max_s=config.retry_max_s,
+        )
+        self.recovered_rows = 0  # rows a crashed run left in shared memory, stored now
+        self.worker_pids: list[int] = []
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self.failures: list[str] = []
@@ -237,13 +200,18 @@ class CollectServer:
     def snapshot(self) -> CollectSnapshot:
         with self._lock:
             per_worker = list(self._worker_stats.values())
+            gauges = {wid: dict(g) for wid, g in self._worker_gauges.items()}
+        sp = self.spool.stats()
         return CollectSnapshot(
             exporters=merge_exporters(per_worker),
             socket_drops=socket_drops(self.sockets),
-            rows_stored=self._writer.rows,
-            batches_stored=self._writer.batches,
-            store_errors=self._writer.errors,
+            rows_stored=sp.rows_written,
+            batches_stored=sp.batches_written,
+            store_errors=sp.write_errors,
             uptime_s=time.monotonic() - self._started,
+            workers=gauges,
+            spool=sp,
+            rows_recovered=self.recovered_rows + sp.rows_recovered,
         )
 
     # -- run -------------------------------------------------------------------------------
@@ -257,10 +225,12 @@ class CollectServer:
             self.bind()
         cfg = self.config
         stop_event = self._ctx.Event()
-        spill_dir = tempfile.mkdtemp(
-            prefix="shadowcast-collect-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
-        )
+        store_id = store_identity(self.store)
+        spill_dir = make_folder(store_id)
         spilled: dict[str, list[str]] = {}
+        batchers: dict[str, Batcher] = {}
+        self.spool.start()
+        self._adopt_orphans(store_id, spill_dir, batchers, spilled)
         procs: list[mp.process.BaseProcess] = []
         conns: dict[mpc.Connection, int] = {}
         n_workers = cfg.workers
@@ -270,10 +240,16 @@ class CollectServer:
                 worker_id=wid,
                 sockets=[socks[wid] for socks in self.sockets.values()],
                 flush_rows=max(1, min(cfg.flush_rows, 50_000)),
-                flush_interval_s=cfg.flush_interval_s / 2,
+                flush_interval_s=cfg.handoff_s or cfg.flush_interval_s / 2,
                 decode_packets=cfg.decode_packets,
                 decode_wait_s=cfg.decode_wait_s,
                 spill_dir=spill_dir,
+                checks=RecordChecks(
+                    cfg.max_record_age_s, cfg.max_clock_skew_s, cfg.max_packet_bytes
+                ),
+                max_exporters=cfg.max_exporters,
+                allow_exporters=tuple(cfg.allow_exporters),
+                spill_max_bytes=cfg.buffer_bytes + WORKER_SLACK_BYTES,
             )
             p = self._ctx.Process(
                 target=worker_main,
@@ -286,6 +262,7 @@ class CollectServer:
             child.close()
             procs.append(p)
             conns[parent] = wid
+            self.worker_pids.append(p.pid or 0)
         for i, source in enumerate(self.extra_sources):
             parent, child = self._ctx.Pipe(duplex=False)
             # not daemonic: a source may start processes of its own (nfstream meters)
@@ -298,8 +275,6 @@ class CollectServer:
             procs.append(p)
             conns[parent] = n_workers + i
         self._started = time.monotonic()
-        self._writer.start()
-        batchers: dict[str, Batcher] = {}
         live = set(conns)
         waiting_ready = set(range(n_workers))
         deadline: float | None = None  # ``duration`` counts from when every worker is ready
@@ -343,13 +318,13 @@ class CollectServer:
                         live.discard(conn)
                 for name, b in batchers.items():
                     if b.due():
-                        self._writer.put(name, b.take(), spilled.pop(name, []))
+                        self.spool.put(name, b.take(), spilled.pop(name, []))
         finally:
             stop_event.set()
             for name, b in batchers.items():
                 if b.rows:
-                    self._writer.put(name, b.take(), spilled.pop(name, []))
-            self._writer.close()
+                    self.spool.put(name, b.take(), spilled.pop(name, []))
+            stats = self.spool.close()
             for proc in procs:
                 proc.join(timeout=5)
                 if proc.is_alive():
@@ -357,7 +332,13 @@ class CollectServer:
                     proc.join(timeout=5)
             for c in conns:
                 c.close()
-            shutil.rmtree(spill_dir, ignore_errors=True)
+            if stats.rows_lost or stats.rows_rejected:
+                log.error(
+                    "collector: %d rows lost, %d refused by the store",
+                    stats.rows_lost,
+                    stats.rows_rejected,
+                )
+            release_folder(spill_dir)
         snap = self.snapshot()
         for socks in self.sockets.values():
             for s in socks:
@@ -374,12 +355,49 @@ class CollectServer:
                     self.config.flush_interval_s / 2,
                 )
             b.add(msg.table)
+            if msg.name == "flows":
+                for sink in self.sinks:
+                    sink(msg.table)
         elif msg.kind == "stats" and msg.stats is not None:
             with self._lock:
                 self._worker_stats[wid] = msg.stats
+                if msg.worker:
+                    self._worker_gauges[wid] = msg.worker
         elif msg.kind == "error":
             # A worker that fails stops the collector: running on with part of the
             # sockets unread would drop their exporters' datagrams silently.
             log.error("collector worker %d failed, stopping: %s", wid, msg.name)
             self.failures.append(msg.name)
             self._stop_requested.set()
+
+    def _adopt_orphans(
+        self,
+        store_id: str,
+        folder: str,
+        batchers: dict[str, Batcher],
+        spilled: dict[str, list[str]],
+    ) -> None:
+        """Batches a crashed run of this store left in shared memory: moved into this
+        run's folder and queued like any worker's (the files go once stored)."""
+        for orphan in orphans(store_id):
+            for i, (name, path) in enumerate(orphan.batches):
+                moved = os.path.join(folder, f"r{i:06d}-{path.name}")
+                try:
+                    os.rename(path, moved)
+                    msg = Message("batch", name=name, table=_read_batch(moved), path=moved)
+                except (OSError, pa.ArrowException) as exc:
+                    log.error("cannot recover %s: %s", path, exc)
+                    continue
+                self._handle(-1, msg, batchers)
+                spilled.setdefault(name, []).append(moved)
+                self.recovered_rows += msg.table.num_rows if msg.table is not None else 0
+            release_folder(orphan.folder)
+            log.warning(
+                "a collector of this store died leaving %d rows in %s: queued for the store",
+                orphan.rows,
+                orphan.folder,
+            )
+
+
+def _read_batch(path: str) -> pa.Table:
+    return pa.ipc.open_stream(pa.memory_map(path)).read_all()

@@ -122,6 +122,8 @@ class SFlowDecoder:
         self._seq[key] = seq
         if n_samples > (end - p) // 8:
             return False
+        if n_samples == 0:
+            st.empty_datagrams += 1
         fast, fastx = _FAST.unpack_from, _FASTX.unpack_from
         for _ in range(n_samples):
             if end - p < 8:
@@ -156,7 +158,10 @@ class SFlowDecoder:
             if fmt in (1, 3):
                 self._flow_sample(d, p, s_end, fmt == 3, exporter, st, out)
             elif fmt in (2, 4):
+                st.counter_samples += 1
                 self._counter_sample(d, p, s_end, fmt == 4, exporter, received)
+            else:  # drop notifications (5), enterprise formats: skipped, counted
+                st.unsupported_samples += 1
             p = s_end
         return True
 
@@ -211,7 +216,8 @@ class SFlowDecoder:
                 ln, pr, s6, t6, sp, dp, fl, tos = _IPV6.unpack_from(d, p)
                 ipdata = (ln, pr, sp, dp, fl, tos, s6, t6)
             p += rlen
-        if not header and ipdata is None:
+        if not header and ipdata is None:  # no record, or a header protocol we cannot parse
+            st.unsupported_samples += 1
             return
         st.records += 1
         out.append((rate, in_if, out_if, frame_len, header, None if header else ipdata))

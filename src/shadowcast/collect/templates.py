@@ -7,8 +7,9 @@ variable-length fields get a :class:`Layout` too (the *projected* layout: every 
 field at a fixed width) plus a slow per-record walk that re-packs records into it.
 
 The cache is keyed ``(exporter, domain, template id)``; each exporter holds at most
-``max_per_exporter`` templates (oldest evicted and counted), templates expire after
-``ttl`` seconds without refresh, and IPFIX withdrawals remove them.
+``max_per_exporter`` templates and the cache at most ``max_total`` (the least recently
+announced evicted and counted), templates expire after ``ttl`` seconds without refresh,
+and IPFIX withdrawals remove them.
 """
 
 from __future__ import annotations
@@ -171,12 +172,18 @@ class _ExporterTemplates:
 
 
 class TemplateCache:
-    """Templates per ``(exporter, domain, template id)``; bounded per exporter."""
+    """Templates per ``(exporter, domain, template id)``; at most ``max_per_exporter`` per
+    exporter and ``max_total`` in all, the least recently announced evicted first."""
 
-    def __init__(self, max_per_exporter: int = 1024, ttl: float = 1800.0) -> None:
+    def __init__(
+        self, max_per_exporter: int = 1024, ttl: float = 1800.0, max_total: int = 16384
+    ) -> None:
         self.max_per_exporter = max_per_exporter
+        self.max_total = max(1, max_total)
         self.ttl = ttl
         self._by_exporter: dict[str, _ExporterTemplates] = {}
+        # every template, least recently announced first (drives the global cap and expiry)
+        self._order: OrderedDict[tuple[str, int, int], Template] = OrderedDict()
 
     def entries(self, exporter: str) -> OrderedDict[tuple[int, int], Template] | None:
         """The exporter's templates keyed (domain, template id); read-only for callers."""
@@ -191,31 +198,41 @@ class TemplateCache:
         if t is None:
             return None
         if now - t.updated > self.ttl:
-            del ex.entries[(domain, tid)]
+            self._drop(exporter, domain, tid)
             return None
         return t
 
     def put(
         self, exporter: str, domain: int, tid: int, layout: Layout, options: bool, now: float
-    ) -> tuple[Template, int]:
-        """Store (or refresh) a template; returns it and how many were evicted."""
+    ) -> tuple[Template, list[str]]:
+        """Store (or refresh) a template; returns it and the exporters whose templates
+        were evicted to make room (one entry per template)."""
         ex = self._by_exporter.get(exporter)
         if ex is None:
             ex = self._by_exporter[exporter] = _ExporterTemplates()
         key = (domain, tid)
+        gkey = (exporter, domain, tid)
         old = ex.entries.get(key)
         if old is not None and old.layout is layout and old.options == options:
             old.updated = now
             ex.entries.move_to_end(key)
-            return old, 0
+            self._order.move_to_end(gkey)
+            return old, []
         t = Template(layout, options, now, exporter, domain)
         ex.entries[key] = t
         ex.entries.move_to_end(key)
-        evicted = 0
+        self._order[gkey] = t
+        self._order.move_to_end(gkey)
+        victims: list[str] = []
         while len(ex.entries) > self.max_per_exporter:
-            ex.entries.popitem(last=False)
-            evicted += 1
-        return t, evicted
+            (d, i), _ = ex.entries.popitem(last=False)
+            del self._order[(exporter, d, i)]
+            victims.append(exporter)
+        while len(self._order) > self.max_total:
+            (e, d, i), _ = self._order.popitem(last=False)
+            self._by_exporter[e].entries.pop((d, i), None)
+            victims.append(e)
+        return t, victims
 
     def withdraw(self, exporter: str, domain: int, tid: int | None, options: bool = False) -> None:
         """Remove one template, or (``tid`` None: IPFIX "all" withdrawal) all of a domain's
@@ -224,11 +241,41 @@ class TemplateCache:
         if ex is None:
             return
         if tid is not None:
-            ex.entries.pop((domain, tid), None)
+            self._drop(exporter, domain, tid)
             return
-        for key in [k for k, t in ex.entries.items() if k[0] == domain and t.options == options]:
-            del ex.entries[key]
+        for d, i in [k for k, t in ex.entries.items() if k[0] == domain and t.options == options]:
+            self._drop(exporter, d, i)
+
+    def _drop(self, exporter: str, domain: int, tid: int) -> None:
+        ex = self._by_exporter.get(exporter)
+        if ex is not None:
+            ex.entries.pop((domain, tid), None)
+        self._order.pop((exporter, domain, tid), None)
+
+    def forget(self, exporter: str) -> int:
+        """Drop every template of ``exporter``; returns how many."""
+        ex = self._by_exporter.pop(exporter, None)
+        if ex is None:
+            return 0
+        for d, i in ex.entries:
+            self._order.pop((exporter, d, i), None)
+        return len(ex.entries)
+
+    def expire(self, now: float) -> int:
+        """Drop templates not announced for ``ttl`` seconds; returns how many."""
+        n = 0
+        while self._order:
+            (e, d, i), t = next(iter(self._order.items()))
+            if now - t.updated <= self.ttl:
+                break
+            self._drop(e, d, i)
+            n += 1
+        return n
 
     def count(self, exporter: str) -> int:
         ex = self._by_exporter.get(exporter)
         return 0 if ex is None else len(ex.entries)
+
+    def total(self) -> int:
+        """Templates held, all exporters."""
+        return len(self._order)

@@ -15,33 +15,43 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from types import FrameType
+from typing import Any
 
 import pyarrow as pa
 
 from shadowcast.collect.base import Decoder, ExporterStats
 from shadowcast.collect.batcher import Batcher
+from shadowcast.collect.bounds import OTHER, ExporterBounds, Forgetful, process_memory
 from shadowcast.collect.ipc import DONE, READY, Spill, encode_error, encode_stats, widen_pipe
 from shadowcast.collect.metrics import EXPORTER_FIELDS, merge_exporters, stats_to_dict
+from shadowcast.collect.shm import hold_shared
+from shadowcast.collect.validate import RecordChecks, Rejected, check_records
 from shadowcast.records import FLOW_SCHEMA
 
 log = logging.getLogger(__name__)
 
 DecoderFactory = Callable[[], Decoder]
 STATS_EVERY_S = 0.5
+EXPIRE_EVERY_S = 1.0
+LOG_EVERY_S = 10.0
 FINAL_DRAIN_S = 10.0
 MAX_DATAGRAM = 65535
+DECODE_BYTES = 8 << 20  # decode once this much is read (64 KiB datagrams: 128 of them)
 
 
-def flow_decoder(sampling_overrides: dict[str, int]) -> Decoder:
+def flow_decoder(sampling_overrides: dict[str, int], **nf_options: Any) -> Decoder:
     """The production decoder (every protocol, version-dispatched)."""
     from shadowcast.collect.decoders import FlowDecoder
 
-    return FlowDecoder(sampling_overrides=sampling_overrides)
+    return FlowDecoder(sampling_overrides=sampling_overrides, **nf_options)
 
 
-def default_decoder_factory(sampling_overrides: dict[str, int]) -> DecoderFactory:
-    """A picklable factory (workers are spawned, not forked)."""
-    return functools.partial(flow_decoder, dict(sampling_overrides))
+def default_decoder_factory(
+    sampling_overrides: dict[str, int], **nf_options: Any
+) -> DecoderFactory:
+    """A picklable factory (workers are spawned, not forked); ``nf_options`` bound the
+    NetFlow v9 / IPFIX state (see :class:`~shadowcast.collect.decoders.FlowDecoder`)."""
+    return functools.partial(flow_decoder, dict(sampling_overrides), **nf_options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +63,32 @@ class WorkerArgs:
     decode_packets: int
     decode_wait_s: float
     spill_dir: str
+    checks: RecordChecks = RecordChecks()
+    max_exporters: int = 2048
+    allow_exporters: tuple[str, ...] = ()
+    spill_max_bytes: int = 256 << 20  # IPC files not yet stored before the worker waits
 
 
-def drain(sock: socket.socket, out: list[tuple[bytes, str]], limit: int) -> int:
-    """Read up to ``limit`` datagrams without blocking; returns how many were read."""
+def drain(
+    sock: socket.socket, out: list[tuple[bytes, str]], limit: int, max_bytes: int = 1 << 62
+) -> tuple[int, int]:
+    """Read up to ``limit`` datagrams (or until ``max_bytes`` are read) without blocking;
+    returns how many datagrams and bytes were read."""
     recv = sock.recvfrom
     mapped = sock.family == socket.AF_INET6
-    n = 0
+    n = size = 0
     try:
-        while n < limit:
+        while n < limit and size < max_bytes:
             data, addr = recv(MAX_DATAGRAM)
             host: str = addr[0]
             if mapped and host.startswith("::ffff:") and "." in host:
                 host = host[7:]
             out.append((data, host))
             n += 1
+            size += len(data)
     except (BlockingIOError, InterruptedError):
         pass
-    return n
+    return n, size
 
 
 class _Worker:
@@ -80,23 +98,63 @@ class _Worker:
         self.conn = conn
         self.stop = stop
         self.stopping = False
+        self.orphaned = False  # the supervisor is gone
+        self.held: list[tuple[bytes, str]] = []
         self.batcher = Batcher(FLOW_SCHEMA, args.flush_rows, args.flush_interval_s)
         self.crashed: dict[str, ExporterStats] = {}  # packets a decoder exception lost
-        self.spill = Spill(args.spill_dir, f"w{args.worker_id}-")
+        self.spill = Spill(args.spill_dir, f"w{args.worker_id}-", max_bytes=args.spill_max_bytes)
+        self.bounds = ExporterBounds(args.max_exporters, args.allow_exporters)
+        self.invalid: dict[str, int] = {}  # reasons since the last log line
+        self.invalid_from: set[str] = set()  # a few of the exporters that sent them
+        self.logged_at = 0.0
 
     def decode(self, packets: list[tuple[bytes, str]]) -> None:
+        stats = self.decoder.stats
+        packets = self.bounds.admit(packets, stats)
         if not packets:
             return
+        received = time.time()
+        table: pa.Table | None = None
         try:
-            table = self.decoder.decode(packets, time.time())
+            table = self.decoder.decode(packets, received)
         except Exception:  # the Decoder contract says never; count it if it happens
             log.exception("decoder raised; packets counted as decode errors")
             for _, host in packets:
+                if host not in self.crashed and len(self.crashed) >= self.args.max_exporters:
+                    host = OTHER
                 st = self.crashed.setdefault(host, ExporterStats())
                 st.packets += 1
                 st.decode_errors += 1
-            return
-        self.batcher.add(table)
+        if table is not None:
+            table, rejected = check_records(table, received, self.args.checks)
+            if rejected is not None:
+                self.count_invalid(rejected)
+        # after every counter of this batch is in: evicted exporters fold whole into OTHER
+        self.bounds.heard(dict.fromkeys(h for _, h in packets), stats, self.decoder)
+        if table is not None:
+            self.batcher.add(table)
+
+    def count_invalid(self, rejected: Rejected) -> None:
+        for exporter, n in rejected.by_exporter.items():
+            self.decoder.stats.of(exporter).invalid_records += n
+        for reason, n in rejected.by_reason.items():
+            self.invalid[reason] = self.invalid.get(reason, 0) + n
+        if len(self.invalid_from) < 4:
+            self.invalid_from.update(rejected.by_exporter)
+        self.log_invalid()
+
+    def log_invalid(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.invalid and (force or now - self.logged_at >= LOG_EVERY_S):
+            self.logged_at = now
+            what = ", ".join(f"{k} {v}" for k, v in self.invalid.items())
+            log.warning(
+                "worker %d: decoded records refused (%s), from %s",
+                self.args.worker_id,
+                what,
+                ", ".join(sorted(self.invalid_from)[:4]),
+            )
+            self.invalid, self.invalid_from = {}, set()
 
     def send_batch(self) -> None:
         """Counters first, so accounting never lags what reaches the store. sFlow interface
@@ -117,7 +175,27 @@ class _Worker:
         if self.crashed:
             snaps.append({k: _asdict(v) for k, v in self.crashed.items()})
         merged = merge_exporters(snaps)
-        self.conn.send_bytes(encode_stats({k: _asdict(v) for k, v in merged.items()}))
+        self.conn.send_bytes(
+            encode_stats({k: _asdict(v) for k, v in merged.items()}, self.gauges())
+        )
+
+    def gauges(self) -> dict[str, int]:
+        """What this worker holds now (and its peak memory)."""
+        rss, peak = process_memory()
+        out = {
+            "exporters": self.bounds.count(),
+            "exporters_evicted": self.bounds.evicted,
+            "rss_bytes": rss,
+            "peak_rss_bytes": peak,
+            "spill_wait_ms": int(self.spill.waited_s * 1000),
+        }
+        if isinstance(self.decoder, Forgetful):
+            out.update(self.decoder.usage())
+        return out
+
+    def expire(self) -> None:
+        if isinstance(self.decoder, Forgetful):
+            self.decoder.expire(time.time())
 
     def run(self) -> None:
         sel = selectors.DefaultSelector()
@@ -125,11 +203,37 @@ class _Worker:
             s.setblocking(False)
             sel.register(s, selectors.EVENT_READ)
         widen_pipe(self.conn)
-        ppid = os.getppid()
-        want, wait = self.args.decode_packets, self.args.decode_wait_s
+        self.spill.parent = os.getppid()
         self.conn.send_bytes(READY)
-        last_stats = time.monotonic()
-        packets: list[tuple[bytes, str]] = []
+        try:
+            self.loop(sel)
+        except (BrokenPipeError, ConnectionResetError):
+            self.orphaned = True
+        if self.orphaned:
+            log.error("collector supervisor is gone: worker keeps its batches for the next start")
+        # Stop reading new datagrams: decode what the kernel already accepted.
+        packets = self.held
+        until = time.monotonic() + FINAL_DRAIN_S
+        while time.monotonic() < until:
+            got = sum(drain(s, packets, self.args.decode_packets)[0] for s in self.args.sockets)
+            self.decode(packets)
+            packets.clear()
+            if got == 0:
+                break
+        sel.close()
+        self.log_invalid(force=True)
+        if self.orphaned:
+            self.keep_batch()
+            return
+        self.send_batch()
+        self.send_stats()
+
+    def loop(self, sel: selectors.BaseSelector) -> None:
+        """Read, decode, send until told to stop (or the supervisor is gone)."""
+        want, wait = self.args.decode_packets, self.args.decode_wait_s
+        last_stats = last_expire = time.monotonic()
+        packets = self.held  # read, not yet decoded (the final drain decodes what is left)
+        held = 0  # bytes in ``packets``
         first_at = 0.0  # when the oldest undecoded datagram was read
         while not (self.stopping or self.stop.is_set()):
             now = time.monotonic()
@@ -140,32 +244,36 @@ class _Worker:
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
                 had = len(packets)
-                drain(sock, packets, want - had if want > had else 1)
+                held += drain(sock, packets, want - had if want > had else 1, DECODE_BYTES - held)[
+                    1
+                ]
                 if not had and packets:
                     first_at = time.monotonic()
             now = time.monotonic()
-            if packets and (len(packets) >= want or now - first_at >= wait):
+            if packets and (len(packets) >= want or held >= DECODE_BYTES or now - first_at >= wait):
                 self.decode(packets)
-                packets = []
+                packets.clear()
+                held = 0
             if self.batcher.due():
                 self.send_batch()
+            if now - last_expire >= EXPIRE_EVERY_S:  # even when nothing arrives
+                self.expire()
+                last_expire = now
             if now - last_stats >= STATS_EVERY_S:
                 self.send_stats()
                 last_stats = now
-                if os.getppid() != ppid:
-                    log.error("collector supervisor is gone; worker stops")
+                if os.getppid() != self.spill.parent:
+                    self.orphaned = True
                     break
-        # Stop reading new datagrams: decode what the kernel already accepted.
-        until = time.monotonic() + FINAL_DRAIN_S
-        while time.monotonic() < until:
-            got = sum(drain(s, packets, want) for s in self.args.sockets)
-            self.decode(packets)
-            packets = []
-            if got == 0:
-                break
-        sel.close()
-        self.send_batch()
-        self.send_stats()
+
+    def keep_batch(self) -> None:
+        """With no supervisor: leave what is decoded as files in the folder (stored by
+        the next collector of the same store)."""
+        counters = getattr(self.decoder, "counters", None)
+        iface = counters() if callable(counters) else None
+        for name, table in (("flows", self.batcher.take()), ("interface_counters", iface)):
+            if isinstance(table, pa.Table) and table.num_rows:
+                self.spill.write(name, table)
 
 
 def _asdict(st: ExporterStats) -> dict[str, int]:
@@ -185,6 +293,7 @@ def worker_main(args: WorkerArgs, factory: DecoderFactory, conn: Connection, sto
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
     try:
+        hold_shared(args.spill_dir)  # the folder is not an orphan while this process lives
         worker = _Worker(args, factory(), conn, stop)
         worker.stopping = bool(signalled)
         worker.run()

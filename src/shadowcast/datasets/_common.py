@@ -7,12 +7,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
+from shadowcast.datasets.config import DEFAULT_CAPACITY_BPS as DEFAULT_CAPACITY_BPS
 from shadowcast.errors import DataError
 from shadowcast.parsing import one_line
 from shadowcast.records import Link
 
-#: Capacity given to a link whose file states none (10 Gbit/s), unless the caller says otherwise.
-DEFAULT_CAPACITY_BPS = 10e9
 #: Largest single input document read (one SNDlib matrix, file or archive member), in bytes.
 #: SNDlib's largest matrices are ~65 kB; a bigger member is refused before it is read.
 MAX_DOCUMENT_BYTES = 64 << 20

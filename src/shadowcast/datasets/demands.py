@@ -7,8 +7,14 @@ Formats (chosen by content, not only by name):
 * A long CSV ``time,src,dst,value`` (value in Mbit/s, ISO-8601 time; naive times are UTC).
 
 Every reader yields rows ``(time, src, dst, value)``; :func:`assemble` turns them into one
-``DemandSeries``: float32 Mbit/s, a missing OD pair is 0, OD pairs sorted by (src, dst) name,
-a regular step (a gap raises DemandError unless ``fill_gaps=True``, which inserts zero rows).
+``DemandSeries``: float32 Mbit/s, OD pairs sorted by (src, dst) name, a regular step (a gap
+raises DemandError unless ``fill_gaps=True``, which inserts rows of missing values).
+
+Sparse input: a pair without a row at a step (a long CSV export usually omits its zero
+rows; an SNDlib matrix lists only its demands) is *missing*: ``missing="zero"`` (the
+default: what demand matrices mean) makes it 0, ``missing="nan"`` makes it NaN (unknown:
+the forecasters skip it). Pairs are the union over every step; with ``all_pairs`` every
+ordered pair of nodes, so that a pair that shows up later has a column from the start.
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ def regular_grid(
         )
     grid = np.arange(times[0], times[-1] + np.timedelta64(s, "s"), np.timedelta64(s, "s"))
     log.warning(
-        "filled demand gaps with zeros", extra={"source": source, "added": len(grid) - len(times)}
+        "filled demand gaps (missing rows)",
+        extra={"source": source, "added": len(grid) - len(times)},
     )
     return grid.astype("datetime64[s]"), s
 
@@ -86,6 +93,7 @@ def assemble(
     fill_gaps: bool = False,
     all_pairs: bool = False,
     step_times: npt.NDArray[np.datetime64] | None = None,
+    missing: float = 0.0,
 ) -> DemandSeries:
     """Rows ``(times[i], src[i], dst[i], values[i])`` -> DemandSeries.
 
@@ -93,6 +101,7 @@ def assemble(
     source equals their destination are dropped (they cross no link). With ``all_pairs`` every
     ordered pair of distinct nodes becomes a column, else only pairs that occur in the rows.
     ``step_times`` adds time steps that carry no rows (an empty matrix is a step of zeros).
+    ``missing``: the value of a pair without a row at a step (0, or NaN for unknown).
     """
     s_codes, s_names = pd.factorize(np.asarray(src, dtype=object))
     d_codes, d_names = pd.factorize(np.asarray(dst, dtype=object))
@@ -156,7 +165,7 @@ def assemble(
         raise DemandError(
             f"{where(j)}: duplicate demand for the same time and OD pair as {where(i)}"
         )
-    out = np.zeros((len(grid), len(cols)), dtype=np.float32)
+    out = np.full((len(grid), len(cols)), missing, dtype=np.float32)
     out.reshape(-1)[flat] = vals[rows]
     sorted_names = [universe[int(r)] for r in rank]
     od_pairs = tuple((sorted_names[int(c) // n], sorted_names[int(c) % n]) for c in cols)
@@ -177,14 +186,18 @@ def load_demands(
     step: int | None = None,
     fill_gaps: bool = False,
     all_pairs: bool = False,
+    missing: str = "zero",
 ) -> DemandSeries:
     """Load a demand series from SNDlib XML (folder, ``.tar.gz`` or one file) or a long CSV.
 
     ``topology``: check every node against it (unknown node -> DemandError naming the file and
     node) and take its node order for ``nodes``. ``step``: expected step in seconds (default:
-    the smallest interval seen). ``fill_gaps``: insert zero rows for missing steps instead of
-    raising. ``all_pairs``: one column per ordered node pair, not only the pairs seen.
+    the smallest interval seen). ``fill_gaps``: insert rows of ``missing`` values for absent
+    steps instead of raising. ``all_pairs``: one column per ordered node pair, not only the
+    pairs seen. ``missing``: ``"zero"`` (default) or ``"nan"``, the value of a pair without
+    a row at a step (see the module docstring).
     """
+    fill = missing_value(missing)
     p = Path(path)
     if not p.exists():
         raise DemandError(f"{p}: no such file or folder")
@@ -223,6 +236,7 @@ def load_demands(
             fill_gaps=fill_gaps,
             all_pairs=all_pairs,
             step_times=np.array([m.time for m in mats], dtype="datetime64[s]"),
+            missing=fill,
         )
         # Time stamps must be exactly the files' time stamps when no gaps were filled.
         if not fill_gaps and len(series.times) != len(mats):
@@ -240,7 +254,19 @@ def load_demands(
         step=step,
         fill_gaps=fill_gaps,
         all_pairs=all_pairs,
+        missing=fill,
     )
+
+
+MISSING = {"zero": 0.0, "nan": float("nan")}
+
+
+def missing_value(missing: str) -> float:
+    """``"zero"`` -> 0.0, ``"nan"`` -> NaN; DemandError naming the choices otherwise."""
+    try:
+        return MISSING[missing]
+    except KeyError:
+        raise DemandError(f"missing={missing!r}: choose one of {sorted(MISSING)}") from None
 
 
 def _looks_xml(p: Path) -> bool:

@@ -143,7 +143,7 @@ def synthetic_dataset(
 ) -> SyntheticDataset:
     """Generate a synthetic data set (see the module docstring). Sizes: ``weeks`` x 7 days at
     ``step_s``; all ordered pairs of distinct nodes; values float32 Mbit/s."""
-    from shadowcast.plan.routing import link_loads, routing_matrix
+    from shadowcast.network.routing import link_loads, routing_matrix
 
     if step_s <= 0 or weeks <= 0:
         raise ValueError("weeks and step_s must be > 0")

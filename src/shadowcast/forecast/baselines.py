@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shadowcast.forecast.config import parse_duration
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.records import F64
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 

@@ -10,7 +10,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from shadowcast.errors import ConfigError, ShadowcastError, StoreError
+from shadowcast.cli_support import console, emit_json, error_exit, exitcodes, out, settings_of
+from shadowcast.errors import ConfigError, ShadowcastError
 from shadowcast.forecast.outlook import (
     LinkInputs,
     Outlook,
@@ -28,12 +29,8 @@ TOPOLOGY_SIDECAR = ".topology.json"  # written by `shadowcast replay` beside its
 
 
 def _store_candidates(ctx: typer.Context) -> list[Path]:
-    from shadowcast.cli import settings_of
-    from shadowcast.store.config import StoreConfig
-
     s = settings_of(ctx)
-    st = getattr(s, "store", None)
-    path = (st if isinstance(st, StoreConfig) else StoreConfig(data_dir=s.data_dir)).resolved_path()
+    path = s.store.resolved_path()
     out = [Path(path)] if path != ":memory:" else []
     return [*out, Path(s.data_dir) / "replay.duckdb"]
 
@@ -41,21 +38,21 @@ def _store_candidates(ctx: typer.Context) -> list[Path]:
 def _pick_store(ctx: typer.Context, given: Path | None) -> Path:
     if given is not None:
         if not given.is_file():
-            raise StoreError(f"--store {given}: no such file")
+            raise ConfigError(f"--store {given}: no such file")
         return given
     candidates = _store_candidates(ctx)
     for p in candidates:
         if p.is_file():
             return p
     tried = ", ".join(str(p) for p in candidates)
-    raise StoreError(
+    raise ConfigError(
         f"no store found (tried {tried}): run `shadowcast replay` first, or give --store "
         "or --demands"
     )
 
 
 def _links(topo: Topology, frame: SeriesFrame) -> LinkInputs:
-    from shadowcast.plan.routing import routing_matrix
+    from shadowcast.network.routing import routing_matrix
 
     pairs = []
     for k in frame.keys:
@@ -94,6 +91,13 @@ def forecast(
         list[str] | None, typer.Option("--horizon", help="e.g. 15m, 1h, 1d (repeatable)")
     ] = None,
     days: Annotated[float | None, typer.Option(help="use only the last N days")] = None,
+    missing: Annotated[
+        str | None,
+        typer.Option(
+            help="a series without a value at a step is 'zero' or 'nan' (unknown); default: "
+            "zero for demand files, nan (a gap) for the store"
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(help="rows per table")] = 10,
     write: Annotated[
         bool, typer.Option("--write", help="store the forecasts (what `plan --store` reads)")
@@ -104,21 +108,19 @@ def forecast(
     (P(load > threshold), intervals that do not add quantiles) and date each link's runout."""
     if ctx.invoked_subcommand is not None:
         return
-    from shadowcast.cli import console
-
     try:
         report = _run(
-            ctx, store, demands, topology, capacities, by_app, model, horizon, days, write
+            ctx, store, demands, topology, capacities, by_app, model, horizon, days, write, missing
         )
     except ShadowcastError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise error_exit(exc) from None
+    doc = _json(report, top)
     if as_json:
-        from shadowcast.output import emit_json
-
-        emit_json(_json(report, top))
+        emit_json(doc)
     else:
         _print(report, top)
+    if doc["links_at_risk"]:  # cron and Nagios: a distinct status when links are at risk
+        raise typer.Exit(exitcodes.AT_RISK)
 
 
 @app.command("score")
@@ -132,25 +134,21 @@ def score(
 ) -> None:
     """Feedback: score the stored forecasts against what was measured at their targets
     (NMAE, interval coverage, upper-bound coverage), per model and horizon."""
-    from shadowcast.cli import console, out
     from shadowcast.forecast.score import score_stored
-    from shadowcast.store.duckdb import DuckDBStore
+    from shadowcast.store.remote import open_for_reading
     from shadowcast.units import format_duration
 
     try:
         path = _pick_store(ctx, store)
-        st = DuckDBStore(str(path))
+        st = open_for_reading(settings_of(ctx).store.at(path), settings_of(ctx).data_dir)
         try:
             doc = score_stored(st, kind)
         finally:
             st.close()
     except ShadowcastError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise error_exit(exc) from None
     doc["store"] = str(path)
     if as_json:
-        from shadowcast.output import emit_json
-
         emit_json(doc)
         return
     cols = sorted({k for r in doc["rows"] for k in r if "coverage" in k})
@@ -200,13 +198,16 @@ def _run(
     horizons: list[str] | None,
     days: float | None,
     write: bool,
+    missing: str | None = None,
 ) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from shadowcast import datasets
-    from shadowcast.cli import console, settings_of
+    from shadowcast.datasets.demands import missing_value
     from shadowcast.forecast.config import ForecastConfig
     from shadowcast.settings import format_validation_error
+    from shadowcast.store.config import open_store
+    from shadowcast.store.remote import open_for_reading
 
     settings = settings_of(ctx)
     over: dict[str, Any] = {}
@@ -214,8 +215,7 @@ def _run(
         over["model"] = model
     if horizons:
         over["horizons"] = horizons
-    base = getattr(settings, "forecast", None)
-    base = base if isinstance(base, ForecastConfig) else ForecastConfig()
+    base = settings.forecast
     try:
         cfg = ForecastConfig.model_validate({**base.model_dump(), **over})
     except ValidationError as exc:
@@ -230,22 +230,22 @@ def _run(
         if write:
             raise ConfigError("--write stores into the store the series came from: use --store")
         topo = datasets.load_topology(topology, capacities_from=capacities) if topology else None
-        frame = SeriesFrame.from_demands(datasets.load_demands(demands, topology=topo))
+        dem = datasets.load_demands(demands, topology=topo, missing=missing or "zero")
+        frame = SeriesFrame.from_demands(dem)
         if days is not None:
             frame = frame.rows(-max(4, int(days * 86400 // frame.step)))
         source = str(demands)
     else:
-        from shadowcast.store.duckdb import DuckDBStore
-
         path = _pick_store(ctx, store_path)
         source = str(path)
         if topology is None and path.with_suffix(TOPOLOGY_SIDECAR).is_file():
             topology = path.with_suffix(TOPOLOGY_SIDECAR)
         if topology is not None:
             topo = datasets.load_topology(topology, capacities_from=capacities)
-        st = DuckDBStore(str(path))
+        st = open_for_reading(settings.store.at(path), settings.data_dir)
         try:
-            frame = series_from_store(st, by_app=by_app, days=days)
+            fill = missing_value(missing or "nan")
+            frame = series_from_store(st, by_app=by_app, days=days, missing=fill)
             observed = links_from_store(st, topo.link_names() if topo else None)
             if cfg.exog and not by_app:
                 frame = _with_exog(st, frame, topo, cfg.exog)
@@ -263,7 +263,7 @@ def _run(
     finally:
         if client is not None:
             client.close()  # type: ignore[no-untyped-call]
-    written = _write(Path(source), ol) if write else 0
+    written = _write(open_store(settings.store.at(source)), ol) if write else 0
     return {
         "outlook": ol,
         "source": source,
@@ -273,12 +273,10 @@ def _run(
     }
 
 
-def _write(path: Path, ol: Outlook) -> int:
+def _write(st: Store, ol: Outlook) -> int:
     """OD forecasts of every step into the store's ``forecasts`` table (kind ``od``)."""
-    from shadowcast.replay.run import od_forecast_table
-    from shadowcast.store.duckdb import DuckDBStore
+    from shadowcast.forecast.tables import od_forecast_table
 
-    st = DuckDBStore(str(path))
     try:
         tab = od_forecast_table(ol.issued, ol.step, ol.keys, ol.model, ol.series)
         with st.transaction():
@@ -355,7 +353,20 @@ def _json(report: dict[str, Any], top: int) -> dict[str, Any]:
         "runout": runouts,
         "top_series": _top_series(ol, frame, top),
         "written_rows": report["written"],
+        "links_at_risk": _at_risk(ol),
     }
+
+
+def _at_risk(ol: Outlook) -> list[str]:
+    """Links whose mean or any upper bound reaches the threshold at some horizon."""
+    cap = ol.capacity_mbps
+    if not ol.links or cap is None:
+        return []
+    hit = np.zeros(len(ol.link_names), dtype=bool)
+    for lf in ol.links.values():
+        for level in [lf.mean, *lf.upper.values()]:
+            hit |= (level / cap[:, None] >= lf.threshold).any(axis=1)
+    return [ol.link_names[int(e)] for e in np.flatnonzero(hit)]
 
 
 def _top_series(ol: Outlook, frame: SeriesFrame, top: int) -> list[dict[str, Any]]:
@@ -363,10 +374,11 @@ def _top_series(ol: Outlook, frame: SeriesFrame, top: int) -> list[dict[str, Any
     fc = ol.series
     h = max(ol.horizons.values()) - 1
     last = np.nan_to_num(frame.values[-1])
+    col = {k: j for j, k in enumerate(frame.keys)}  # retired series are not in ol.keys
     lv = max(fc.levels) if fc.levels else None
     out = []
     for i in np.argsort(-fc.mean[:, h], kind="stable")[:top]:
-        row: dict[str, Any] = {"key": ol.keys[i], "last": _num(last[i], 3)}
+        row: dict[str, Any] = {"key": ol.keys[i], "last": _num(last[col[ol.keys[i]]], 3)}
         for label, steps in ol.horizons.items():
             cell: dict[str, Any] = {"mean": _num(fc.mean[i, steps - 1], 3)}
             if lv is not None:
@@ -378,8 +390,6 @@ def _top_series(ol: Outlook, frame: SeriesFrame, top: int) -> list[dict[str, Any
 
 
 def _print(report: dict[str, Any], top: int) -> None:
-    from shadowcast.cli import console, out
-
     doc = _json(report, top)
     console.print(
         f"{doc['series']} series from {doc['source']}, {doc['history_steps']} steps of "

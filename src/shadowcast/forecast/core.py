@@ -13,6 +13,13 @@ views of what is kept); ``update(rows, exog)`` appends their new rows. A model t
 them takes row ``o`` (or earlier) only, for a forecast made at origin ``o``; models that
 ignore them need nothing.
 
+Keys come and go (:mod:`shadowcast.forecast.keys`): the hooks see the *warm* keys only
+(``self._y`` is ``[T, n_fit]``); cold keys (absent so far) are forecast by persistence
+with a pooled prior interval until they join at the next refit; ``update`` also takes a
+``SeriesFrame`` aligned by key name. Missing values (NaN) are cleaned for the hooks (last
+value carried forward) but never scored: conformal scores, scale updates and the GBM's
+training rows skip targets that were not observed (``self._obs``).
+
 Calibration: the last ``calibration_window`` of the history is held out; the model is fitted
 on the rest, its forecasts from every held-out origin are scored (scale-aware, see
 :mod:`shadowcast.forecast.conformal`), then (for cheap models) it is refitted on everything.
@@ -28,18 +35,24 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
-from shadowcast.forecast.base import clean
-from shadowcast.forecast.config import horizon_steps, parse_duration
+from shadowcast.forecast.base import clean, finite_or_nan, input_report, regrow
 from shadowcast.forecast.conformal import Calibrator, ew_scales, horizon_grid, interp_grid
 from shadowcast.forecast.conformal import scale_floor as _scale_floor
+from shadowcast.forecast.keys import KeyBook, level_rows, pooled_prior
 from shadowcast.records import F64, Forecast, SeriesFrame
+from shadowcast.units import ceil_steps as horizon_steps
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)
 
 
-class BaseForecaster:
-    """Base class: see the module docstring. Constructors are inert."""
+class BaseForecaster(KeyBook):
+    """Base class: see the module docstring. Constructors are inert.
+
+    ``retire_after``: a key idle (no finite non-zero value) this long is retired (default:
+    never); ``join_after``: a cold key present this long makes the next update refit the
+    model (default one day; None: only an explicit ``refit()``)."""
 
     name = "base"
     refit_after_calibration = True
@@ -54,6 +67,8 @@ class BaseForecaster:
         max_scores: int = 60_000,
         keep: str | int = "15d",
         seed: int = 0,
+        retire_after: str | int | None = None,
+        join_after: str | int | None = "1d",
     ) -> None:
         self.horizons_s = [parse_duration(h) for h in horizons]
         self.calibration_s = parse_duration(calibration_window)
@@ -62,6 +77,10 @@ class BaseForecaster:
         self.max_scores = max_scores
         self.keep_s = parse_duration(keep)
         self.seed = seed
+        self.retire_s = None if retire_after is None else parse_duration(retire_after)
+        self.join_s = None if join_after is None else parse_duration(join_after)
+        self.keys: tuple[str, ...] = ()
+        self._n_fit = 0
         self.report: dict[str, Any] = {}
         self.exog_names: tuple[str, ...] = ()
         self._xbuf: dict[str, F64] = {}
@@ -81,17 +100,23 @@ class BaseForecaster:
 
     @property
     def _y(self) -> F64:
-        """Everything seen so far (the last ``keep`` at most): a view of the buffer."""
-        return self._buf[: self._len]
+        """Everything seen so far (the last ``keep`` at most) of the warm keys: a view."""
+        return self._buf[: self._len, : self._n_fit]
+
+    @property
+    def _obs(self) -> npt.NDArray[np.bool_]:
+        """Which values of ``_y`` were observed (not filled in): a view."""
+        return self._obsbuf[: self._len, : self._n_fit]
 
     @property
     def _x(self) -> dict[str, F64]:
         """Exogenous inputs aligned with ``_y``, by name: views of the buffer."""
-        return {k: b[: self._len] for k, b in self._xbuf.items()}
+        return {k: b[: self._len, : self._n_fit] for k, b in self._xbuf.items()}
 
     @property
     def n_series(self) -> int:
-        return int(self._y.shape[1])
+        """Series forecast (``len(self.keys)``): the rows of ``predict``'s arrays."""
+        return len(self.keys)
 
     # -- protocol ------------------------------------------------------------------------
     def fit(self, history: SeriesFrame) -> Self:
@@ -101,38 +126,47 @@ class BaseForecaster:
         if raw.ndim != 2 or raw.shape[0] < 1 or raw.shape[1] < 1:
             raise ForecastError(f"need values[T>=1, n>=1], got shape {raw.shape}")
         self.step = int(history.step)
-        self.keys = history.keys
-        self.meta = dict(history.meta)
         self.exog_names = tuple(sorted(history.exog))
         self._t0 = int(np.asarray(history.times[:1], dtype="datetime64[s]").astype(np.int64)[0])
         self._offset = 0
-        self.report = _input_report(raw)
+        self.report = input_report(raw)
         if self.report["nonfinite"]:
             log.info("forecast input cleaned", extra=self.report)
-        y = clean(raw)
-        self._nonneg = bool((y >= 0).all())
+        order = self._setup_keys(history, raw)
+        raw = raw[:, order]
+        buf = clean(raw)
+        self._nonneg = bool((buf >= 0).all())
         self.H = max(horizon_steps(self.horizons_s, self.step))
         self.grid = horizon_grid(self.H)
+        self._buf, self._obsbuf, self._len = buf, np.isfinite(raw), raw.shape[0]
+        self._xbuf = {
+            k: finite_or_nan(np.asarray(history.exog[k])[:, order]) for k in self.exog_names
+        }
+        y = self._y
         self._floor = _scale_floor(y)
         self._cal = Calibrator(self.grid, self.aci_gamma, self.max_scores, self.seed)
-        self._buf = y
-        self._len = y.shape[0]
-        self._xbuf = {k: _finite_or_nan(history.exog[k]) for k in self.exog_names}
+        self._per_step = 1
         T = y.shape[0]
         cal = min(max(1, self.calibration_s // self.step), T // 3)
-        if cal >= 2 and T - cal >= 2:
+        if self._n_fit and cal >= 2 and T - cal >= 2:
             self._fit_model(y[: T - cal])
             self._calibrate(y, T - cal - 1)
             if self.refit_after_calibration:
                 self._fit_model(y)
-        else:
+        elif self._n_fit:
             self._fit_model(y)
             self._calibrate(y, max(0, T - 2))
         self.report["calibrated"] = self._cal.calibrated
-        self._scale_state = np.stack(
-            [ew_scales(y, int(h), self.scale_rate, T - 1)[-1] for h in self.grid], axis=1
-        )
+        self._scale_state = np.zeros((self._n_fit, len(self.grid)))
+        if self._n_fit:
+            self._scale_state = np.stack(
+                [ew_scales(y, int(h), self.scale_rate, T - 1)[-1] for h in self.grid], axis=1
+            )
         self._extrapolate_scales(T)
+        window = max(12, self.calibration_s // self.step)
+        self._prior = pooled_prior(
+            y, self._obs, self.grid, window, self.max_scores, self.seed, level_rows(self.step)
+        )
         self.report["calibrated_steps"] = int(self._cal.max_calibrated_step())
         self._pending: dict[int, tuple[F64, F64, dict[float, tuple[F64, F64]]]] = {}
         self._fitted = True
@@ -161,6 +195,7 @@ class BaseForecaster:
         cols = np.sort(rng.choice(n, m, replace=False)) if m < n else None
         pred = self._cal_points(y, origins, cols)  # [k, m, G]
         ysub = y if cols is None else y[:, cols]
+        obs = self._obs if cols is None else self._obs[:, cols]
         floor = self._floor if cols is None else self._floor[cols]
         scores: list[F64] = []
         for g, h in enumerate(self.grid):
@@ -170,7 +205,8 @@ class BaseForecaster:
                 scores.append(np.zeros(0))
                 continue
             sc = ew_scales(ysub, int(h), self.scale_rate, int(o[0]))[: o.size] + floor
-            scores.append(((ysub[o + h] - pred[ok, :, g]) / sc).ravel())
+            s = (ysub[o + h] - pred[ok, :, g]) / sc
+            scores.append(np.where(obs[o + h], s, np.nan).ravel())  # unobserved: no score
         self._cal.fit(scores)
         self._per_step = max(1, m)
 
@@ -183,10 +219,41 @@ class BaseForecaster:
             raise ForecastError(f"{self.name}: predict/update called before fit")
 
     def predict(self, horizon: int, levels: Sequence[float] = ()) -> Forecast:
+        """Forecast every key of ``self.keys`` (rows in that order) ``horizon`` steps."""
         self._check()
         if int(horizon) < 1:
             raise ForecastError(f"{self.name}: horizon must be >= 1 step, got {horizon}")
+        for level in levels:
+            if not 0.0 < float(level) < 100.0:
+                raise ForecastError(f"{self.name}: level {level} must be in (0, 100)")
         hs = np.arange(1, int(horizon) + 1, dtype=np.int64)
+        lvs = [float(lv) for lv in levels]
+        nf, ncol = self._n_fit, self._buf.shape[1]
+        mean = np.empty((ncol, hs.size))
+        lower = {lv: np.empty_like(mean) for lv in lvs}
+        upper = {lv: np.empty_like(mean) for lv in lvs}
+        if nf:
+            wm, wlo, whi = self._warm_predict(hs, lvs)
+            mean[:nf] = wm
+            for lv in lvs:
+                lower[lv][:nf], upper[lv][:nf] = wlo[lv], whi[lv]
+        if ncol > nf:
+            cm, clo, chi = self._cold_predict(hs, lvs)
+            mean[nf:] = cm
+            for lv in lvs:
+                lower[lv][nf:], upper[lv][nf:] = clo[lv], chi[lv]
+        pos = self._pos
+        return Forecast(
+            mean=mean[pos],
+            lower={lv: v[pos] for lv, v in lower.items()},
+            upper={lv: v[pos] for lv, v in upper.items()},
+            model=self.name,
+        )
+
+    def _warm_predict(
+        self, hs: I64, levels: Sequence[float]
+    ) -> tuple[F64, dict[float, F64], dict[float, F64]]:
+        """The fitted model's forecasts and conformal intervals for the warm keys."""
         T = self._y.shape[0]
         mean = self._point_at(self._y, np.array([T - 1], dtype=np.int64), hs, None)[0]
         last = np.broadcast_to(self._y[-1][:, None], mean.shape)
@@ -197,10 +264,7 @@ class BaseForecaster:
         lower: dict[float, F64] = {}
         upper: dict[float, F64] = {}
         used: dict[float, tuple[F64, F64]] = {}
-        for level in levels:
-            lv = float(level)
-            if not 0.0 < lv < 100.0:
-                raise ForecastError(f"{self.name}: level {level} must be in (0, 100)")
+        for lv in levels:
             qlo, qhi = self._cal.quantiles(lv)
             used[lv] = (qlo, qhi)
             lo = mean + scale * interp_grid(self.grid, qlo[None, :], hs)
@@ -209,28 +273,46 @@ class BaseForecaster:
             if self._nonneg:
                 lo = np.maximum(lo, 0.0)
             lower[lv], upper[lv] = lo, np.maximum(hi, mean)
-        gi = self.grid[self.grid <= horizon] - 1
+        gi = self.grid[self.grid <= hs[-1]] - 1
         self._pending[self._offset + T - 1] = (mean[:, gi], scale[:, gi], used)
-        return Forecast(mean=mean, lower=lower, upper=upper, model=self.name)
+        return mean, lower, upper
 
-    def update(self, new_rows: F64, exog: Mapping[str, F64] | None = None) -> None:
-        """Append ``new_rows[k, n]`` and, optionally, the exogenous inputs' rows for the same
-        times (``exog[name][k, n]``). An input seen at fit but not given here is unknown
-        (NaN) for these rows; one not seen at fit is checked and ignored."""
+    def update(self, new_rows: F64 | SeriesFrame, exog: Mapping[str, F64] | None = None) -> None:
+        """Append ``new_rows[k, n]`` (positional, in ``self.keys`` order) and, optionally,
+        the exogenous inputs' rows for the same times (``exog[name][k, n]``). An input seen
+        at fit but not given here is unknown (NaN) for these rows; one not seen at fit is
+        checked and ignored. A ``SeriesFrame`` is aligned by key name instead: new keys
+        join cold, keys it lacks are missing (NaN); its rows are taken as the next steps.
+        Then idle keys retire, and a cold key present for ``join_after`` triggers a
+        ``refit``."""
         self._check()
-        rows = np.asarray(new_rows, dtype=np.float64)
-        if rows.ndim == 1:
-            rows = rows[None, :]
-        if rows.ndim != 2 or rows.shape[1] != self.n_series:
-            raise ForecastError(
-                f"{self.name}: update expects rows[k, {self.n_series}], got {rows.shape}"
-            )
-        xs = self._exog_rows(exog, rows.shape[0])
+        if isinstance(new_rows, SeriesFrame):
+            rows, exog = self._align(new_rows, exog)
+        else:
+            rows = np.asarray(new_rows, dtype=np.float64)
+            if rows.ndim == 1:
+                rows = rows[None, :]
+            if rows.ndim != 2 or rows.shape[1] != self.n_series:
+                raise ForecastError(
+                    f"{self.name}: update expects rows[k, {self.n_series}], got {rows.shape}"
+                )
+        k = rows.shape[0]
+        xs = self._exog_rows(exog, k)
         bad = ~np.isfinite(rows)
         self.report["nonfinite"] = int(self.report.get("nonfinite", 0)) + int(bad.sum())
-        for j, r in enumerate(rows):
-            self._append(r, {k: v[j] for k, v in xs.items()})
-        self._after_update(rows.shape[0])
+        full = np.full((k, self._buf.shape[1]), np.nan)
+        full[:, self._pos] = rows
+        xfull = {}
+        for name, v in xs.items():
+            xfull[name] = np.full_like(full, np.nan)
+            xfull[name][:, self._pos] = v
+        for j in range(k):
+            self._append(full[j], {name: v[j] for name, v in xfull.items()})
+        if self._n_fit:  # the model's own online steps (nothing fitted: nothing to do)
+            self._after_update(k)
+        self._retire_idle()
+        if self._join_due():
+            self.refit()
 
     def _exog_rows(self, exog: Mapping[str, F64] | None, k: int) -> dict[str, F64]:
         """Checked exogenous rows ``[k, n]`` for every input seen at fit (NaN if not given)."""
@@ -247,7 +329,7 @@ class BaseForecaster:
                     f"got {a.dtype} {a.shape}"
                 )
             if name in self._xbuf:
-                out[name] = _finite_or_nan(a)
+                out[name] = finite_or_nan(a)
         unknown = sorted(set(given) - set(self._xbuf))
         if unknown:
             log.debug("exog inputs not seen at fit ignored", extra={"exog": unknown})
@@ -264,65 +346,44 @@ class BaseForecaster:
         return 2
 
     def _append(self, r: F64, x: Mapping[str, F64] | None = None) -> None:
-        prev = self._y[-1]
-        r = np.where(np.isfinite(r), r, prev)
-        T = self._y.shape[0]
+        """One row of every buffer column (NaN: not observed, the last value is kept)."""
+        obs = np.isfinite(r)
+        r = np.where(obs, r, self._buf[self._len - 1])
+        nf = self._n_fit
+        rf, of = r[:nf], obs[:nf]
+        T = self._len
         t_abs = self._offset + T
         for g, h in enumerate(self.grid):
             p = self._pending.get(t_abs - int(h))
             if p is None or g >= p[0].shape[1]:
                 continue
             mean, scale, used = p
-            sc = (r - mean[:, g]) / scale[:, g]
+            sc = np.where(of, (rf - mean[:, g]) / scale[:, g], np.nan)
             q = {lv: (float(lo[g]), float(hi[g])) for lv, (lo, hi) in used.items()}
             self._cal.observe(g, sc, q, self._per_step)
         for g, h in enumerate(self.grid):
             if T - h < 0:  # not measurable yet: keeps its extrapolated scale
                 continue
-            d = np.abs(r - self._y[T - h])
-            self._scale_state[:, g] += self.scale_rate * (d - self._scale_state[:, g])
+            d = np.abs(rf - self._buf[T - h, :nf])
+            step = self.scale_rate * (d - self._scale_state[:, g])
+            self._scale_state[:, g] += np.where(of, step, 0.0)
         if T < self.grid[-1]:
             self._extrapolate_scales(T + 1)
-        keep = max(self.keep_s // self.step, 4 * self.H + 2, self._min_history())
+        hooks = self._min_history() if nf else 0  # (a model without warm keys: not fitted)
+        keep = max(self.keep_s // self.step, 4 * self.H + 2, hooks)
         if self._len == self._buf.shape[0]:  # full: drop the oldest beyond keep, or grow
             drop = max(0, self._len - keep)
             cap = max(self._len - drop + 1, 2 * (self._len - drop), 64)
-            self._buf = _regrow(self._buf, drop, self._len, cap)
-            self._xbuf = {k: _regrow(b, drop, self._len, cap) for k, b in self._xbuf.items()}
+            self._buf = regrow(self._buf, drop, self._len, cap)
+            self._obsbuf = regrow(self._obsbuf, drop, self._len, cap)
+            self._xbuf = {k: regrow(b, drop, self._len, cap) for k, b in self._xbuf.items()}
             self._len -= drop
             self._offset += drop
         self._buf[self._len] = r
+        self._obsbuf[self._len] = obs
         for k, b in self._xbuf.items():
             b[self._len] = np.nan if x is None or k not in x else x[k]
         self._len += 1
+        self._note_seen(t_abs, obs & (r != 0))
         for o in [o for o in self._pending if o < t_abs - self.H]:
             del self._pending[o]
-
-
-def _regrow(buf: F64, drop: int, length: int, cap: int) -> F64:
-    """A new buffer of ``cap`` rows holding ``buf[drop:length]`` at its start."""
-    out = np.empty((cap, buf.shape[1]))
-    out[: length - drop] = buf[drop:length]
-    return out
-
-
-def _finite_or_nan(a: npt.ArrayLike) -> F64:
-    """A float64 copy with every non-finite value made NaN (unknown)."""
-    out = np.array(a, dtype=np.float64, copy=True)
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def _input_report(raw: F64) -> dict[str, Any]:
-    finite = np.isfinite(raw)
-    first = np.where(finite.any(axis=0), np.argmax(finite, axis=0), raw.shape[0])
-    return {
-        "nan": int(np.isnan(raw).sum()),
-        "inf": int(np.isinf(raw).sum()),
-        "nonfinite": int((~finite).sum()),
-        "all_missing_series": int((~finite.any(axis=0)).sum()),
-        "late_start_series": int(((first > 0) & (first < raw.shape[0])).sum()),
-        "constant_series": int((np.nanstd(np.where(finite, raw, np.nan), axis=0) == 0).sum())
-        if finite.any(axis=0).all()
-        else 0,
-    }

@@ -37,11 +37,12 @@ def fit_predict_chunk(
     horizon: int,
     levels: Sequence[float],
     options: dict[str, Any],
-) -> Forecast:
-    """Fit ``model`` on one chunk and forecast ``horizon`` steps (runs on a worker)."""
+) -> tuple[tuple[str, ...], Forecast]:
+    """Fit ``model`` on one chunk and forecast ``horizon`` steps (runs on a worker): the
+    keys forecast (a model with ``retire_after`` leaves idle ones out) and the forecast."""
     m = make_model(model, **options)
     m.fit(frame)
-    return m.predict(horizon, levels)
+    return m.keys, m.predict(horizon, levels)
 
 
 def _concat(parts: Sequence[Forecast], name: str) -> Forecast:
@@ -52,7 +53,7 @@ def _concat(parts: Sequence[Forecast], name: str) -> Forecast:
     return Forecast(mean=mean, lower=lower, upper=upper, model=name)
 
 
-def fit_predict(
+def fit_predict_keys(
     frame: SeriesFrame,
     model: str,
     horizon: int,
@@ -61,8 +62,9 @@ def fit_predict(
     chunk_series: int = 5000,
     options: dict[str, Any] | None = None,
     client: Any = None,
-) -> Forecast:
-    """Forecast every series of ``frame``: chunked, locally (``client=None``) or on Dask.
+) -> tuple[tuple[str, ...], Forecast]:
+    """Forecast every series of ``frame``: chunked, locally (``client=None``) or on Dask;
+    returns the keys forecast (in ``frame`` order) and their forecast.
 
     ``client`` is a ``dask.distributed.Client`` (a LocalCluster in tests, any scheduler
     address in production: ``Client(settings.forecast.dask_scheduler)``).
@@ -82,4 +84,33 @@ def fit_predict(
             pure=False,
         )
         results = client.gather(futures)
-    return _concat(results, model)
+    keys = tuple(k for ks, _ in results for k in ks)
+    return keys, _concat([fc for _, fc in results], model)
+
+
+def fit_predict(
+    frame: SeriesFrame,
+    model: str,
+    horizon: int,
+    levels: Sequence[float] = (80.0, 95.0),
+    *,
+    chunk_series: int = 5000,
+    options: dict[str, Any] | None = None,
+    client: Any = None,
+) -> Forecast:
+    """:func:`fit_predict_keys` for models that forecast every series (no retirement):
+    one row per key of ``frame``."""
+    keys, fc = fit_predict_keys(
+        frame,
+        model,
+        horizon,
+        levels,
+        chunk_series=chunk_series,
+        options=options,
+        client=client,
+    )
+    if keys != frame.keys:
+        raise ForecastError(
+            f"{len(frame.keys) - len(keys)} series were retired: use fit_predict_keys"
+        )
+    return fc

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -34,10 +34,22 @@ from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.gbm import GlobalGBM
 from shadowcast.forecast.profile import ProfileEW
 from shadowcast.forecast.stats import Theta
-from shadowcast.records import F64
+from shadowcast.records import F64, SeriesFrame
 
 I64 = npt.NDArray[np.int64]
-_SHARED = ("step", "keys", "meta", "exog_names", "_t0", "H", "grid", "_floor", "seed")
+_SHARED = (
+    "step",
+    "keys",
+    "meta",
+    "exog_names",
+    "_t0",
+    "H",
+    "grid",
+    "_floor",
+    "seed",
+    "_n_fit",
+    "_col_keys",
+)
 
 
 def _simplex(k: int, steps: int = 10) -> list[tuple[float, ...]]:
@@ -87,6 +99,12 @@ class Ensemble(BaseForecaster):
         m._offset = self._offset
         if hasattr(self, "_buf"):
             m._buf, m._len, m._xbuf = self._buf, self._len, self._xbuf
+            m._obsbuf = self._obsbuf
+
+    def fit(self, history: SeriesFrame) -> Self:
+        self._fits = 0  # a refit fits every member again (keys may have joined)
+        self._made.clear()
+        return super().fit(history)
 
     def _after_update(self, rows: int) -> None:
         for m in self.members:
@@ -105,13 +123,17 @@ class Ensemble(BaseForecaster):
         end = self._offset + T  # absolute index one past the newest row
         for t_abs in range(end - rows, end):
             act = self._y[t_abs - self._offset]
+            seen = self._obs[t_abs - self._offset]  # unobserved targets teach nothing
+            if not seen.any():
+                continue
             for g, h in enumerate(self.grid):
                 pm = self._made.get(t_abs - int(h))
                 if pm is None or g >= pm.shape[1]:
                     continue
                 err = np.abs(pm[:, g, :] @ self._combos.T - act[:, None])  # [n, C]
-                self._sloss[g] += self.online_rate * (err - self._sloss[g])
-                self._loss[g] += self.online_rate * (err.mean(axis=0) - self._loss[g])
+                step = self.online_rate * (err - self._sloss[g])
+                self._sloss[g] += np.where(seen[:, None], step, 0.0)
+                self._loss[g] += self.online_rate * (err[seen].mean(axis=0) - self._loss[g])
                 self._choose(g)
         for o in [o for o in self._made if o < end - int(self.grid[-1])]:
             del self._made[o]

@@ -27,13 +27,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import clean
-from shadowcast.forecast.config import format_duration, horizon_steps, parse_duration
 from shadowcast.forecast.core import BaseForecaster
+from shadowcast.forecast.keys import align_pair, present
 from shadowcast.forecast.registry import make_model
 from shadowcast.records import F64, DemandSeries, SeriesFrame
+from shadowcast.units import ceil_steps as horizon_steps
+from shadowcast.units import format_duration, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +60,36 @@ def evaluate(
     test_fraction: float = 0.3,
     model_options: dict[str, Any] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    missing: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Backtest ``models`` at ``horizons_steps``; see the module docstring for the metrics."""
+    """Backtest ``models`` at ``horizons_steps``; see the module docstring for the metrics.
+
+    Keys may come and go: a separate ``test`` is aligned with ``series`` on the union of
+    their keys (a key one part lacks is ``missing`` there: 0 for demand matrices, NaN when
+    absence means unknown), and the models meet the test rows as frames, by key name (a
+    key new to a model starts cold). A key that never carries a finite non-zero value in
+    either part is not a series and is left out; a key a model does not forecast (retired)
+    is scored as forecast 0."""
     if test is None:
         train, test = split(series, test_fraction)
     else:
-        train = series
-        if test.step != train.step or test.keys != train.keys:
-            raise ForecastError("test series must have the training series' step and keys")
+        if test.step != series.step:
+            raise ForecastError(
+                f"test series step {test.step} s differs from the training series' {series.step} s"
+            )
+        train, test = align_pair(series, test, missing)
+    keep = present(np.concatenate([train.values, test.values]))
+    if not keep.any():
+        raise ForecastError("no series carries a non-zero value")
+    if not keep.all():
+        log.info("keys without any value left out", extra={"keys": int((~keep).sum())})
+        train, test = train.columns(np.flatnonzero(keep)), test.columns(np.flatnonzero(keep))
     hs = sorted({int(h) for h in horizons_steps})
     if not hs or hs[0] < 1:
         raise ForecastError(f"horizons must be >= 1 step, got {list(horizons_steps)}")
     step = train.step
     hmax = hs[-1]
     full = np.concatenate([train.values, test.values]).astype(np.float64)
-    # exogenous inputs of the test part, fed row by row beside the values
-    xfull = {k: np.asarray(test.exog[k]) for k in train.exog if k in test.exog}
     yc = clean(full)
     n_train = train.values.shape[0]
     T = full.shape[0]
@@ -102,16 +119,18 @@ def evaluate(
         fit_s = time.perf_counter() - t0
         k = len(origins)
         n = full.shape[1]
-        means = {h: np.empty((k, n)) for h in hs}
-        bounds = {(h, lv, side): np.empty((k, n)) for h in hs for lv in levels for side in (0, 1)}
+        means = {h: np.zeros((k, n)) for h in hs}
+        bounds = {(h, lv, side): np.zeros((k, n)) for h in hs for lv in levels for side in (0, 1)}
+        where = _Columns(train.keys)
         for j, o in enumerate(origins):
             fc = model.predict(hmax, levels)
+            col = where(model.keys)
             for h in hs:
-                means[h][j] = fc.mean[:, h - 1]
+                means[h][j, col] = fc.mean[:, h - 1]
                 for lv in levels:
-                    bounds[(h, lv, 0)][j] = fc.lower[float(lv)][:, h - 1]
-                    bounds[(h, lv, 1)][j] = fc.upper[float(lv)][:, h - 1]
-            model.update(full[o + 1], {k: v[o + 1 - n_train] for k, v in xfull.items()} or None)
+                    bounds[(h, lv, 0)][j, col] = fc.lower[float(lv)][:, h - 1]
+                    bounds[(h, lv, 1)][j, col] = fc.upper[float(lv)][:, h - 1]
+            model.update(test.rows(o + 1 - n_train, o + 2 - n_train))
             if progress is not None:
                 progress(model.name, j + 1, k)
         total_s = time.perf_counter() - t0
@@ -137,6 +156,20 @@ def evaluate(
             )
             rows.append(row)
     return rows
+
+
+class _Columns:
+    """Column of each of a model's keys in the evaluated frame (recomputed only when the
+    model's keys change)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._at = {k: i for i, k in enumerate(keys)}
+        self._last: tuple[tuple[str, ...], npt.NDArray[np.int64]] | None = None
+
+    def __call__(self, keys: tuple[str, ...]) -> npt.NDArray[np.int64]:
+        if self._last is None or self._last[0] is not keys:
+            self._last = (keys, np.array([self._at[k] for k in keys], dtype=np.int64))
+        return self._last[1]
 
 
 def _metrics(

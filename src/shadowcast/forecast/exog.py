@@ -14,7 +14,7 @@ at row ``t`` uses only what was known by then. NaN = nothing measured.
   :mod:`shadowcast.shadow.simulate`) both give ``"A->D"``.
 * :func:`bottleneck_capacity`: static, per OD pair (for ``SeriesFrame.meta``): the demand
   at which the first link on its routed paths would fill, ``min_e capacity_e / R[e, k]``
-  (``R`` from :func:`shadowcast.plan.routing.routing_matrix`, so ECMP splits count), Mbit/s.
+  (``R`` from :func:`shadowcast.network.routing.routing_matrix`, so ECMP splits count), Mbit/s.
 * :func:`capacity_exog`: the same over time from the ``link_series`` table (reported
   capacity, topology's where none) and the headroom ``min_e (capacity_e - load_e) / R[e, k]``.
 """
@@ -31,7 +31,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from shadowcast.errors import ForecastError
-from shadowcast.plan.routing import routing_matrix
+from shadowcast.network.routing import routing_matrix
 from shadowcast.records import F64, Topology
 from shadowcast.store.base import Store
 

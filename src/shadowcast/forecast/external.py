@@ -1,4 +1,4 @@
-"""Optional baselines from statsforecast (``pip install 'shadowcast[stats]'``), run side by side.
+"""Optional baselines from statsforecast (``pip install 'shadowcast-netops[stats]'``), side by side.
 
 :class:`StatsForecastModel` wraps one statsforecast model chosen by name (``AutoETS``,
 ``AutoTheta``, ``AutoARIMA``, ``AutoCES``, ``MSTL``, ...). Intervals are ours (split
@@ -47,13 +47,14 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowcast.errors import ConfigError
+from shadowcast.extras import install_hint
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.records import F64, SeriesFrame
 
 I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'shadowcast[stats]'"
+INSTALL_HINT = install_hint("statsforecast")
 # Models whose cost grows with the season (one state / lag per season step).
 SEASON_CAP = {"AutoETS": 24, "HoltWinters": 24, "AutoCES": 24, "AutoARIMA": 24, "ARIMA": 24}
 

@@ -37,9 +37,9 @@ import lightgbm as lgb  # noqa: E402
 import numpy as np
 import numpy.typing as npt
 
-from shadowcast.forecast.config import parse_duration
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.records import F64
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)
@@ -177,9 +177,10 @@ class GlobalGBM(BaseForecaster):
 
     def _make_groups(self, n: int) -> None:
         self._groups: list[tuple[F64, I64]] = [(np.ones((n, 1)), np.zeros(n, dtype=np.int64))]
-        if n and all("->" in k for k in self.keys[:n]):
+        keys = self._col_keys[:n]  # the buffer's first n columns: the fitted keys
+        if n and all("->" in k for k in keys):
             for side in (0, 1):
-                names = [k.split("->")[side] for k in self.keys[:n]]
+                names = [k.split("->")[side] for k in keys]
                 _, gi = np.unique(names, return_inverse=True)
                 gi = gi.astype(np.int64)
                 onehot = np.zeros((n, int(gi.max()) + 1))
@@ -232,6 +233,12 @@ class GlobalGBM(BaseForecaster):
         o = rng.integers(first, first + n_orig, R)
         i = rng.integers(0, n, R)
         h = fit_grid[rng.integers(0, len(fit_grid), R)]
+        seen = self._obs[o + h, i]  # a target that was not observed is not learnt from
+        if not seen.all():
+            o, i, h = o[seen], i[seen], h[seen]
+        if o.size == 0:
+            self._booster = None
+            return
         X = self._features(y, o, i, h)
         # meta columns follow the base features (exogenous ones come last): index them in X
         first_meta = X.shape[1] - self._meta.shape[1] - 2 * len(self._xbuf)

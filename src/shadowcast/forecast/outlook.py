@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from shadowcast.errors import ForecastError, StoreError
 from shadowcast.forecast.config import ForecastConfig
-from shadowcast.forecast.distributed import fit_predict
+from shadowcast.forecast.distributed import fit_predict_keys
 from shadowcast.forecast.exog import column_codes
 from shadowcast.forecast.links import LinkForecast, Runout, copula_loadings, link_forecast, runout
 from shadowcast.records import F64, Forecast, SeriesFrame
@@ -84,6 +84,8 @@ def model_options(cfg: ForecastConfig, step: int) -> dict[str, Any]:
         "scale_rate": cfg.scale_rate,
         "aci_gamma": cfg.aci_gamma,
         "seed": cfg.seed,
+        "retire_after": cfg.retire_after,
+        "join_after": cfg.join_after,
     }
     gbm = {"rounds": cfg.gbm_rounds, "max_rows": cfg.gbm_max_rows}
     if cfg.model == "gbm":
@@ -105,6 +107,8 @@ def forecast_outlook(
 
     Runout uses ``observed`` link loads when given (in ``links``' order when both are
     given), else the series pushed through ``links.routing``; with neither, no runout.
+    Series idle for ``cfg.retire_after`` are not forecast (``Outlook.keys`` lists those
+    that are).
     """
     import time
 
@@ -114,7 +118,7 @@ def forecast_outlook(
     step = frame.step
     labels = {h: horizon_steps(h, step) for h in cfg.horizons}
     H = max(labels.values())
-    fc = fit_predict(
+    keys, fc = fit_predict_keys(
         frame,
         cfg.model,
         H,
@@ -123,6 +127,11 @@ def forecast_outlook(
         options=model_options(cfg, step),
         client=client,
     )
+    # retired keys (idle for forecast.retire_after) are not forecast: keep the others
+    at = {k: i for i, k in enumerate(frame.keys)}
+    live = np.array([at[k] for k in keys], dtype=np.int64)
+    if len(keys) < len(frame.keys):
+        log.info("idle series retired", extra={"series": len(frame.keys) - len(keys)})
     issued = np.asarray(frame.times[-1], dtype="datetime64[s]")
     # the conformal scores come from the held-out calibration window: longer horizons get
     # a wide fallback interval (see BaseForecaster) and are flagged
@@ -132,7 +141,7 @@ def forecast_outlook(
     out: dict[str, Any] = {
         "issued": issued,
         "step": step,
-        "keys": frame.keys,
+        "keys": keys,
         "horizons": labels,
         "series": fc,
         "model": cfg.model,
@@ -146,7 +155,7 @@ def forecast_outlook(
                 f"{len(frame.keys)} series"
             )
         day = max(2, 86400 // step)
-        hist = np.nan_to_num(frame.values[-day:])
+        hist = np.nan_to_num(frame.values[-day:, live])
         loadings = copula_loadings(hist) if hist.shape[0] > 3 else None
         cols = [h - 1 for h in labels.values()]
         cut = Forecast(
@@ -157,7 +166,7 @@ def forecast_outlook(
         )
         lf = link_forecast(
             cut,
-            links.routing,
+            links.routing[:, live] if live.size < len(frame.keys) else links.routing,
             capacity_mbps=links.capacity_mbps,
             threshold=cfg.threshold,
             loadings=loadings,
@@ -193,11 +202,12 @@ def forecast_outlook(
 
 
 def series_from_store(
-    store: Store, *, by_app: bool = False, days: float | None = None
+    store: Store, *, by_app: bool = False, days: float | None = None, missing: float = np.nan
 ) -> SeriesFrame:
     """OD series (all traffic, or per application with keys ``src->dst/app``) from the
-    store's ``od_series`` table as a dense frame, keys sorted; missing buckets are NaN
-    (gaps). ``days``: only the last ``days`` before the newest row."""
+    store's ``od_series`` table as a dense frame, keys sorted; a key without a row at a
+    step is ``missing`` (NaN, a gap, by default; 0 when absence means no traffic).
+    ``days``: only the last ``days`` before the newest row."""
     tab = store.read("od_series")
     if tab.num_rows == 0:
         raise StoreError("no OD series in the store: run `shadowcast replay` or collect first")
@@ -229,7 +239,7 @@ def series_from_store(
     rank[order] = np.arange(len(names))
     step = int(np.min(np.diff(times)))
     grid = np.arange(times[0], times[-1] + step, step)
-    values = np.full((len(grid), len(names)), np.nan)
+    values = np.full((len(grid), len(names)), missing)
     values[np.searchsorted(grid, t), rank[ki.ravel()]] = mbps
     return SeriesFrame(
         times=grid.astype("datetime64[s]"),

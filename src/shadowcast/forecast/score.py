@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shadowcast.errors import StoreError
+from shadowcast.errors import ConfigError, StoreError
 from shadowcast.store.base import Store
 
 KINDS = ("link", "od")
@@ -40,7 +40,7 @@ def _actuals(store: Store, kind: str) -> pa.Table:
 def score_stored(store: Store, kind: str = "link") -> dict[str, Any]:
     """Scores of the stored ``kind`` forecasts (see the module docstring)."""
     if kind not in KINDS:
-        raise StoreError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise ConfigError(f"kind must be one of {KINDS}, got {kind!r}")
     fc = store.read("forecasts", where={"kind": kind})
     if fc.num_rows == 0:
         raise StoreError(

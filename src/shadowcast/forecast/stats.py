@@ -39,10 +39,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter
 
-from shadowcast.forecast.config import horizon_steps, parse_duration
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.profile import circular_smooth
 from shadowcast.records import F64
+from shadowcast.units import ceil_steps as horizon_steps
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]

@@ -7,28 +7,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 
+from shadowcast.cli_support import console, emit_json, out
 from shadowcast.errors import ProbeError, TopologyError
 from shadowcast.lab import build, netns
 from shadowcast.lab.traffic import Processes, iperf_server, iperf_udp, replay_demands
 from shadowcast.records import Topology
 
 app = typer.Typer(help="Network-namespace lab backbone (root).", no_args_is_help=True)
-console = Console(stderr=True)
 PREFIX_OPT = typer.Option("--prefix", help="name prefix of every lab resource (<= 7 chars)")
 JSON_OPT = typer.Option("--json", help="print one JSON object")
 
 
 def _emit(obj: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        from shadowcast.output import emit_json
-
         emit_json(obj)
     else:
         for k, v in obj.items():
-            Console().print(f"{k}: {v}")
+            out.print(f"{k}: {v}")
 
 
 def _root() -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from shadowcast.errors import ProbeError
 from shadowcast.lab.build import LabPlan
 from shadowcast.records import DemandSeries
+from shadowcast.shadow.config import StampConfig
 
 
 def have_iperf3() -> bool:
@@ -72,13 +73,23 @@ def iperf_udp(
     )  # fmt: skip
 
 
-def reflector(plan: LabPlan, at: str, host: str, port: int = 862) -> subprocess.Popen[bytes]:
-    """A STAMP reflector process in ``at``'s edge namespace, bound to ``host``."""
+def reflector(
+    plan: LabPlan, at: str, host: str, port: int = 862, stamp: StampConfig | None = None
+) -> subprocess.Popen[bytes]:
+    """A STAMP reflector process in ``at``'s edge namespace, bound to ``host``, with the
+    ``shadow.stamp`` settings ``stamp`` (handed over on stdin, never on the command line;
+    None: the process reads the settings file and environment as the CLI does)."""
+    extra = ["--settings-stdin"] if stamp is not None else []
     p = subprocess.Popen(
         ["ip", "netns", "exec", plan.edges[at].ns, sys.executable, "-m",
-         "shadowcast.shadow.serve", host, str(port)],
+         "shadowcast.shadow.serve", host, str(port), *extra],
+        stdin=subprocess.PIPE if stamp is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    if stamp is not None:
+        assert p.stdin is not None
+        p.stdin.write(stamp.model_dump_json().encode())
+        p.stdin.close()
     assert p.stdout is not None
     ready = p.stdout.readline().strip() == b"ready"
     p.stdout.close()  # it prints one line only

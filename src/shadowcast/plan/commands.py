@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from shadowcast.errors import PlanError, ShadowcastError
+from shadowcast.cli_support import console, emit_json, error_exit, out, settings_of
+from shadowcast.errors import ConfigError, PlanError, ShadowcastError
 from shadowcast.plan.base import Plan, check_plan
 from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.evaluate import evaluate_te, parse_horizon
@@ -24,7 +23,6 @@ from shadowcast.records import DemandSeries, Forecast, SeriesFrame, Topology
 
 log = logging.getLogger(__name__)
 app = typer.Typer(help="Plan reservations, shaping and path splits from forecasts.")
-console = Console(stderr=True)
 
 TopoOpt = Annotated[Path, typer.Option("--topology", "-t", help="topology file")]
 CapsOpt = Annotated[
@@ -34,47 +32,86 @@ DemOpt = Annotated[Path, typer.Option("--demands", "-d", help="demand series (SN
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
-def _load(topology: Path, caps: Path | None, demands: Path) -> tuple[Topology, DemandSeries]:
+def _load(
+    topology: Path, caps: Path | None, demands: Path, missing: str = "zero"
+) -> tuple[Topology, DemandSeries]:
     from shadowcast.datasets import load_demands, load_topology
 
     topo = load_topology(topology, capacities_from=caps)
-    return topo, load_demands(demands, topology=topo)
+    return topo, load_demands(demands, topology=topo, missing=missing)
+
+
+def _settings(ctx: typer.Context) -> tuple[PlanConfig, dict[str, str], Any]:
+    """The ``plan:`` settings, the profile taxonomy (category -> latency sensitivity) and
+    the operator's application map file."""
+    from shadowcast.profile.config import ProfileConfig
+
+    settings = ctx.find_root().obj  # the loaded Settings (None in a bare Typer app)
+    plan_cfg = getattr(settings, "plan", None)
+    prof = getattr(settings, "profile", None)
+    prof = prof if isinstance(prof, ProfileConfig) else ProfileConfig()
+    cfg = plan_cfg if isinstance(plan_cfg, PlanConfig) else PlanConfig()
+    return cfg, dict(prof.taxonomy), prof.apps_file
 
 
 def _stored(
-    topology: Path, caps: Path | None, store_path: Path, horizon: str
-) -> tuple[Topology, list[tuple[str, str]], int, Any, Forecast]:
-    """Topology and the latest stored OD forecast, cut to ``horizon``."""
+    ctx: typer.Context,
+    topology: Path,
+    caps: Path | None,
+    store_path: Path,
+    horizon: str,
+    classes: str,
+    profile: tuple[dict[str, str], Any],
+) -> tuple[Topology, list[tuple[str, str]], int, Any, list[ClassForecast]]:
+    """Topology and the latest stored OD forecast, per class, cut to ``horizon``."""
     from shadowcast.datasets import load_topology
-    from shadowcast.replay.run import stored_od_forecast
-    from shadowcast.store.duckdb import DuckDBStore
+    from shadowcast.forecast.stored import read_od_forecast
+    from shadowcast.plan.classes import class_forecasts
+    from shadowcast.store.remote import open_for_reading
 
     if not store_path.is_file():
         raise PlanError(f"--store {store_path}: no such file")
     topo = load_topology(topology, capacities_from=caps)
-    st = DuckDBStore(str(store_path))
+    st = open_for_reading(settings_of(ctx).store.at(store_path), settings_of(ctx).data_dir)
     try:
-        issued, step_s, names, fc = stored_od_forecast(st)
+        per_app = {"auto": None, "app": True, "all": False}[classes]
+        stored = read_od_forecast(st, per_app=per_app)
     finally:
         st.close()
-    pairs = [tuple(n.split("->", 1)) for n in names]
-    nodes = set(topo.nodes)
-    for s, d in pairs:
-        if s not in nodes or d not in nodes:
-            raise PlanError(f"stored forecast for {s}->{d}: not in topology {topology}")
-    h = max(1, min(fc.mean.shape[1], round(parse_horizon(horizon) / step_s)))
+    fc = stored.forecast
+    h = max(1, min(fc.mean.shape[1], round(parse_horizon(horizon) / stored.step)))
     cut = Forecast(
         mean=fc.mean[:, :h],
         lower={lv: v[:, :h] for lv, v in fc.lower.items()},
         upper={lv: v[:, :h] for lv, v in fc.upper.items()},
         model=fc.model,
     )
-    return topo, [(s, d) for s, d in pairs], step_s, issued, cut
+    taxonomy, apps_file = profile
+    od_pairs, forecasts = class_forecasts(
+        stored.keys, cut, category_of=_categories(taxonomy, apps_file), taxonomy=taxonomy
+    )
+    nodes = set(topo.nodes)
+    for s, d in od_pairs:
+        if s not in nodes or d not in nodes:
+            raise PlanError(f"stored forecast for {s}->{d}: not in topology {topology}")
+    return topo, od_pairs, stored.step, stored.issued, forecasts
 
 
-def _fail(exc: ShadowcastError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-    return typer.Exit(code=2)
+def _categories(taxonomy: dict[str, str], apps_file: Any) -> Callable[[str], str]:
+    """Application label -> its category in the taxonomy (``unknown`` when none)."""
+    from shadowcast.profile.appmap import AppMap
+
+    amap: list[AppMap] = []
+
+    def category(app: str) -> str:
+        if app in taxonomy:
+            return app
+        if not amap:
+            amap.append(AppMap.load(apps_file, set(taxonomy)))
+        cat = amap[0].category_of(app)[1]
+        return cat if cat in taxonomy else "unknown"
+
+    return category
 
 
 @app.callback(invoke_without_command=True)
@@ -95,6 +132,16 @@ def plan(
     ),
     at: Annotated[int, typer.Option(help="plan after this step index (-1 = last)")] = -1,
     horizon: Annotated[str, typer.Option(help="planning horizon, e.g. 1h")] = "1h",
+    classes: Annotated[
+        str,
+        typer.Option(
+            help="with --store: plan per application class ('app'), all traffic ('all'), or "
+            "per class when the latest stored forecast has applications ('auto')"
+        ),
+    ] = "auto",
+    missing: Annotated[
+        str, typer.Option(help="with --demands: a pair without a row at a step is zero|nan")
+    ] = "zero",
     fail: Annotated[list[str] | None, typer.Option("--fail", help="link A-B to fail")] = None,
     fail_node: Annotated[list[str] | None, typer.Option("--fail-node")] = None,
     current: Annotated[
@@ -104,19 +151,25 @@ def plan(
     fmt: Annotated[str, typer.Option("--format", help="json or yaml with --json off")] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the plan for "now" (after step ``--at``) from forecasts of the demand series;
-    with ``--fail``/``--fail-node``, re-plan without those elements and report overloads."""
+    """Show the plan for "now" (after step ``--at``) from forecasts of the demand series,
+    or from the latest stored forecasts (per application class when they are); with
+    ``--fail``/``--fail-node``, re-plan without those elements and report overloads.
+    Uses the ``plan:`` settings and the profile taxonomy's latency classes."""
     if ctx.invoked_subcommand is not None:
         return
     if (demands is None) == (store is None):
         raise typer.BadParameter("give exactly one of --demands and --store")
+    if classes not in ("auto", "app", "all"):
+        raise typer.BadParameter(f"--classes {classes!r}: choose auto, app or all")
     try:
-        cfg = PlanConfig()
+        cfg, taxonomy, apps_file = _settings(ctx)
         if store is not None:
-            topo, od_pairs, step_s, issued, fc = _stored(topology, capacities_from, store, horizon)
+            topo, od_pairs, step_s, issued, forecasts = _stored(
+                ctx, topology, capacities_from, store, horizon, classes, (taxonomy, apps_file)
+            )
         else:
             assert demands is not None
-            topo, dem = _load(topology, capacities_from, demands)
+            topo, dem = _load(topology, capacities_from, demands, missing)
             od_pairs, step_s = list(dem.od_pairs), dem.step
             end = dem.steps if at < 0 else at + 1
             if not 2 <= end <= dem.steps:
@@ -128,7 +181,10 @@ def plan(
             fm.fit(SeriesFrame.from_demands(dem.slice(0, end)))
             fc = fm.predict(h, (80.0, 95.0))
             issued = dem.times[end - 1]
-        forecasts = [ClassForecast("all", fc)]
+            forecasts = [ClassForecast("all", fc)]
+        from shadowcast.plan.classes import summarise
+
+        summary = [c.to_dict() for c in summarise(forecasts, cfg)]
         if fail or fail_node:
             w = what_if(
                 topo,
@@ -139,14 +195,17 @@ def plan(
                 config=cfg,
                 step_s=step_s,
             )
-            out: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
-            _print_whatif(out, as_json)
+            doc: dict[str, Any] = {"issued": str(issued), "horizon": horizon, **w.to_dict()}
+            _print_whatif(doc, as_json)
             return
-        paths = candidate_paths(topo, od_pairs, cfg.k_paths)
+        paths = candidate_paths(
+            topo, od_pairs, cfg.k_paths, disjoint=cfg.disjoint, weight=cfg.path_weight
+        )
+        names = [f.cls for f in forecasts]
         cur = None
         if current is not None:
             in_force = Plan.load(current)
-            cur = split_matrix(in_force, paths, ["all"])
+            cur = split_matrix(in_force, paths, names)
         p = make_plan(forecasts, paths, topo, cfg, current=cur, issued=issued, step_s=step_s)
         if save is not None:
             save.write_text(p.to_json())
@@ -156,46 +215,62 @@ def plan(
         except ShadowcastError as exc:
             verdict = f"rejected: {exc}"
     except ShadowcastError as exc:
-        raise _fail(exc) from exc
+        raise error_exit(exc) from None
     if as_json:
-        print(json.dumps({"checker": verdict, "plan": p.to_dict()}))
+        emit_json({"checker": verdict, "classes": summary, "plan": p.to_dict()})
         return
     if fmt == "yaml":
         print(p.to_yaml())
     elif fmt == "json":
         print(p.to_json())
+    c = Table(title="classes planned")
+    for col in ("class", "sensitivity", "quantile", "reserve", "shape", "OD pairs", "Mbit/s"):
+        c.add_column(col)
+    for r in summary:
+        yes = {True: "yes", False: ""}
+        c.add_row(
+            r["class"],
+            r["sensitivity"],
+            r["quantile"],
+            yes[r["reserve"]],
+            yes[r["shape"]],
+            str(r["od_pairs"]),
+            f"{r['planned_mbps']:.0f}",
+        )
+    out.print(c)
     print(p.explain())
     t = Table(title=f"busiest links ({verdict})")
     for col in ("link", "now-routing", "planned", "p(>=100 %)"):
         t.add_column(col)
     for o in p.outlook:
         t.add_row(o.link, f"{o.current:.0%}", f"{o.planned:.0%}", f"{o.p_overload:.2f}")
-    Console().print(t)
+    out.print(t)
 
 
-def _print_whatif(out: dict[str, Any], as_json: bool) -> None:
+def _print_whatif(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(out))
+        emit_json(doc)
         return
-    c = Console()
-    c.print(f"failed: {', '.join(out['failed_links'] + out['failed_nodes'])}")
+    c = out
+    c.print(f"failed: {', '.join(doc['failed_links'] + doc['failed_nodes'])}")
     c.print(
-        f"max utilisation {out['mlu_before']:.0%} -> {out['mlu_after']:.0%}; "
-        f"lost {out['lost_mbps']:.0f} Mbit/s ({len(out['disconnected'])} OD pairs cut)"
+        f"max utilisation {doc['mlu_before']:.0%} -> {doc['mlu_after']:.0%}; "
+        f"lost {doc['lost_mbps']:.0f} Mbit/s ({len(doc['disconnected'])} OD pairs cut)"
     )
     t = Table(title="links at or above target after re-planning")
     t.add_column("link")
     t.add_column("utilisation")
-    for o in out["overloads"]:
+    for o in doc["overloads"]:
         t.add_row(o["link"], f"{o['utilisation']:.0%}")
     c.print(t)
-    for s in out["shaping"]:
+    for s in doc["shaping"]:
         c.print(f"shape: {s}")
-    for n in out["notes"]:
+    for n in doc["notes"]:
         c.print(f"note: {n}")
 
 
 def eval_te(
+    ctx: typer.Context,
     topology: TopoOpt,
     demands: DemOpt,
     test: Annotated[Path | None, typer.Option(help="replay this series after D")] = None,
@@ -208,16 +283,19 @@ def eval_te(
     capacity_scale: Annotated[
         str, typer.Option(help="multiply capacities, or 'auto' (oracle p95 MLU = 90 %)")
     ] = "1",
+    missing: Annotated[
+        str, typer.Option(help="a pair without a row at a step is zero|nan (unknown)")
+    ] = "zero",
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a demand series: static SP, reactive, threshold-reactive, predictive, oracle TE."""
     try:
-        topo, dem = _load(topology, capacities_from, demands)
+        topo, dem = _load(topology, capacities_from, demands, missing)
         tst = None
         if test is not None:
             from shadowcast.datasets import load_demands
 
-            tst = load_demands(test, topology=topo)
+            tst = load_demands(test, topology=topo, missing=missing)
         scale: float | str = capacity_scale if capacity_scale == "auto" else float(capacity_scale)
         with RichProgress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("replaying", total=None)
@@ -229,17 +307,15 @@ def eval_te(
                 forecaster=model,
                 quantile=quantile,
                 capacity_scale=scale,
+                config=settings_of(ctx).plan,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-    except (ShadowcastError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+    except ValueError as exc:
+        raise error_exit(ConfigError(str(exc))) from None
+    except ShadowcastError as exc:
+        raise error_exit(exc) from None
     if as_json:
-        print(
-            json.dumps(
-                {"topology": topo.name, "demands": str(demands), "rows": rows}, default=_jsonable
-            )
-        )
+        emit_json({"topology": topo.name, "demands": str(demands), "rows": rows})
         return
     t = Table(title=f"TE replay on {topo.name}: MLU / oracle MLU")
     for col in (
@@ -266,10 +342,4 @@ def eval_te(
             f"{r['churn']:.3f}",
             f"{r['solve_ms_median']:.1f}",
         )
-    Console().print(t)
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return str(v)
+    out.print(t)

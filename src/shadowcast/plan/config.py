@@ -21,30 +21,61 @@ class PlanConfig(BaseModel):
     )
     # A class may use a path only if its latency <= stretch × the OD's best + slack.
     latency_stretch: dict[str, float] = Field(default_factory=lambda: {"high": 1.5, "medium": 3.0})
-    latency_slack_ms: float = Field(default=5.0, ge=0)
+    latency_slack_ms: float = Field(default=5.0, ge=0, le=10_000)
     churn_weight: float = Field(
-        default=0.02, ge=0, description="cost of moving all traffic, in MLU"
+        default=0.02, ge=0, le=100, description="cost of moving all traffic, in MLU"
     )
     penalty_weight: float = Field(
-        default=0.1, ge=0, description="weight of the convex utilisation penalty (0 = pure min-MLU)"
+        default=0.1,
+        ge=0,
+        le=100,
+        description="weight of the convex utilisation penalty (0 = pure min-MLU)",
     )
-    max_changes: int = Field(default=20, ge=0, description="most split changes per cycle")
+    max_changes: int = Field(
+        default=20, ge=0, le=100_000, description="most split changes per cycle"
+    )
     hysteresis: float = Field(
         default=0.02,
         ge=0,
+        le=1,
         description="adopt a new plan only if it lowers planned MLU by this much",
     )
     act_above: float = Field(
-        default=0.5, ge=0, description="keep the state in force while planned MLU is below"
+        default=0.5, ge=0, le=2, description="keep the state in force while planned MLU is below"
     )
     target_utilisation: float = Field(default=0.9, gt=0, le=1.0, description="shape above this")
-    shaping_duration_s: int = Field(default=3600, ge=60)
+    shaping_duration_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    move_above: float = Field(
+        default=0.8,
+        ge=0,
+        le=2.0,
+        description="move a (class, OD) split only off a link predicted above this utilisation",
+    )
+    # Which classes get what, by latency sensitivity (high/medium/low) or by class name:
+    reserve: list[str] = Field(
+        default_factory=lambda: ["high"],
+        max_length=64,
+        description="classes given bandwidth reservations",
+    )
+    shape: list[str] = Field(
+        default_factory=lambda: ["low"],
+        max_length=64,
+        description="classes that allow delay: may be shaped",
+    )
 
     @field_validator("path_weight")
     @classmethod
     def _weight(cls, v: str) -> str:
         if v not in ("hops", "latency"):
             raise ValueError("path_weight must be 'hops' or 'latency'")
+        return v
+
+    @field_validator("latency_stretch")
+    @classmethod
+    def _stretch(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, x in v.items():
+            if not 1.0 <= x <= 100.0:
+                raise ValueError(f"latency_stretch.{key}: {x} is not in [1, 100]")
         return v
 
     @field_validator("quantiles")

@@ -21,7 +21,6 @@ optimum over that path set and ``MLU / oracle`` >= 1 for the LP policies.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -30,18 +29,18 @@ import numpy.typing as npt
 
 from shadowcast.errors import ConfigError, PlanError
 from shadowcast.forecast.base import Forecaster
+from shadowcast.forecast.keys import present
+from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.optimise import solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet, candidate_paths
 from shadowcast.plan.planner import quantile_demand
-from shadowcast.plan.routing import link_loads, routing_matrix
 from shadowcast.records import F64, DemandSeries, SeriesFrame, Topology
+from shadowcast.units import parse_duration
 
 log = logging.getLogger(__name__)
 
 METHODS = ("static-sp", "reactive-lp", "threshold-reroute", "predictive-lp", "oracle")
-_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
-_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 class Progress(Protocol):
@@ -49,33 +48,41 @@ class Progress(Protocol):
 
 
 def parse_horizon(text: str) -> int:
-    """``'15m'`` -> 900 seconds; bare numbers are seconds."""
-    m = _DUR.match(str(text))
-    if not m:
-        raise ConfigError(f"horizon {text!r}: expected e.g. '15m', '1h', '900s'")
-    return int(float(m.group(1)) * _UNIT[m.group(2) or "s"])
+    """``'15m'`` -> 900 seconds (the grammar of :func:`shadowcast.units.parse_duration`)."""
+    return parse_duration(text)
 
 
 def _align(
     history: DemandSeries, test: DemandSeries | None
-) -> tuple[F64, npt.NDArray[np.datetime64], int, int]:
-    """All values ``[T, n_od]`` and times (history then test), first test index, step."""
+) -> tuple[F64, npt.NDArray[np.datetime64], int, int, list[tuple[str, str]]]:
+    """All values ``[T, n_od]`` (history then test), times, first test index, step and the
+    OD pairs. OD pairs may come and go: the columns are the union of both parts' pairs (a
+    pair one part lacks is 0 there), less the pairs that never carry demand."""
     v = history.values.astype(np.float64)
-    if test is None:
-        return v, history.times, 0, history.step
-    if test.step != history.step:
-        raise PlanError(f"test step {test.step}s differs from history step {history.step}s")
-    idx = {od: i for i, od in enumerate(test.od_pairs)}
-    tv = np.zeros((test.steps, len(history.od_pairs)))
-    cols = [(i, idx[od]) for i, od in enumerate(history.od_pairs) if od in idx]
-    if cols:
-        a, b = map(np.array, zip(*cols, strict=True))
-        tv[:, a] = test.values[:, b]
-    extra = set(test.od_pairs) - set(history.od_pairs)
-    if extra and test.values[:, [idx[o] for o in extra]].any():
-        raise PlanError(f"test demands carry {len(extra)} OD pairs missing from the history")
-    times = np.concatenate([history.times, test.times]).astype("datetime64[s]")
-    return np.vstack([v, tv]), times, history.steps, history.step
+    pairs = list(history.od_pairs)
+    times = history.times
+    t0 = 0
+    if test is not None:
+        if test.step != history.step:
+            raise PlanError(f"test step {test.step}s differs from history step {history.step}s")
+        if list(test.od_pairs) != pairs:
+            pairs = sorted(set(pairs) | set(test.od_pairs))
+        col = {od: i for i, od in enumerate(pairs)}
+        parts = []
+        for d in (history, test):
+            a = np.zeros((d.steps, len(pairs)))
+            a[:, [col[od] for od in d.od_pairs]] = d.values
+            parts.append(a)
+        v = np.vstack(parts)
+        times = np.concatenate([history.times, test.times]).astype("datetime64[s]")
+        t0 = history.steps
+    keep = present(v)
+    if not keep.any():
+        raise PlanError("no OD pair carries demand")
+    if not keep.all():
+        log.info("OD pairs without demand left out", extra={"pairs": int((~keep).sum())})
+        v, pairs = v[:, keep], [od for od, k in zip(pairs, keep, strict=True) if k]
+    return v, times, t0, history.step, pairs
 
 
 ForecasterSpec = str | Callable[[], Forecaster]
@@ -116,7 +123,8 @@ def evaluate_te(
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown TE method(s) {sorted(unknown)}; choose from {METHODS}")
-    values, times, t0, step = _align(demands, test)
+    raw, times, t0, step, od_pairs = _align(demands, test)
+    values = np.nan_to_num(raw)  # unknown demand routes as none; the forecaster sees NaN
     T = values.shape[0]
     if t0 == 0:
         t0 = max(1, int(T * train_fraction))
@@ -126,7 +134,7 @@ def evaluate_te(
     if t0 - hmax < 2:
         raise PlanError(f"history of {t0} steps is too short for horizon {hmax} steps")
     paths = candidate_paths(
-        topology, demands.od_pairs, cfg.k_paths, disjoint=cfg.disjoint, weight=cfg.path_weight
+        topology, od_pairs, cfg.k_paths, disjoint=cfg.disjoint, weight=cfg.path_weight
     )
     cap = topology.capacities / 1e6
     active = values.sum(axis=1) > 0
@@ -154,13 +162,13 @@ def evaluate_te(
         raise ConfigError(f"capacity_scale must be positive, got {capacity_scale}")
     cap = cap * scale
     oracle_mlu = oracle_mlu / scale
-    ctx = _Ctx(paths, cap, values, t0, step, active, oracle_mlu, times)
+    ctx = _Ctx(paths, cap, values, t0, step, active, oracle_mlu, times, raw)
 
     rows: list[dict[str, Any]] = []
     for h, label in zip(hs, horizons, strict=True):
         for method in methods:
             if method == "static-sp":
-                rp = routing_matrix(topology, demands.od_pairs)
+                rp = routing_matrix(topology, od_pairs)
                 util = link_loads(rp, values[t0:]) / cap
                 rows.append(ctx.row(method, label, util, churn=0.0, ms=[]))
             elif method == "oracle":
@@ -196,9 +204,10 @@ class _Ctx:
         active: np.ndarray[Any, np.dtype[np.bool_]],
         oracle_mlu: F64,
         times: npt.NDArray[np.datetime64],
+        raw: F64,
     ) -> None:
         self.paths, self.cap, self.values, self.t0, self.step = paths, cap, values, t0, step
-        self.active, self.oracle_mlu, self.times = active, oracle_mlu, times
+        self.active, self.oracle_mlu, self.times, self.raw = active, oracle_mlu, times, raw
 
     def from_splits(
         self, method: str, label: str, splits: Sequence[F64], ms: Sequence[float]
@@ -282,14 +291,25 @@ def _predictive(
     model = _make_forecaster(spec, hs_s)
     times = ctx.times[: first + 1]
     keys = tuple(f"{a}->{b}" for a, b in ctx.paths.od_pairs)
-    model.fit(SeriesFrame(times, keys, ctx.values[: first + 1], ctx.step))
+    at = {k: i for i, k in enumerate(keys)}
+    seen: dict[int, tuple[tuple[str, ...], npt.NDArray[np.int64]]] = {}
+
+    def col(mk: tuple[str, ...]) -> npt.NDArray[np.int64]:
+        """Columns of the model's keys (recomputed only when they change)."""
+        if id(mk) not in seen or seen[id(mk)][0] is not mk:
+            seen.clear()
+            seen[id(mk)] = (mk, np.array([at[k] for k in mk], dtype=np.int64))
+        return seen[id(mk)][1]
+
+    model.fit(SeriesFrame(times, keys, ctx.raw[: first + 1], ctx.step))
     levels = (80.0, 95.0) if quantile != "mean" else ()
     splits: list[F64] = []
     ms: list[float] = []
     prev: F64 | None = None
     for tau in range(first, T - h):
         fc = model.predict(h, levels)
-        target = quantile_demand(fc, quantile)[:, h - 1]
+        target = np.zeros(len(keys))  # a pair the model does not forecast: no demand
+        target[col(model.keys)] = quantile_demand(fc, quantile)[:, h - 1]
         res = solve_min_mlu(
             ctx.paths,
             ctx.cap,
@@ -301,8 +321,12 @@ def _predictive(
         splits.append(res.split)
         ms.append(res.solve_ms)
         prev = res.split
-        if tau + 1 < T:
-            model.update(ctx.values[tau + 1][None, :])
+        if tau + 1 < T:  # by key: a pair new to the model starts cold
+            model.update(
+                SeriesFrame(
+                    ctx.times[tau + 1 : tau + 2], keys, ctx.raw[tau + 1 : tau + 2], ctx.step
+                )
+            )
         tick(1)
     row = ctx.from_splits("predictive-lp", label, splits, ms)
     row["forecaster"] = spec if isinstance(spec, str) else getattr(spec, "__name__", "custom")

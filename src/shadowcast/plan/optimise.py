@@ -87,11 +87,13 @@ def solve_min_mlu(
     churn_weight: float = 0.0,
     penalty_weight: float = 0.0,
     tie_break: float = 1e-4,
+    fixed: npt.NDArray[np.bool_] | None = None,
 ) -> LPResult:
     """Solve the robust min-MLU LP over scenarios ``demands[S, C, n_od]`` (Mbit/s).
 
     ``allowed[C, n_paths]`` masks paths per class (latency bound, failed links);
-    ``previous[C, n_paths]`` is the split in force (for the churn term).
+    ``previous[C, n_paths]`` is the split in force (for the churn term); ``fixed[C, n_od]``
+    keeps those (class, OD) splits exactly as in ``previous``.
     Raises PlanError when an OD with demand has no allowed path or HiGHS fails.
     """
     t0 = time.perf_counter()
@@ -132,6 +134,10 @@ def solve_min_mlu(
     ]
     lo: list[F64] = [np.zeros(nx_), np.zeros(1)]
     hi: list[F64] = [np.where(allow.ravel(), 1.0, 0.0), np.full(1, np.inf)]
+    if fixed is not None and previous is not None:
+        fx = np.asarray(fixed, dtype=bool)[:, paths.path_od].ravel()
+        keep = np.atleast_2d(previous).ravel()
+        lo[0], hi[0] = np.where(fx, keep, lo[0]), np.where(fx, keep, hi[0])
     # Inequalities: util rows (coef x - U <= 0), then churn rows.
     ir = [u_r, np.arange(n_u)]
     ic = [u_c, np.full(n_u, col_u)]

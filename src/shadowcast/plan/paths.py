@@ -1,8 +1,8 @@
 """Candidate paths per OD pair and their latency.
 
 A path is a tuple of link indices into ``topology.links``. Candidates are the ``k``
-shortest simple paths (Yen, via networkx) or ``k`` link-disjoint paths (successive
-shortest paths with used links removed). Parallel links between the same two nodes are
+shortest simple paths (Yen, via networkx) or up to ``k`` link-disjoint paths of least
+total weight (Suurballe/Bhandari, min-cost flow). Parallel links between the same two nodes are
 collapsed to the one with the highest capacity for path enumeration.
 
 Latency: propagation from node coordinates (great-circle distance at 2/3 c, i.e.
@@ -11,6 +11,7 @@ Latency: propagation from node coordinates (great-circle distance at 2/3 c, i.e.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
@@ -156,17 +157,18 @@ def candidate_paths(
     if algorithm not in ("auto", "yen", "waypoint"):
         raise TopologyError(f"unknown path algorithm {algorithm!r}")
     use_waypoint = algorithm == "waypoint" or (algorithm == "auto" and len(od_pairs) > 5000)
-    finder = _Waypoints(g, k) if use_waypoint and not disjoint else None
+    finder: _Waypoints | _Disjoint | None = None
+    if disjoint:
+        finder = _Disjoint(g, k)
+    elif use_waypoint:
+        finder = _Waypoints(g, k)
     paths: list[tuple[int, ...]] = []
     path_od: list[int] = []
     starts = [0]
     for i, (s, d) in enumerate(od_pairs):
         if s not in g or d not in g:
             raise TopologyError(f"OD pair {s}->{d}: endpoint not in topology {topology.name!r}")
-        if finder is not None:
-            found = finder.paths(s, d)
-        else:
-            found = _disjoint(g, s, d, k) if disjoint else _k_shortest(g, s, d, k)
+        found = finder.paths(s, d) if finder is not None else _k_shortest(g, s, d, k)
         if not found:
             raise TopologyError(f"no path from {s} to {d} in topology {topology.name!r}")
         for nodes in found:
@@ -194,17 +196,79 @@ def _k_shortest(g: nx.DiGraph, s: str, d: str, k: int) -> list[list[str]]:
         return []
 
 
-def _disjoint(g: nx.DiGraph, s: str, d: str, k: int) -> list[list[str]]:
-    h = g.copy()
-    out: list[list[str]] = []
-    for _ in range(k):
-        try:
-            nodes: list[str] = nx.shortest_path(h, s, d, weight="weight")
-        except nx.NetworkXNoPath:
-            break
-        out.append(nodes)
-        h.remove_edges_from(itertools.pairwise(nodes))
-    return out
+class _Disjoint:
+    """Up to ``k`` link-disjoint paths of least total weight (Suurballe/Bhandari: a
+    min-cost flow of ``k`` units on unit capacities by successive shortest paths, Dijkstra
+    on reduced costs). Finds the most disjoint paths there are (at most ``k``), where
+    removing each shortest path in turn can miss them (the trap topology). With positive
+    weights no two paths use the two directions of one link either: a cable cut takes at
+    most one. Cheapest path first."""
+
+    def __init__(self, g: nx.DiGraph, k: int) -> None:
+        self.k = k
+        self.n = g.number_of_nodes()
+        self.cost = {(u, v): max(float(w), 1e-9) for u, v, w in g.edges(data="weight")}
+        self.succ: dict[str, list[str]] = {u: list(g.successors(u)) for u in g}
+        self.pred: dict[str, list[str]] = {u: list(g.predecessors(u)) for u in g}
+
+    def paths(self, s: str, d: str) -> list[list[str]]:
+        flow: set[tuple[str, str]] = set()
+        pot: dict[str, float] = {}
+        for _ in range(self.k):
+            dist, prev = self._dijkstra(flow, pot, s)
+            if d not in dist:
+                break
+            v = d
+            while v != s:
+                u = prev[v]
+                if (v, u) in flow:  # travelled a residual arc: cancel the opposite flow
+                    flow.discard((v, u))
+                else:
+                    flow.add((u, v))
+                v = u
+            pot = {n: pot.get(n, 0.0) + dist[n] for n in dist}
+        out = []
+        nxt: dict[str, list[str]] = {}
+        for u, v in sorted(flow):
+            nxt.setdefault(u, []).append(v)
+        while nxt.get(s):
+            nodes = [s]
+            while nodes[-1] != d and len(nodes) <= self.n:
+                nodes.append(nxt[nodes[-1]].pop())
+            if nodes[-1] != d:  # cannot happen with positive weights (the flow has no cycle)
+                raise TopologyError(f"disjoint paths {s}->{d}: flow decomposition looped")
+            out.append(nodes)
+        return sorted(out, key=lambda p: (sum(self.cost[e] for e in itertools.pairwise(p)), len(p)))
+
+    def _dijkstra(
+        self, flow: set[tuple[str, str]], pot: Mapping[str, float], s: str
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        """Shortest reduced-cost distances from ``s`` in the residual graph of ``flow``: an
+        unused arc at its cost, a used arc backwards at minus its cost (the cheaper of the
+        two when both join the same nodes). Node potentials keep reduced costs >= 0; a node
+        without one was unreachable before and stays so."""
+        cost = self.cost
+        dist: dict[str, float] = {s: 0.0}
+        prev: dict[str, str] = {}
+        done: set[str] = set()
+        heap: list[tuple[float, str]] = [(0.0, s)]
+        while heap:
+            du, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            pu = pot.get(u, 0.0)
+            arcs = [(v, cost[(u, v)]) for v in self.succ[u] if (u, v) not in flow]
+            if flow:
+                arcs += [(v, -cost[(v, u)]) for v in self.pred[u] if (v, u) in flow]
+            for v, c in arcs:
+                if v in done or (pot and v not in pot):
+                    continue
+                nd = du + max(c + pu - pot.get(v, 0.0), 0.0)  # >= 0 up to rounding
+                if nd < dist.get(v, math.inf):
+                    dist[v], prev[v] = nd, u
+                    heapq.heappush(heap, (nd, v))
+        return dist, prev
 
 
 class _Waypoints:

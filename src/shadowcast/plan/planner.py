@@ -1,11 +1,14 @@
 """From forecasts to a Plan: ``make_plan(forecasts, paths, topology) -> Plan``.
 
 Each class is planned at its quantile (by latency sensitivity: high -> p95, medium -> p80,
-low -> mean by default), at its peak over the forecast horizon. The LP splits traffic over
+low -> mean by default; a class's sensitivity is its ``ClassForecast.sensitivity``, else
+the taxonomy's), at its peak over the forecast horizon. The LP splits traffic over
 candidate paths (latency-sensitive classes only on paths within their bound), with a
-churn penalty against the split in force; hysteresis keeps the state in force unless the
-gain is worth it; at most ``max_changes`` (class, OD) splits change per cycle; what still
-exceeds the target after re-routing is shaped from low-sensitivity classes.
+churn penalty against the split in force. Churn is bounded (:mod:`shadowcast.plan.churn`):
+only splits on a link predicted over ``move_above`` may move, and only to relieve one;
+hysteresis keeps the state in force unless the gain is worth it; at most ``max_changes``
+(class, OD) splits change per cycle. Classes in ``reserve`` get reservations; what still
+exceeds the target after re-routing is shaped from the classes in ``shape``.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from statistics import NormalDist
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr
 
 from shadowcast.errors import PlanError
-from shadowcast.plan.base import Change, LinkOutlook, PathSplit, Plan, Reservation, Shaping
+from shadowcast.plan.base import LinkOutlook, Plan, Shaping
+from shadowcast.plan.churn import cap_changes, rebalance
 from shadowcast.plan.config import PlanConfig, parse_quantile
 from shadowcast.plan.optimise import normalise_split, solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet
+from shadowcast.plan.reasons import changes as plan_changes
+from shadowcast.plan.reasons import overload_probability
+from shadowcast.plan.reasons import splits as plan_splits
 from shadowcast.records import F64, LATENCY_SENSITIVITY, Forecast, Topology
 
 log = logging.getLogger(__name__)
@@ -32,10 +38,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ClassForecast:
-    """Forecast of one traffic class for every OD of the path set: ``mean[n_od, h]``."""
+    """Forecast of one traffic class for every OD of the path set: ``mean[n_od, h]``;
+    ``sensitivity`` (high/medium/low) overrides the taxonomy's for the class name."""
 
     cls: str
     forecast: Forecast
+    sensitivity: str = ""
+
+    @property
+    def latency(self) -> str:
+        """The class's latency sensitivity."""
+        return self.sensitivity or sensitivity(self.cls)
+
+
+def wants(option: Sequence[str], f: ClassForecast) -> bool:
+    """Whether a ``plan.reserve``/``plan.shape`` list names the class or its sensitivity."""
+    return f.cls in option or f.latency in option
+
+
+def class_quantile(f: ClassForecast, cfg: PlanConfig) -> str:
+    """The quantile a class is planned on (``plan.quantiles`` by sensitivity)."""
+    return cfg.quantiles.get(f.latency, "mean")
 
 
 def sensitivity(cls: str) -> str:
@@ -70,13 +93,13 @@ def quantile_demand(forecast: Forecast, spec: str) -> F64:
 
 
 def latency_mask(
-    paths: PathSet, classes: Sequence[str], config: PlanConfig
+    paths: PathSet, sensitivities: Sequence[str], config: PlanConfig
 ) -> npt.NDArray[np.bool_]:
-    """``[C, n_paths]``: the paths each class may use under its latency bound."""
+    """``[C, n_paths]``: the paths each class (by sensitivity) may use under its bound."""
     best = np.minimum.reduceat(paths.latency_ms, paths.od_start[:-1])[paths.path_od]
-    out = np.ones((len(classes), paths.n_paths), dtype=bool)
-    for c, name in enumerate(classes):
-        stretch = config.latency_stretch.get(sensitivity(name))
+    out = np.ones((len(sensitivities), paths.n_paths), dtype=bool)
+    for c, sens in enumerate(sensitivities):
+        stretch = config.latency_stretch.get(sensitivity(sens))
         if stretch is not None:
             out[c] = paths.latency_ms <= best * stretch + config.latency_slack_ms
     return out
@@ -119,13 +142,13 @@ def make_plan(
                 f"forecast for {f.cls!r} has shape {f.forecast.mean.shape}, "
                 f"expected ({n_od}, horizon)"
             )
-    specs = [cfg.quantiles.get(sensitivity(n), "mean") for n in names]
+    specs = [class_quantile(f, cfg) for f in forecasts]
     qd = np.stack([quantile_demand(f.forecast, s) for f, s in zip(forecasts, specs, strict=True)])
     peak = qd.max(axis=2)  # [C, od]
     horizon = int(qd.shape[2])
     cap = topology.capacities / 1e6
     cap[list(failed_links)] = 0.0
-    allowed = latency_mask(paths, names, cfg)
+    allowed = latency_mask(paths, [f.latency for f in forecasts], cfg)
     cur = np.tile(paths.shortest_split(), (len(names), 1)) if current is None else current
     cur = normalise_split(paths, cur)
     if failed_links:  # traffic on a failed path must move: the split in force is not an option
@@ -133,33 +156,36 @@ def make_plan(
         cur = normalise_split(paths, np.where(alive[None, :], cur, 0.0))
     allowed[:, ~paths.without_links(failed_links)] = False
 
-    res = solve_min_mlu(
-        paths,
-        cap,
-        peak[None],
-        allowed=allowed,
-        previous=cur,
-        churn_weight=cfg.churn_weight,
-        penalty_weight=cfg.penalty_weight,
-    )
     util_cur = utilisation(paths, cap, peak[None], cur)[0]
     notes: list[str] = []
-    new = res.split
+    fixed = np.ones_like(peak, dtype=bool)
     if util_cur.max() < cfg.act_above and not failed_links:
         new = cur
         notes.append(f"quiet: max utilisation {util_cur.max():.0%} < {cfg.act_above:.0%}")
-    elif util_cur.max() - res.mlu < cfg.hysteresis and util_cur.max() <= cfg.target_utilisation:
-        new = cur
-        notes.append(f"hysteresis: gain {util_cur.max() - res.mlu:.3f} < {cfg.hysteresis}")
-    new = _cap_changes(paths, cur, new, peak, cfg.max_changes, notes)
-    new, demand_used, shaping = _shape(paths, topology, cap, new, peak, names, cfg, notes, allowed)
+    else:
+        hot = util_cur > cfg.move_above
+        new, mlu, movable = rebalance(paths, cap, peak, cur, allowed, cfg, hot, notes)
+        fixed = ~movable
+        if util_cur.max() - mlu < cfg.hysteresis and util_cur.max() <= cfg.target_utilisation:
+            new = cur
+            notes.append(f"hysteresis: gain {util_cur.max() - mlu:.3f} < {cfg.hysteresis}")
+    new = cap_changes(paths, cur, new, peak, cfg.max_changes, notes)
+    shapeable = np.array([wants(cfg.shape, f) for f in forecasts])
+    new, demand_used, shaping = _shape(
+        paths, topology, cap, new, peak, names, cfg, notes, allowed, shapeable, (cur, fixed)
+    )
     util_new = utilisation(paths, cap, demand_used[None], new)[0]
 
     when = issued if issued is not None else np.datetime64("now", "s")
-    p_over, peak_at = _overload_probability(paths, cap, cur, forecasts, step_s, when)
+    means = [f.forecast.mean for f in forecasts]
+    sigmas = [sigma(f.forecast) for f in forecasts]
+    p_over, peak_at = overload_probability(paths, cap, cur, means, sigmas, step_s, when)
     link_names = topology.link_names()
-    changes = _changes(paths, topology, names, cur, new, util_cur, p_over, peak_at, link_names)
-    splits, reservations = _splits(paths, topology, names, specs, new, demand_used, step_s, horizon)
+    changes = plan_changes(paths, topology, names, cur, new, util_cur, p_over, peak_at, link_names)
+    reserve = [wants(cfg.reserve, f) for f in forecasts]
+    splits, reservations = plan_splits(
+        paths, topology, names, specs, reserve, new, demand_used, step_s, horizon
+    )
     outlook = tuple(
         LinkOutlook(link_names[e], float(util_new[e]), float(util_cur[e]), float(p_over[e]))
         for e in np.argsort(-util_new)[: min(10, len(link_names))]
@@ -181,23 +207,6 @@ def make_plan(
     )
 
 
-def _cap_changes(
-    paths: PathSet, cur: F64, new: F64, peak: F64, cap_n: int, notes: list[str]
-) -> F64:
-    moved = 0.5 * np.abs(np.add.reduceat(np.abs(new - cur), paths.od_start[:-1], axis=1))
-    changed = np.argwhere(moved > 1e-3)
-    if len(changed) <= cap_n:
-        return new
-    weight = moved[changed[:, 0], changed[:, 1]] * peak[changed[:, 0], changed[:, 1]]
-    drop = changed[np.argsort(-weight)[cap_n:]]
-    out = new.copy()
-    for c, k in drop:
-        sl = slice(int(paths.od_start[k]), int(paths.od_start[k + 1]))
-        out[c, sl] = cur[c, sl]
-    notes.append(f"max_changes: kept the {cap_n} largest of {len(changed)} changes")
-    return out
-
-
 def _shape(
     paths: PathSet,
     topology: Topology,
@@ -208,23 +217,28 @@ def _shape(
     cfg: PlanConfig,
     notes: list[str],
     allowed: npt.NDArray[np.bool_],
+    low: npt.NDArray[np.bool_],
+    keep: tuple[F64, npt.NDArray[np.bool_]],
 ) -> tuple[F64, F64, tuple[Shaping, ...]]:
-    """If re-routing leaves a link over capacity, scale the low-sensitivity classes down
-    (bisection on one factor, re-solving the LP) until the plan fits ``target``.
+    """If re-routing leaves a link over capacity, scale the classes that allow delay
+    (``low``: in ``plan.shape``) down (bisection on one factor, re-solving the LP with the
+    splits ``keep = (current, fixed)`` kept) until the plan fits ``target``.
 
-    Returns the split, the demand it carries, and one limit per (low class, hot link).
+    Returns the split, the demand it carries, and one limit per (shaped class, hot link).
     """
     util = utilisation(paths, cap, peak[None], split)[0]
     if util.max() <= 1.0 + 1e-9:
         return split, peak, ()
-    low = np.array([sensitivity(n) == "low" for n in names])
     if not low.any():
-        notes.append(f"max utilisation {util.max():.0%}: no low-priority class to shape")
+        notes.append(f"max utilisation {util.max():.0%}: no class that allows delay to shape")
         return split, peak, ()
+    cur, fixed = keep
 
     def solve(f: float) -> tuple[float, F64]:
         d = np.where(low[:, None], peak * f, peak)
-        r = solve_min_mlu(paths, cap, d[None], allowed=allowed, penalty_weight=0.0)
+        r = solve_min_mlu(
+            paths, cap, d[None], allowed=allowed, previous=cur, fixed=fixed, penalty_weight=0.0
+        )
         return r.mlu, r.split
 
     mlu0, x0 = solve(0.0)
@@ -262,146 +276,3 @@ def _shape(
                 )
             )
     return best, demand, tuple(out)
-
-
-def _overload_probability(
-    paths: PathSet,
-    cap: F64,
-    split: F64,
-    forecasts: Sequence[ClassForecast],
-    step_s: int,
-    issued: np.datetime64,
-) -> tuple[F64, list[str]]:
-    """P(load >= capacity) per link at its worst horizon step (normal approx., independent
-    ODs), and the time of that step."""
-    inc = paths.incidence()
-    mean = sum(
-        inc @ (f.forecast.mean[paths.path_od] * split[c][:, None]) for c, f in enumerate(forecasts)
-    )
-    var = sum(
-        inc @ ((sigma(f.forecast)[paths.path_od] * split[c][:, None]) ** 2)
-        for c, f in enumerate(forecasts)
-    )
-    m, sd = np.asarray(mean), np.sqrt(np.asarray(var))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, (cap[:, None] - m) / sd, np.where(m >= cap[:, None], -np.inf, np.inf))
-    p = ndtr(-z)  # [E, h]
-    worst = np.argmax(p + 1e-12 * m, axis=1)
-    at = [str(issued + np.timedelta64(int((w + 1) * step_s), "s"))[11:16] for w in worst]
-    return p[np.arange(len(cap)), worst], at
-
-
-def _via(nodes: tuple[str, ...]) -> str:
-    return "-".join(nodes[1:-1]) if len(nodes) > 2 else "direct"
-
-
-def _changes(
-    paths: PathSet,
-    topology: Topology,
-    names: Sequence[str],
-    cur: F64,
-    new: F64,
-    util_cur: F64,
-    p_over: F64,
-    peak_at: list[str],
-    link_names: list[str],
-) -> tuple[Change, ...]:
-    out: list[Change] = []
-    for c, k in np.argwhere(np.add.reduceat(np.abs(new - cur), paths.od_start[:-1], axis=1) > 2e-3):
-        sl = range(int(paths.od_start[k]), int(paths.od_start[k + 1]))
-        gain = max(sl, key=lambda p: new[c, p] - cur[c, p])
-        loss = [p for p in sl if cur[c, p] - new[c, p] > 1e-3]
-        hot_links = {e for p in loss for e in paths.paths[p]} - set(paths.paths[gain])
-        s, d = paths.od_pairs[k]
-        nodes = paths.nodes_of(gain, topology)
-        pct = 100 * (new[c, gain] - cur[c, gain])
-        why = "spreading load"
-        if hot_links:
-            e = max(hot_links, key=lambda i: util_cur[i])
-            a, b = link_names[e].split("->")[:2]
-            why = (
-                f"{a}-{b.split('#')[0]} predicted {util_cur[e]:.0%} at {peak_at[e]}, "
-                f"p(>=100 %) = {p_over[e]:.2f}"
-            )
-        reason = f"move {pct:.0f} % of {names[c]} {s}->{d} to the {_via(nodes)} path: {why}"
-        for p in sl:
-            if abs(new[c, p] - cur[c, p]) > 1e-3:
-                out.append(
-                    Change(
-                        names[c],
-                        s,
-                        d,
-                        paths.nodes_of(p, topology),
-                        float(cur[c, p]),
-                        float(new[c, p]),
-                        reason,
-                    )
-                )
-    return tuple(out)
-
-
-def _splits(
-    paths: PathSet,
-    topology: Topology,
-    names: Sequence[str],
-    specs: Sequence[str],
-    split: F64,
-    demand: F64,
-    step_s: int,
-    horizon: int,
-) -> tuple[tuple[PathSplit, ...], tuple[Reservation, ...]]:
-    splits: list[PathSplit] = []
-    res: list[Reservation] = []
-    for c, p in np.argwhere(split > 1e-6):
-        k = int(paths.path_od[p])
-        s, d = paths.od_pairs[k]
-        nodes = paths.nodes_of(int(p), topology)
-        frac = float(split[c, p])
-        splits.append(
-            PathSplit(
-                names[c],
-                s,
-                d,
-                paths.paths[p],
-                nodes,
-                frac,
-                float(demand[c, k]),
-                float(paths.latency_ms[p]),
-            )
-        )
-        mbps = frac * float(demand[c, k])
-        if sensitivity(names[c]) == "high" and mbps > 0:
-            res.append(
-                Reservation(
-                    names[c],
-                    s,
-                    d,
-                    nodes,
-                    paths.paths[p],
-                    mbps,
-                    specs[c],
-                    f"reserve {mbps:.0f} Mbit/s for {names[c]} {s}->{d} on "
-                    f"the {_via(nodes)} path ({specs[c]} over the next "
-                    f"{horizon * step_s // 60} min)",
-                )
-            )
-    # Fractions below the threshold were dropped: renormalise the kept ones.
-    totals: dict[tuple[str, str, str], float] = {}
-    for sp_ in splits:
-        totals[(sp_.cls, sp_.src, sp_.dst)] = (
-            totals.get((sp_.cls, sp_.src, sp_.dst), 0) + sp_.fraction
-        )
-    splits = [
-        PathSplit(
-            x.cls,
-            x.src,
-            x.dst,
-            x.links,
-            x.nodes,
-            x.fraction / totals[(x.cls, x.src, x.dst)],
-            x.demand_mbps,
-            x.latency_ms,
-        )
-        for x in splits
-    ]
-    return tuple(splits), tuple(res)

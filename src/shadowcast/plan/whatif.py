@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -22,9 +22,9 @@ from shadowcast.plan.optimise import utilisation
 from shadowcast.plan.paths import candidate_paths
 from shadowcast.plan.planner import (
     ClassForecast,
+    class_quantile,
     make_plan,
     quantile_demand,
-    sensitivity,
     split_matrix,
 )
 from shadowcast.records import Forecast, Topology
@@ -93,7 +93,7 @@ def what_if(
     """Plan with and without the failed elements; report overloads after re-planning."""
     # What-if asks what the network can do at best: no change cap, no hysteresis.
     cfg = (config or PlanConfig()).model_copy(
-        update={"max_changes": 10**9, "hysteresis": 0.0, "act_above": 0.0}
+        update={"max_changes": 10**9, "hysteresis": 0.0, "act_above": 0.0, "move_above": 0.0}
     )
     for n in fail_nodes:
         if n not in topology.nodes:
@@ -111,7 +111,7 @@ def what_if(
         forecasts, candidate_paths(topology, od_pairs, cfg.k_paths), topology, cfg, step_s=step_s
     )
     names = [f.cls for f in forecasts]
-    specs = [cfg.quantiles.get(sensitivity(n), "mean") for n in names]
+    specs = [class_quantile(f, cfg) for f in forecasts]
     peak = np.stack(
         [quantile_demand(f.forecast, s).max(axis=1) for f, s in zip(forecasts, specs, strict=True)]
     )
@@ -128,7 +128,7 @@ def what_if(
             survivors.append(k)
     if not survivors:
         raise PlanError("no OD pair survives the failure")
-    sub = [ClassForecast(f.cls, _rows(f.forecast, survivors)) for f in forecasts]
+    sub = [replace(f, forecast=_rows(f.forecast, survivors)) for f in forecasts]
     ods = [od_pairs[k] for k in survivors]
     paths = candidate_paths(
         reduced, ods, cfg.k_paths, disjoint=cfg.disjoint, weight=cfg.path_weight

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,47 +10,50 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from shadowcast.cli_support import console, emit_json, error_exit, settings_of
+from shadowcast.cli_support import out as stdout
 from shadowcast.errors import ConfigError, DataError, ShadowcastError
-from shadowcast.profile.config import ProfileConfig, load_config
+from shadowcast.profile.config import ProfileConfig
+from shadowcast.units import parse_duration
 
 pq: Any = pyarrow.parquet
 
 app = typer.Typer(help="Application behaviour profiles: who uses what, where, how.")
-console = Console(stderr=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="settings YAML")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="series folder")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="a DuckDB store file (default: the settings' store)")
+]
 
 
-def _config(path: Path | None, data_dir: Path | None) -> ProfileConfig:
-    cfg = load_config(path)
-    if data_dir is not None:
-        cfg = cfg.model_copy(update={"data_dir": data_dir})
-    return cfg
+def _config(ctx: typer.Context) -> ProfileConfig:
+    return settings_of(ctx).profile
+
+
+def _open(ctx: typer.Context, path: Path | None, *, write: bool = False) -> Any:
+    """The store: the settings' (or ``--store``); read through a running service's socket
+    when it holds the file."""
+    from shadowcast.store.config import open_store
+    from shadowcast.store.remote import open_for_reading
+
+    settings = settings_of(ctx)
+    cfg = settings.store if path is None else settings.store.at(path)
+    if write:
+        return open_store(cfg)
+    return open_for_reading(cfg, settings.data_dir)
 
 
 def _duration(text: str) -> timedelta:
-    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
-    if m is None:
-        raise typer.BadParameter(f"{text!r}: use a number and s/m/h/d, e.g. 1h")
-    return timedelta(seconds=int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]])
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ConfigError as exc:
+        raise typer.BadParameter(f"--last: {exc}") from None
 
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
-
-
-def _fail(exc: ShadowcastError) -> None:
-    console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2)
-
-
-def _window(cfg: ProfileConfig, last: str, now: datetime | None) -> tuple[str, Any]:
+def _window(cfg: ProfileConfig, st: Any, last: str, now: datetime | None) -> tuple[str, Any]:
     from shadowcast.profile.series import SeriesBuilder
     from shadowcast.profile.storage import SeriesStore
 
@@ -61,31 +61,28 @@ def _window(cfg: ProfileConfig, last: str, now: datetime | None) -> tuple[str, A
     # the finest tier that still holds the whole window
     tiers = sorted(cfg.tiers.items(), key=lambda kv: kv[1].grain_s)
     tier = next((n for n, t in tiers if t.retention_s >= span.total_seconds()), tiers[-1][0])
-    store = SeriesStore(cfg.data_dir, cfg.tiers, SeriesBuilder())
+    store = SeriesStore(st, cfg.tiers, SeriesBuilder())
     if now is None:  # measured back from the newest data (replays have old timestamps)
-        files = store._files(tier, None, None)
-        newest = max((int(p.stem.split("-")[2]) for p in files), default=None)
-        now = (
-            datetime.fromtimestamp(newest / 1000 + cfg.tiers[tier].grain_s, tz=UTC)
-            if newest is not None
-            else datetime.now(UTC)
-        )
+        now = store.newest(tier) or datetime.now(UTC)
     return tier, store.read(tier, now - span, now)
 
 
 @app.command()
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="pcap/pcapng (nfstream) or flow parquet")],
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Profile flows from captures or FLOW_SCHEMA parquet files into the series store."""
+    """Profile flows from captures or FLOW_SCHEMA parquet files into the store's behaviour
+    series."""
     from shadowcast.profile.pcap import flows_from_pcap
     from shadowcast.profile.pipeline import ProfilePipeline
 
+    st = None
     try:
-        pipe = ProfilePipeline(_config(config, data_dir))
+        st = _open(ctx, store, write=True)
+        pipe = ProfilePipeline(_config(ctx), store=st)
         flows = series_rows = events = 0
         flow_bytes = series_bytes = 0
         with Progress(console=console, transient=True) as bar:
@@ -109,9 +106,11 @@ def ingest(
                 events += len(res.events)
                 bar.advance(task)
     except ShadowcastError as exc:
-        _fail(exc)
-        return
-    out = {
+        raise error_exit(exc) from None
+    finally:
+        if st is not None:
+            st.close()
+    result = {
         "flows": flows,
         "flow_bytes": flow_bytes,
         "series_rows": series_rows,
@@ -122,18 +121,18 @@ def ingest(
         "geoip_errors": pipe.profiler.locator.stats.geoip_errors,
     }
     if as_json:
-        _emit(out)
+        emit_json(result)
     else:
-        console.print(out)
+        stdout.print(result)
 
 
 @app.command("top")
 def top_cmd(
+    ctx: typer.Context,
     by: Annotated[str, typer.Option("--by", help="app | category | site-pair | edge-pair")] = "app",
     last: Annotated[str, typer.Option("--last", help="window, e.g. 15m, 1h, 7d")] = "1h",
     limit: Annotated[int, typer.Option("--limit")] = 20,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Biggest applications, categories or site pairs over the last window."""
@@ -142,15 +141,19 @@ def top_cmd(
 
     if by not in BY:
         raise typer.BadParameter(f"--by must be one of {sorted(BY)}")
+    st = None
     try:
-        cfg = _config(config, data_dir)
-        tier, series = _window(cfg, last, None)
+        cfg = _config(ctx)
+        st = _open(ctx, store)
+        tier, series = _window(cfg, st, last, None)
         rows = top(series, by, SeriesBuilder(error_z=cfg.error_z), limit, cfg.taxonomy)
     except ShadowcastError as exc:
-        _fail(exc)
-        return
+        raise error_exit(exc) from None
+    finally:
+        if st is not None:
+            st.close()
     if as_json:
-        _emit({"by": by, "last": last, "tier": tier, "rows": rows})
+        emit_json({"by": by, "last": last, "tier": tier, "rows": rows})
         return
     table = Table(title=f"top by {by}, last {last} ({tier} tier)")
     keys = [k for k in (rows[0] if rows else {}) if isinstance(rows[0][k], str)]
@@ -165,37 +168,41 @@ def top_cmd(
             f"{r['transfers_per_min']:.2f}",
             f"{100 * r['unclassified_share']:.1f} %",
         )
-    Console().print(table)
+    stdout.print(table)
 
 
 @app.command()
 def show(
+    ctx: typer.Context,
     application: Annotated[str, typer.Argument(help="application name, e.g. NetFlix")],
     last: Annotated[str, typer.Option("--last")] = "1h",
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """One application's series and behaviour summary."""
     from shadowcast.profile.query import app_summary
     from shadowcast.profile.series import SeriesBuilder
 
+    st = None
     try:
-        cfg = _config(config, data_dir)
-        tier, series = _window(cfg, last, None)
+        cfg = _config(ctx)
+        st = _open(ctx, store)
+        tier, series = _window(cfg, st, last, None)
         summary = app_summary(series, application, SeriesBuilder(error_z=cfg.error_z), cfg.taxonomy)
     except ShadowcastError as exc:
-        _fail(exc)
-        return
+        raise error_exit(exc) from None
+    finally:
+        if st is not None:
+            st.close()
     summary["tier"] = tier
     if as_json:
-        _emit(summary)
+        emit_json(summary)
         return
     if not summary["found"]:
         console.print(f"no series for application {application!r} in the last {last}")
         raise typer.Exit(1)
     brief = {k: v for k, v in summary.items() if k != "series"}
-    Console().print(brief)
+    stdout.print(brief)
 
 
 @app.command()
@@ -247,9 +254,10 @@ def train(
         model.save(out)
         result["out"] = str(out)
     except (ShadowcastError, OSError, pa.ArrowException) as exc:
-        _fail(exc if isinstance(exc, ShadowcastError) else ConfigError(str(exc)))
-        return
+        raise error_exit(
+            exc if isinstance(exc, ShadowcastError) else ConfigError(str(exc))
+        ) from None
     if as_json:
-        _emit(result)
+        emit_json(result)
     else:
-        console.print(result)
+        stdout.print(result)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shadowcast.records import CATEGORIES, LATENCY_SENSITIVITY
+from shadowcast.taxonomy import CATEGORIES, LATENCY_SENSITIVITY
 
 Sensitivity = Literal["high", "medium", "low"]
 
@@ -17,8 +17,8 @@ class TierConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    grain_s: int = Field(gt=0)
-    retention_s: int = Field(gt=0)
+    grain_s: int = Field(gt=0, le=7 * 86400)
+    retention_s: int = Field(gt=0, le=10 * 366 * 86400)
 
 
 def _default_taxonomy() -> dict[str, Sensitivity]:
@@ -54,15 +54,20 @@ class ProfileConfig(BaseModel):
     model_min_confidence: float = Field(default=0.4, ge=0.0, le=1.0)
     sites_file: Path | None = None  # prefix -> site/region, exporter/interface -> edge
     geoip_db: Path | None = None  # MaxMind mmdb (country or city); optional
-    renormalise: bool = True  # multiply bytes/packets by sampling_rate in series
+    # flows carry raw sampled counts (multiply by sampling_rate); the collector's flows are
+    # already scaled, so this is off by default
+    renormalise: bool = False
     peak_s: int = Field(default=10, gt=0)  # sub-bucket for peak bit rates
-    max_spread_s: int = Field(default=86_400, gt=0)  # longer flows: spread over the last part
-    error_z: float = Field(default=1.96, gt=0)  # +- on bandwidth is z * std (1.96 = 95 %)
+    max_spread_s: int = Field(
+        default=86_400, gt=0, le=31 * 86400
+    )  # longer flows: spread over the last part
+    error_z: float = Field(default=1.96, gt=0, le=10)  # +- on bandwidth is z * std (1.96 = 95 %)
     sketch_alpha: float = Field(default=0.02, gt=0.0, lt=0.5)  # relative accuracy
-    tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
-    data_dir: Path = Path("data/profile")
-    event_idle_s: int = Field(default=3600, gt=0)  # a path idle this long "returns"
-    event_rate_per_min: int = Field(default=60, gt=0)  # events emitted per minute at most
+    tiers: dict[str, TierConfig] = Field(
+        default_factory=_default_tiers, min_length=1, max_length=16
+    )
+    event_idle_s: int = Field(default=3600, gt=0, le=31 * 86400)  # idle this long: "returns"
+    event_rate_per_min: int = Field(default=60, gt=0, le=1_000_000)  # events/min at most
 
     @field_validator("taxonomy")
     @classmethod
@@ -77,24 +82,3 @@ class ProfileConfig(BaseModel):
         if 60 % v:
             raise ValueError("peak_s must divide 60")
         return v
-
-
-def load_config(path: Path | None) -> ProfileConfig:
-    """``ProfileConfig`` from a YAML file (the whole settings file with a ``profile`` key,
-    or just the profile section); defaults when ``path`` is None."""
-    from pydantic import ValidationError
-
-    from shadowcast.errors import ConfigError
-    from shadowcast.parsing import load_yaml, read_input
-
-    if path is None:
-        return ProfileConfig()
-    doc = load_yaml(read_input(path, ConfigError, "settings"), path, ConfigError) or {}
-    if isinstance(doc, dict) and "profile" in doc:
-        doc = doc["profile"] or {}
-    try:
-        return ProfileConfig.model_validate(doc)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: profile.{loc}: {err['msg']}") from exc

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from shadowcast.errors import DataError
+from shadowcast.extras import need
 from shadowcast.records import FLOW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,7 @@ def _packed(addresses: list[str]) -> list[bytes]:
 
 def flows_from_pcap(path: Path, exporter: str = "pcap", idle_timeout: int = 120) -> pa.Table:
     """All flows of one capture as a :data:`PCAP_SCHEMA` table (``app_source="ndpi"``)."""
-    try:
-        import nfstream
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise DataError("reading pcaps needs nfstream (pip install 'shadowcast[pcap]')") from exc
+    nfstream = need("nfstream", "reading pcaps")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

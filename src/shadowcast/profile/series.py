@@ -8,8 +8,10 @@ Two kinds of series, one table (:data:`SERIES_SCHEMA`):
 A flow's bytes are spread over its duration in ``peak_s`` sub-buckets (integer shares that
 add up exactly to the flow's bytes), so the per-minute ``bps_peak`` is the largest
 sub-bucket rate, not an artefact of when the exporter cut the flow. Sampled flows
-(``sampling_rate`` N > 1) are renormalised and carry a variance from the packet-sampling
-binomial approximation (relative variance ``(1 - 1/N) / n`` for ``n`` sampled packets);
+(``sampling_rate`` N > 1) arrive from the collector with bytes and packets already scaled up
+by N (``FLOW_SCHEMA``'s contract); they carry a variance from the packet-sampling binomial
+approximation (relative variance ``(1 - 1/N) / n`` for ``n = packets / N`` sampled packets).
+``renormalise=True`` is for inputs that carry raw sampled counts instead (multiplied by N);
 ``bps_err`` is ``z * sqrt(bytes_var) * 8 / grain``. A flow longer than ``max_spread_s``
 (broken or edited timestamps) is spread over its last ``max_spread_s`` only and counted
 in ``clamped_flows``: memory stays bounded and its bytes are still all there.
@@ -28,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute
 
 from shadowcast.errors import DataError
-from shadowcast.profile.sketch import CNT_TYPE, IDX_TYPE, LogSketch, Sketches
+from shadowcast.profile.sketch import LogSketch, Sketches
+from shadowcast.store.schema import BEHAVIOUR_SCHEMA
 
 pc: Any = pyarrow.compute
 
@@ -50,26 +53,7 @@ SUM_COLUMNS: tuple[str, ...] = (
     "transfers",
     "unclassified_bytes",
 )
-SERIES_SCHEMA = pa.schema(
-    [
-        ("time", TS),
-        ("grain_s", pa.int32()),
-        ("kind", pa.string()),
-        *[(c, pa.string()) for c in KEY_COLUMNS],
-        ("bytes", pa.int64()),
-        ("packets", pa.int64()),
-        ("bytes_var", pa.float64()),  # variance of the bytes estimate (sampling)
-        ("bps_avg", pa.float64()),
-        ("bps_peak", pa.float64()),
-        ("bps_err", pa.float64()),  # +- on bps_avg (z * std)
-        ("flow_minutes", pa.int64()),  # sum over minutes of flows active in the minute
-        ("flows_active", pa.float64()),  # mean flows active per minute
-        ("transfers", pa.int64()),  # flows that started in the bucket
-        ("unclassified_bytes", pa.int64()),
-        ("size_idx", IDX_TYPE),  # transfer-size sketch (see profile.sketch)
-        ("size_cnt", CNT_TYPE),
-    ]
-)
+SERIES_SCHEMA = BEHAVIOUR_SCHEMA  # the store's ``behaviour`` table
 
 
 def _codes(table: pa.Table, names: tuple[str, ...]) -> tuple[I64, I64]:
@@ -157,7 +141,7 @@ class SeriesBuilder:
     def __init__(
         self,
         peak_s: int = 10,
-        renormalise: bool = True,
+        renormalise: bool = False,
         error_z: float = 1.96,
         sketch_alpha: float = 0.02,
         max_spread_s: int = 86_400,
@@ -172,7 +156,7 @@ class SeriesBuilder:
         self.sketch = LogSketch(sketch_alpha)
 
     def estimated_bytes(self, flows: pa.Table) -> I64:
-        """Bytes each flow stands for (renormalised by its sampling rate)."""
+        """Bytes each flow stands for (scaled by its sampling rate when ``renormalise``)."""
         rate = np.maximum(_ints(flows, "sampling_rate"), 1) if self.renormalise else 1
         return _ints(flows, "bytes") * rate
 
@@ -197,14 +181,15 @@ class SeriesBuilder:
         if too_long.any():  # broken or edited timestamps: bounded memory, bytes still kept
             self.clamped_flows += int(too_long.sum())
             ts = np.where(too_long, te - self.max_spread_ms, ts)
-        raw_pkts = _ints(flows, "packets")
-        rate = np.maximum(_ints(flows, "sampling_rate"), 1) if self.renormalise else None
-        byt = _ints(flows, "bytes") * rate if rate is not None else _ints(flows, "bytes")
-        pkt = raw_pkts * rate if rate is not None else raw_pkts
-        if rate is not None:  # binomial approximation of packet sampling
-            relvar = (1.0 - 1.0 / rate) / np.maximum(raw_pkts, 1)
-        else:
-            relvar = np.zeros(len(ts))
+        rate = np.maximum(_ints(flows, "sampling_rate"), 1)
+        if self.renormalise:  # raw sampled counts: scale them up
+            raw_pkts = _ints(flows, "packets")
+            byt, pkt = _ints(flows, "bytes") * rate, raw_pkts * rate
+        else:  # estimated totals (the collector's): the sampled packets were packets / N
+            byt, pkt = _ints(flows, "bytes"), _ints(flows, "packets")
+            raw_pkts = pkt // rate
+        # binomial approximation of packet sampling (0 for unsampled flows)
+        relvar = (1.0 - 1.0 / rate) / np.maximum(raw_pkts, 1)
         sb0 = ts // P
         sb1 = np.maximum(sb0, (te - 1) // P)
         k = sb1 - sb0 + 1

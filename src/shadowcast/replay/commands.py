@@ -10,16 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shadowcast.alert.notifiers import build_notifiers
-from shadowcast.records import DemandSeries, Topology
-from shadowcast.replay.report import (
-    accuracy_rows,
-    busiest,
-    lead_text,
-    plot_busiest,
-    score_alerts,
-)
-from shadowcast.replay.run import replay
+from shadowcast.cli_support import console, emit_json, install_hint, out, settings_of
 from shadowcast.units import format_duration, parse_duration
 
 eval_app = typer.Typer(
@@ -27,30 +18,7 @@ eval_app = typer.Typer(
 )
 
 
-def load_inputs(
-    topology: Path | None,
-    demands: Path | None,
-    capacities: Path | None,
-    weeks: float,
-    seed: int,
-) -> tuple[Topology, DemandSeries, dict[str, Any] | None]:
-    """Real topology + demands when given, else the seeded synthetic backbone."""
-    from shadowcast import datasets
-
-    if (topology is None) != (demands is None):
-        raise typer.BadParameter("--topology and --demands go together (or neither: synthetic)")
-    if topology is not None and demands is not None:
-        topo = datasets.load_topology(topology, capacities_from=capacities)
-        return topo, datasets.load_demands(demands, topology=topo), None
-    from shadowcast.datasets.synthetic import synthetic_dataset
-
-    syn = synthetic_dataset(weeks=weeks, seed=seed)
-    return syn.topology, syn.demands, dict(syn.by_app)
-
-
 def _progress() -> Progress:
-    from shadowcast.cli import console
-
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -77,138 +45,182 @@ def replay_cmd(
             help="take link capacities from this topology file",
         ),
     ] = None,
+    capacity_scale: Annotated[
+        str,
+        typer.Option(
+            help="multiply every capacity: a factor, or 'auto' (the optimal routing's p95 "
+            "max utilisation becomes 0.9, as `eval te` does) for real matrices whose links "
+            "dwarf their demand"
+        ),
+    ] = "1",
     weeks: Annotated[float | None, typer.Option(help="synthetic replay length")] = None,
     seed: Annotated[int | None, typer.Option(help="synthetic seed")] = None,
+    mode: Annotated[str, typer.Option(help="the service's mode: observe | advise | auto")] = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="continue a stopped replay from its store and checkpoint")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     plot: Annotated[bool, typer.Option(help="write the PNG plot")] = True,
     ipfix: Annotated[
-        bool | None,
+        bool,
         typer.Option(
             "--ipfix/--direct",
-            help="send the traffic as IPFIX over loopback UDP through the collector and "
-            "replay what it stored (default: on for the synthetic backbone)",
+            help="send the traffic as IPFIX over loopback UDP through the service's "
+            "collector (default), or hand the flow records straight to its intake",
         ),
-    ] = None,
+    ] = True,
 ) -> None:
-    """Replay a week of backbone traffic: store it, forecast it, map it onto links, alert.
+    """Replay traffic through the living service on a simulated clock, beside doing nothing.
 
-    Without --topology/--demands, replays the seeded synthetic backbone (documented in
-    docs/datasets.md). The replay writes to its own store file, replaced on each run.
+    A traffic source (the seeded synthetic backbone, or --topology/--demands) drives a
+    simulated network. Its routers export what it carries to the service, which measures,
+    forecasts, alerts, plans and acts (mode auto) exactly as `shadowcast run` does, on the
+    same network that the no-action baseline replays beside it. The report compares the
+    two (overload link-minutes, excess, delayed and lost traffic) and scores the alerts
+    and forecasts. The replay writes to its own store (replaced unless --resume).
     """
-    from shadowcast.cli import out, settings_of
+    import signal
+    import threading
+
     from shadowcast.datasets.topology import write_node_link
-    from shadowcast.forecast.registry import make_model
-    from shadowcast.output import emit_json
-    from shadowcast.store.config import StoreConfig, open_store
+    from shadowcast.errors import ConfigError
+    from shadowcast.replay.driver import CHECKPOINT, run_replay
+    from shadowcast.replay.report import build_report, plot_busiest
+    from shadowcast.replay.source import auto_capacity_scale, load_source
+    from shadowcast.store.config import open_store
+    from shadowcast.store.shared import SharedStore
 
     settings = settings_of(ctx)
     cfg = settings.replay
-    topo, dem, by_app = load_inputs(
+    if mode not in ("observe", "advise", "auto"):
+        raise ConfigError(f"--mode: {mode!r} is not observe, advise or auto")
+    source = load_source(
         topology, demands, capacities, weeks or cfg.weeks, cfg.seed if seed is None else seed
     )
+    scale = 1.0
+    if capacity_scale.strip().lower() == "auto":
+        scale = auto_capacity_scale(source)
+    else:
+        try:
+            scale = float(capacity_scale)
+        except ValueError:
+            raise ConfigError(
+                f"--capacity-scale: {capacity_scale!r} is not a number or auto"
+            ) from None
+        if not scale > 0:
+            raise ConfigError(f"--capacity-scale must be positive, got {capacity_scale}")
+    if scale != 1.0:
+        source = source.scaled(scale)
     data_dir = Path(settings.data_dir)
     store_path = data_dir / "replay.duckdb"
+    state_dir = data_dir / "replay-state"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for p in (store_path, store_path.with_suffix(".duckdb.wal")):
-        p.unlink(missing_ok=True)
-    store_cfg = StoreConfig(backend="duckdb", data_dir=data_dir, path="replay.duckdb")
-    store = open_store(store_cfg)
-    # the topology beside the store, so `shadowcast forecast` maps forecasts onto its links
-    write_node_link(topo, store_path.with_suffix(".topology.json"))
-    alert_cfg = settings.alert
-    feed = None
-    if ipfix is None:
-        ipfix = by_app is not None
-    try:
-        if ipfix:
-            from shadowcast.replay.ipfix import feed_via_ipfix
+    if not resume:
+        for p in (store_path, store_path.with_suffix(".duckdb.wal")):
+            p.unlink(missing_ok=True)
+        import shutil
 
-            apps = by_app if by_app is not None else {"": dem.values}
-            with _progress() as bar:
-                task = bar.add_task("exporting IPFIX to the collector", total=dem.steps)
-                feed = feed_via_ipfix(
-                    topo, dem, apps, store, progress=lambda n: bar.advance(task, n)
-                )
-            dem = feed.demands
-            by_app = {a: v for a, v in feed.by_app.items() if a} or None
-            # Reopen: the collector's writer thread had its own connection to the file.
-            store.close()
-            store = open_store(store_cfg)
+        shutil.rmtree(store_path.with_suffix(".duckdb.segments"), ignore_errors=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    elif not (state_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"--resume: no replay checkpoint in {state_dir}")
+    store = SharedStore(open_store(settings.store.at(store_path)))
+    # the topology beside the store, so `shadowcast forecast` maps forecasts onto its links
+    write_node_link(source.topology, store_path.with_suffix(".topology.json"))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
         with _progress() as bar:
-            task = bar.add_task(f"replaying {topo.name}", total=dem.steps)
-            result = replay(
-                topo,
-                dem,
+            task = bar.add_task(f"replaying {source.name}", total=source.steps)
+            run = run_replay(
+                settings,
+                source,
                 store,
-                cfg,
-                lambda name, step: make_model(name, horizons=cfg.horizons),
-                rule_threshold=alert_cfg.utilisation_threshold,
-                rule_within_s=alert_cfg.within_s,
-                rule_level=alert_cfg.quantile_level,
-                notifiers=build_notifiers(alert_cfg),
-                by_app=by_app,
+                state_dir,
+                ipfix=ipfix,
+                mode=mode,
+                resume=resume,
                 progress=lambda n: bar.advance(task, n),
+                stop=stop,
             )
+            bar.update(task, completed=run.state.next_t)
     finally:
+        for s, h in old.items():
+            signal.signal(s, h)
         store.close()
-    score = score_alerts(result, result.alerts, alert_cfg.utilisation_threshold, alert_cfg.within_s)
+    report = build_report(
+        run, settings.alert.utilisation_threshold, settings.alert.within_s, str(store_path)
+    )
+    report["capacity_scale"] = scale
     plot_path = None
-    if plot:
-        plot_path = plot_busiest(result, data_dir / "report" / "busiest_links.png")
-    report = {
-        "topology": topo.name,
-        "steps": dem.steps,
-        "step_s": dem.step,
-        "od_pairs": len(dem.od_pairs),
-        "links": len(topo.links),
-        "total_mbit": result.total_mbit,
-        "seconds": round(result.seconds, 3),
-        "store": str(store_path),
-        "plot": str(plot_path) if plot_path else None,
-        "alerts": score.alerts,
-        "alerts_confirmed": score.confirmed,
-        "overload_episodes": score.episodes,
-        "overload_episodes_alerted": score.detected,
-        "alert_lead_s_median": score.lead_s_median,
-        "accuracy": accuracy_rows(result),
-        "busiest_links": busiest(result),
-        "collector": None
-        if feed is None
-        else {
-            "protocol": "ipfix",
-            "records_sent": feed.records_sent,
-            "packets_sent": feed.packets_sent,
-            "records_stored": feed.records_stored,
-            "bytes_stored_share": feed.stored_share,
-            "decode_errors": feed.decode_errors,
-            "socket_drops": feed.socket_drops,
-            "seconds": round(feed.seconds, 3),
-        },
-    }
+    if plot and not run.interrupted:
+        plot_path = plot_busiest(run, data_dir / "report" / "busiest_links.png")
+        if plot_path is None:  # matplotlib is the `plot` extra
+            console.print(f"note: no plot ({install_hint('matplotlib')})", markup=False)
+    report["plot"] = str(plot_path) if plot_path else None
     if json_out:
         emit_json(report)
-        return
-    _print_report(out, result, report)
+    else:
+        _print_report(out, report)
+    if run.interrupted:
+        raise typer.Exit(code=130)
 
 
-def _print_report(console: Any, result: Any, report: dict[str, Any]) -> None:
-    t0, t1 = result.demands.times[0], result.demands.times[-1]
+def _print_report(console: Any, report: dict[str, Any]) -> None:
     console.print(
-        f"[bold]shadowcast replay[/bold] {report['topology']}: {report['steps']} steps of "
-        f"{format_duration(report['step_s'])} ({t0} → {t1}), {report['od_pairs']} OD pairs, "
-        f"{report['links']} links, {report['total_mbit']:,.0f} Mbit summed, "
-        f"{report['seconds']:.1f} s"
+        f"[bold]shadowcast replay[/bold] {report['source']}: {report['steps']} of "
+        f"{report['steps_total']} steps of {format_duration(report['step_s'])}, "
+        f"{report['od_pairs']} OD pairs, {report['links']} links, kinds "
+        f"{', '.join(report['kinds'])}, {report['total_mbit']:,.0f} Mbit summed, "
+        f"{report['seconds']:.1f} s (service {report['service_seconds']:.1f} s)"
+        + (f", capacities x{report['capacity_scale']:.3g}" if report["capacity_scale"] != 1 else "")
     )
+    if report["interrupted"]:
+        console.print("[yellow]interrupted[/yellow]: resume with `shadowcast replay --resume`")
     feed = report["collector"]
     if feed:
         console.print(
-            f"collector path: {feed['records_sent']:,} IPFIX flow records in "
-            f"{feed['packets_sent']:,} UDP packets → {feed['records_stored']:,} stored "
-            f"({feed['bytes_stored_share']:.4%} of bytes), {feed['decode_errors']} decode "
-            f"errors, {feed['socket_drops']} socket drops, {feed['seconds']:.1f} s"
+            f"collector: {feed['records_sent']:,} IPFIX flow records in "
+            f"{feed['packets_sent']:,} UDP packets from {feed['exporters']} exporters -> "
+            f"{feed['records_stored']:,} stored, {feed['decode_errors']} decode errors, "
+            f"{feed['socket_drops']} socket drops"
         )
+    r = report["rollup"]
+    console.print(
+        f"rollup: {r['mapped_records']:,} of {r['records']:,} records mapped to router pairs "
+        f"({r['mapped_share']:.2%} of bytes); unmapped {r['unmapped_records']}"
+    )
+    loop = report["closed_loop"]
+    ctab = Table(title="Closed loop: the same traffic without and with shadowcast acting")
+    for col in ("", "no action", "shadowcast"):
+        ctab.add_column(col, justify="right" if col else "left")
+    b, a = loop["baseline"], loop["acting"]
+    for key, label in (
+        ("overload_link_minutes_100", "link-minutes above 100 %"),
+        ("overload_link_minutes_90", "link-minutes at or above 90 %"),
+        ("excess_mbit", "excess Mbit (not carried)"),
+        ("delayed_mbit", "delayed Mbit (shaped, sent later)"),
+        ("lost_mbit", "lost Mbit (shaper gave up)"),
+        ("max_utilisation", "highest utilisation"),
+        ("links_overloaded", "links ever above 100 %"),
+    ):
+        fmt = "{:.0%}" if key == "max_utilisation" else "{:,.0f}"
+        ctab.add_row(label, fmt.format(b[key]), fmt.format(a[key]))
+    console.print(ctab)
+    ratio = loop["overload_ratio"]
+    console.print(
+        f"actions: {a['plans_applied']} plans applied, {a['path_switches']} OD path switches, "
+        f"{a['shaping_changes']} shaping limits, {a['reservations']} reservations, "
+        f"{a['rollbacks']} rollbacks; overload with shadowcast = "
+        + (f"{ratio:.2f} x no action" if ratio is not None else "none either way")
+    )
+    console.print(f"[dim]{loop['what_happens_above_capacity']}[/dim]")
     tab = Table(title="Busiest links: now and predicted (peak over the horizon)")
-    for col in ("link", "capacity", "now", "replay peak", "predicted", "upper bound"):
+    for col in ("link", "capacity", "now", "replay peak", "no-action peak", "predicted", "upper"):
         tab.add_column(col, justify="right" if col != "link" else "left")
     for row in report["busiest_links"]:
         pred = row["util_pred_peak"]
@@ -217,47 +229,30 @@ def _print_report(console: Any, result: Any, report: dict[str, Any]) -> None:
             f"{row['capacity_mbps']:,.0f} Mb/s",
             f"{row['util_now']:.0%}",
             f"{row['util_peak_replay']:.0%}",
+            f"{row['util_peak_baseline']:.0%}",
             f"{pred:.0%} ({row['horizon']})" if pred is not None else "-",
             f"{row['util_pred_upper']:.0%}" if row["util_pred_upper"] is not None else "-",
         )
     console.print(tab)
-    atab = Table(title=f"Capacity alerts ({report['alerts']} raised; latest 12)")
-    for col in ("issued", "link", "predicted peak", "crosses in", "severity", "came true"):
-        atab.add_column(col)
-    util = result.util
-    step = result.demands.step
-    idx = {n: i for i, n in enumerate(result.link_names)}
-    t_first = result.demands.times[0].astype("datetime64[s]")
-    for a in result.alerts[-12:]:
-        t = int((a.issued - t_first) / np.timedelta64(step, "s"))
-        w = max(1, 3600 // step)
-        true = bool((util[t + 1 : t + 1 + w, idx[a.subject]] >= a.threshold).any())
-        atab.add_row(
-            str(a.issued)[:16],
-            a.subject,
-            f"{a.value:.0%}",
-            lead_text(a.lead_s),
-            a.severity,
-            "yes" if true else "no",
-        )
-    console.print(atab)
     console.print(
-        f"alerts that came true: {report['alerts_confirmed']}/{report['alerts']}; "
-        f"overload episodes (≥ 90 %) announced in advance: "
-        f"{report['overload_episodes_alerted']}/{report['overload_episodes']}, median lead "
-        f"{lead_text(report['alert_lead_s_median'])}"
+        f"alerts: {report['alerts']} raised; {report['alerts_confirmed_without_action']} would "
+        f"have come true without action, {report['alerts_confirmed']} did with it; overload "
+        f"episodes (>= 90 %) without action announced in advance: "
+        f"{report['overload_episodes_without_action_alerted']}/"
+        f"{report['overload_episodes_without_action']}, median lead "
+        f"{_lead(report['alert_lead_s_median'])}"
     )
-    ftab = Table(title="Forecast accuracy over the replay (OD level, online)")
-    heads = ("model", "horizon", "NMAE", "NMAE persistence", "cover 80", "cover 95")
-    for col in (*heads, "link ≤ hi80", "link ≤ hi95"):
+    ftab = Table(title=f"Forecast accuracy ({report['model']}, online, OD x class series)")
+    heads = ("horizon", "NMAE", "NMAE persistence", "x pers", "cover 80", "cover 95")
+    for col in (*heads, "link <= hi80", "link <= hi95"):
         ftab.add_column(col)
     nan = float("nan")
     for r in report["accuracy"]:
         ftab.add_row(
-            r["model"],
             r["horizon"],
             f"{r['nmae']:.3f}",
             f"{r['nmae_persistence']:.3f}",
+            f"{r['ratio_to_persistence']:.3f}",
             f"{r.get('coverage_80', nan):.1%}",
             f"{r.get('coverage_95', nan):.1%}",
             f"{r.get('link_upper_coverage_80', nan):.1%}",
@@ -265,17 +260,21 @@ def _print_report(console: Any, result: Any, report: dict[str, Any]) -> None:
         )
     console.print(ftab)
     console.print(
-        "cover L: OD values inside the L % interval; link ≤ hiL: link loads at or below the "
+        "cover L: OD values inside the L % interval; link <= hiL: link loads at or below the "
         "link upper bound (nominal 90 % and 97.5 %)"
     )
     console.print(f"store: {report['store']}")
     if report["plot"]:
         console.print(f"plot: {report['plot']}")
     console.print(
-        "next: `shadowcast forecast` (links at risk, runout), `shadowcast forecast score`, "
+        "next: `shadowcast forecast`, `shadowcast forecast score`, "
         f"`shadowcast plan --topology {Path(report['store']).with_suffix('.topology.json')} "
         f"--store {report['store']}`"
     )
+
+
+def _lead(seconds: float) -> str:
+    return format_duration(int(seconds)) if seconds else "-"
 
 
 def _horizons(text: str) -> list[str]:
@@ -303,7 +302,7 @@ def eval_forecast(
         int,
         typer.Option(
             help="also backtest statsforecast models on the N largest series, beside "
-            "ours and the baselines on the same series (0: off; extra shadowcast[stats])"
+            "ours and the baselines on the same series (0: off; extra shadowcast-netops[stats])"
         ),
     ] = 0,
     sf_models: Annotated[
@@ -314,9 +313,7 @@ def eval_forecast(
     """Backtest forecasters online (rolling origin): NMAE, ratios to persistence and
     seasonal naive, pinball loss, interval coverage per level (and per volume decile)."""
     from shadowcast import datasets
-    from shadowcast.cli import out, settings_of
     from shadowcast.forecast.evaluate import evaluate
-    from shadowcast.output import emit_json
     from shadowcast.records import SeriesFrame
     from shadowcast.units import horizon_steps
 

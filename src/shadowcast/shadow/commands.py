@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from pydantic import ValidationError
 from rich.table import Table
 
-from shadowcast.errors import ProbeError, ShadowcastError
-from shadowcast.output import emit_record
+from shadowcast.cli_support import console, emit_record, out, settings_of
+from shadowcast.errors import ConfigError, ProbeError, ShadowcastError
+from shadowcast.settings import format_validation_error
 from shadowcast.shadow.abw import combine, estimate_train, train_gap_s
+from shadowcast.shadow.config import AbwConfig, ShadowConfig, StampConfig
 from shadowcast.shadow.pathcheck import trace
 from shadowcast.shadow.reflector import Reflector
 from shadowcast.shadow.sockets import NETNS_DIR
@@ -23,7 +26,6 @@ from shadowcast.shadow.stamp import Sender
 from shadowcast.shadow.wire import STAMP_PORT
 
 app = typer.Typer(help="Shadow tunnels and STAMP probes.", no_args_is_help=True)
-console = Console(stderr=True)
 PREFIX_OPT = typer.Option("--prefix", help="namespace prefix of the lab to look in")
 JSON_OPT = typer.Option("--json", help="print one JSON object")
 
@@ -70,15 +72,27 @@ def _ends(name: str, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return src, dst
 
 
-def hostport(target: str) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT``."""
-    if target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        return host, int(rest.lstrip(":") or STAMP_PORT)
-    if target.count(":") == 1:
-        host, port = target.split(":")
-        return host, int(port)
-    return target, STAMP_PORT
+def hostport(target: str, default_port: int = STAMP_PORT) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` (``default_port`` when none is given)."""
+    try:
+        if target.startswith("["):
+            host, _, rest = target[1:].partition("]")
+            return host, int(rest.lstrip(":") or default_port)
+        if target.count(":") == 1:
+            host, port = target.split(":")
+            return host, int(port)
+    except ValueError:
+        raise ConfigError(f"{target!r}: expected HOST, HOST:PORT or [V6]:PORT") from None
+    return target, default_port
+
+
+def _key(key_hex: str | None, stamp: StampConfig) -> bytes | None:
+    """``--key-hex``, else ``shadow.stamp.key_hex``; None: unauthenticated mode."""
+    text = stamp.key_hex if key_hex is None else key_hex
+    try:
+        return bytes.fromhex(text) if text else None
+    except ValueError:
+        raise ConfigError(f"--key-hex: not hexadecimal: {text[:20]!r}") from None
 
 
 @app.command("list")
@@ -95,7 +109,7 @@ def list_cmd(
     for r in rows:
         table.add_row(*(str(r[k]) for k in ("name", "netns", "vni", "local", "remote", "sport",
                                              "inner", "state")))  # fmt: skip
-    Console().print(table)
+    out.print(table)
 
 
 def _trace_routers(src: dict[str, Any], prefix: str) -> list[str]:
@@ -141,69 +155,91 @@ def show_cmd(
     emit_record(obj, as_json, f"tunnel {name}")
 
 
+def _stamp_settings(ctx: typer.Context, **overrides: Any) -> StampConfig:
+    """``shadow.stamp`` from the settings, with the command line's flags (not None) on top."""
+    shadow = getattr(ctx.find_root().obj, "shadow", None)
+    base = shadow.stamp if isinstance(shadow, ShadowConfig) else StampConfig()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return StampConfig.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "command line", "shadow.stamp")) from exc
+
+
 async def _probe(
     host: str, port: int, *, netns: str | None, local: str | None, count: int,
-    interval: float, size: int, key: bytes | None, capacity_bps: float, trains: int,
-    reflect_ns: str | None,
+    interval: float, size: int, stamp: StampConfig, capacity_bps: float, trains: int,
+    reflect_ns: str | None, abw: AbwConfig,
 ) -> dict[str, Any]:  # fmt: skip
     refl = None
+    key = stamp.key()
     if reflect_ns is not None:
-        refl = Reflector(key=key, netns=reflect_ns)
+        refl = Reflector.from_config(stamp, netns=reflect_ns)
         await refl.start(host, port)
     try:
         sender = Sender(host, port, key=key, netns=netns, local=local, size=size, timeout_s=0.5)
         run = await sender.run(count, interval)
-        out: dict[str, Any] = asdict(run.metrics())
+        res: dict[str, Any] = asdict(run.metrics())
         if capacity_bps > 0:
             ests = []
-            for _ in range(trains):
-                tr = await sender.train(30, train_gap_s(600, capacity_bps), size=600)
+            gap = train_gap_s(abw.packet_bytes, capacity_bps)
+            for i in range(trains):
+                if i:
+                    await asyncio.sleep(abw.interval_s)
+                tr = await sender.train(abw.train_packets, gap, size=abw.packet_bytes)
                 ests.append(estimate_train(tr, capacity_bps))
-                await asyncio.sleep(0.5)
-            out["abw_mbps"] = combine(ests) / 1e6
-            out["probe_bytes"] = sum(e.probe_bytes for e in ests)
+            res["abw_mbps"] = combine(ests) / 1e6
+            res["probe_bytes"] = sum(e.probe_bytes for e in ests)
     finally:
         if refl is not None:
             refl.stop()
-    return out
+    return res
 
 
 @app.command("probe")
 def probe_cmd(
+    ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="HOST[:PORT] of a reflector, or a tunnel name")],
     count: int = 20,
     interval: float = 0.05,
     size: int = 0,
-    key_hex: Annotated[str, typer.Option(help="HMAC key (hex): authenticated mode")] = "",
+    key_hex: Annotated[
+        str | None, typer.Option(help="HMAC key (hex): authenticated mode [shadow.stamp.key_hex]")
+    ] = None,
     netns: Annotated[str, typer.Option(help="send from this namespace")] = "",
     capacity_mbps: Annotated[float, typer.Option(help="path capacity: also estimate abw")] = 0.0,
     abw: Annotated[
         bool, typer.Option(help="estimate abw (lab tunnel: capacity from the plan)")
     ] = False,
-    trains: int = 3,
+    trains: Annotated[
+        int | None, typer.Option(help="abw trains (default shadow.abw.trains)", min=1, max=100)
+    ] = None,
     prefix: Annotated[str, PREFIX_OPT] = "sclab-",
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
     """STAMP RTT, one-way delay, jitter, loss (and abw) to a reflector or through a tunnel.
 
-    Through a tunnel (``shv...``) a reflector is started for the run at the far end."""
-    key = bytes.fromhex(key_hex) if key_hex else None
+    Through a tunnel (``shv...``) a reflector is started for the run at the far end, with
+    the shadow.stamp settings. Trains follow ``shadow.abw`` (packets, size, pause)."""
+    cfg = settings_of(ctx).shadow
+    stamp = _stamp_settings(ctx, key_hex=key_hex)
     if target.startswith("shv"):
         src, dst = _ends(target, prefix)
-        host, port, ns, local = dst["inner"], STAMP_PORT, src["netns"], src["inner"]
+        host, port, ns, local = dst["inner"], cfg.stamp.port, src["netns"], src["inner"]
         rns: str | None = dst["netns"]
         path: list[str] = _trace_routers(src, prefix)
         if abw and capacity_mbps <= 0:
             capacity_mbps = _lab_capacity_mbps(path, prefix)
     else:
-        host, port = hostport(target)
+        host, port = hostport(target, cfg.stamp.port)
         ns, local, rns, path = netns or None, None, None, []
     t0 = time.time()
     with console.status(f"probing {target}"):
         res = asyncio.run(_probe(host, port, netns=ns, local=local, count=count,
-                                 interval=interval, size=size, key=key,
-                                 capacity_bps=capacity_mbps * 1e6, trains=trains,
-                                 reflect_ns=rns))  # fmt: skip
+                                 interval=interval, size=size, stamp=stamp,
+                                 capacity_bps=capacity_mbps * 1e6,
+                                 trains=cfg.abw.trains if trains is None else trains,
+                                 reflect_ns=rns, abw=cfg.abw))  # fmt: skip
     res["target"] = target
     res["path"] = path
     res["elapsed_s"] = time.time() - t0
@@ -212,36 +248,53 @@ def probe_cmd(
 
 @app.command("reflect")
 def reflect_cmd(
+    ctx: typer.Context,
     host: str = "127.0.0.1",
-    port: int = STAMP_PORT,
-    key_hex: Annotated[str, typer.Option(help="HMAC key (hex): authenticated mode")] = "",
-    seconds: Annotated[float, typer.Option(help="stop after this long (0: until Ctrl-C)")] = 0,
+    port: Annotated[int | None, typer.Option(help="UDP port [shadow.stamp.port]")] = None,
+    key_hex: Annotated[
+        str | None, typer.Option(help="HMAC key (hex): authenticated mode [shadow.stamp.key_hex]")
+    ] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="answer only these networks (repeat) [.allow]")
+    ] = None,
+    rate_pps: Annotated[float | None, typer.Option(help="per-source packets/s [.rate_pps]")] = None,
+    burst: Annotated[float | None, typer.Option(help="per-source burst [.burst]")] = None,
+    max_size: Annotated[int | None, typer.Option(help="largest datagram [.max_size]")] = None,
+    seconds: Annotated[float, typer.Option(help="stop after this long (0: until signalled)")] = 0,
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
-    """Run a STAMP session-reflector; prints its counters when it stops."""
-    key = bytes.fromhex(key_hex) if key_hex else None
+    """Run a STAMP session-reflector with the shadow.stamp settings (flags override them);
+    prints its counters when it stops (--seconds, SIGTERM or SIGINT)."""
+    cfg = _stamp_settings(ctx, port=port, key_hex=key_hex, allow=allow, rate_pps=rate_pps,
+                          burst=burst, max_size=max_size)  # fmt: skip
 
     async def main() -> dict[str, int]:
-        refl = Reflector(key=key)
-        await refl.start(host, port)
+        refl = Reflector.from_config(cfg)
+        bound = await refl.start(host, cfg.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        mode = "authenticated" if cfg.key_hex else "unauthenticated"
+        console.print(f"reflecting on {bound[0]}:{bound[1]} ({mode})")
         try:
             if seconds > 0:
-                await asyncio.sleep(seconds)
+                await asyncio.wait_for(stop.wait(), seconds)
             else:
-                await asyncio.Event().wait()
+                await stop.wait()
+        except TimeoutError:
+            pass
         finally:
             refl.stop()
         return dict(refl.counters)
 
-    try:
-        counters = asyncio.run(main())
-    except KeyboardInterrupt:
-        counters = {}
-    emit_record({"host": host, "port": port, **counters}, as_json, "reflector")
+    counters = asyncio.run(main())
+    emit_record({"host": host, "port": cfg.port, **counters}, as_json, "reflector")
 
 
 @app.command("open")
 def open_cmd(
+    ctx: typer.Context,
     src: Annotated[str, typer.Option(help="ingress router (has an edge host)")],
     dst: Annotated[str, typer.Option(help="egress router (has an edge host)")],
     application: str = "cli",
@@ -250,10 +303,10 @@ def open_cmd(
     prefix: Annotated[str, PREFIX_OPT] = "sclab-",
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
-    """Create the shadow tunnel of a new-path event in the lab (along the lab's path)."""
+    """Create the shadow tunnel of a new-path event in the lab (along the lab's path), under
+    the ``shadow.tunnels`` caps."""
     from shadowcast.lab.build import load_plan
     from shadowcast.shadow.base import NewPathEvent
-    from shadowcast.shadow.config import TunnelConfig
     from shadowcast.shadow.linux import LinuxVxlanBackend
     from shadowcast.shadow.tunnels import TunnelManager
 
@@ -262,8 +315,13 @@ def open_cmd(
     for lk in plan.links:
         caps[(lk.a, lk.b)], caps[(lk.b, lk.a)] = lk.rate_ab_bps, lk.rate_ba_bps
     live = tunnels(prefix)
-    base = max([int(r["vni"]) for r in live] + [TunnelConfig().vni_base - 1]) + 1
-    cfg = TunnelConfig(vni_base=base, overlay_cidr=f"100.{64 + len(live) // 2 % 64}.0.0/16")
+    conf = settings_of(ctx).shadow.tunnels
+    base = max([int(r["vni"]) for r in live] + [conf.vni_base - 1]) + 1
+    # each run is a new manager: move past the live tunnels' VNIs and overlay addresses
+    update: dict[str, Any] = {"vni_base": base}
+    if live:
+        update["overlay_cidr"] = f"100.{64 + len(live) // 2 % 64}.0.0/16"
+    cfg = conf.model_copy(update=update)
     backend = LinuxVxlanBackend({r: e.ns for r, e in plan.edges.items()})
     mgr = TunnelManager(backend, {r: e.addr_host for r, e in plan.edges.items()}, caps, cfg)
     path = tuple(plan.path(src, dst))

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import networkx as nx
 
 from shadowcast.errors import ProbeError
-from shadowcast.plan.routing import link_weights
+from shadowcast.network.routing import link_weights
 from shadowcast.profile.events import AppPathEvent
 from shadowcast.records import LATENCY_SENSITIVITY, Topology
 from shadowcast.shadow.base import NewPathEvent

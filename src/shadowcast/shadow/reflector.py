@@ -4,14 +4,24 @@
 binds a socket and answers from the event loop. Checks, in order, each with a drop
 counter: oversized, allow-list, per-source rate limit, truncated, HMAC (authenticated
 mode), replay/staleness (authenticated mode). A dropped packet is never answered.
+``from_config`` builds one from the ``shadow.stamp`` settings.
 
-Replay window: HMAC proves origin, not freshness. Per session (peer address, port, SSID)
-the reflector keeps the highest sender sequence number and a bitmap of the last
-``replay_window`` numbers; a repeat, or a number older than the window, is dropped,
-unless its timestamp is newer than every timestamp accepted in that session (a sender
-restart; a replay can never carry a newer authenticated timestamp). Packets whose
-timestamp is further than ``max_age_s`` from the reflector's clock are dropped as stale,
-which bounds replays after a session's state has expired.
+Replay window (authenticated mode): HMAC proves origin, not freshness. The window is
+keyed by the SSID alone (RFC 8972 §3), never by the source address or port, which the
+HMAC does not cover: a captured packet re-sent from elsewhere meets the same window. Per
+SSID the reflector keeps the highest sender sequence number, a bitmap of the last
+``replay_window`` numbers, the newest accepted timestamp and the timestamp that opened
+the current run. A repeat, or a number older than the window, is dropped, unless its
+timestamp is newer than every timestamp accepted for that SSID: a sender restart, which
+opens a new run (a replay can never carry a newer authenticated timestamp than the packet
+it copies). A packet timestamped before the current run began belongs to an earlier run
+and is dropped, so a restart does not re-open the earlier run's sequence numbers.
+Packets further than ``max_age_s`` from the reflector's clock are dropped as stale. An
+SSID's state is forgotten only once its newest accepted timestamp is older than
+``max_age_s``, when every packet it accepted would be refused as stale anyway; the SSID
+space (65,536) bounds the table. Senders sharing a key must use distinct SSIDs.
+
+The reflector's own sequence counter (stateful mode) is kept per (address, port, SSID).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shadowcast.errors import ProbeError
 from shadowcast.shadow.sockets import drain, open_udp
@@ -38,6 +49,9 @@ from shadowcast.shadow.wire import (
     unix_from_ntp,
 )
 
+if TYPE_CHECKING:
+    from shadowcast.shadow.config import StampConfig
+
 log = logging.getLogger(__name__)
 
 DROP_KINDS = ("oversized", "acl", "rate", "truncated", "auth", "replay", "stale")
@@ -45,11 +59,20 @@ DROP_KINDS = ("oversized", "acl", "rate", "truncated", "auth", "replay", "stale"
 
 @dataclass(slots=True)
 class _Session:
+    """The reflector's side of one (address, port, SSID): its own sequence counter."""
+
     next_seq: int = 0
+    last_seen: float = 0.0
+
+
+@dataclass(slots=True)
+class _Freshness:
+    """Anti-replay state of one SSID (authenticated mode)."""
+
     highest: int = -1
     window: int = 0  # bit i set: sequence number (highest - i) was accepted
-    newest_ts: int = 0
-    last_seen: float = 0.0
+    newest_ts: int = 0  # newest accepted sender timestamp (NTP)
+    run_ts: int = 0  # timestamp of the first packet of the current run
 
 
 class Reflector:
@@ -85,9 +108,31 @@ class Reflector:
         self.clock = clock
         self.counters: Counter[str] = Counter()
         self._sessions: OrderedDict[tuple[str, int, int], _Session] = OrderedDict()
+        self._fresh_by_ssid: OrderedDict[int, _Freshness] = OrderedDict()
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: StampConfig,
+        *,
+        netns: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Reflector:
+        """A reflector with every ``shadow.stamp`` setting applied (a key: authenticated)."""
+        return cls(
+            key=cfg.key(),
+            allow=cfg.allow,
+            rate_pps=cfg.rate_pps,
+            burst=cfg.burst,
+            max_size=cfg.max_size,
+            replay_window=cfg.replay_window,
+            max_age_s=cfg.max_age_s,
+            clock=clock,
+            netns=netns,
+        )
 
     # ------------------------------------------------------------------ decisions
     def _allowed(self, host: str) -> bool:
@@ -117,24 +162,43 @@ class Reflector:
             self._sessions.popitem(last=False)
         return s
 
-    def _fresh(self, s: _Session, seq: int, ts: int) -> bool:
-        """Anti-replay window; updates the session when the packet is accepted."""
+    def _forgettable(self, f: _Freshness, now: float) -> bool:
+        """True once every packet this SSID accepted would be dropped as stale."""
+        return self.max_age_s is not None and now - unix_from_ntp(f.newest_ts) > self.max_age_s
+
+    def _freshness(self, ssid: int, now: float) -> _Freshness:
+        f = self._fresh_by_ssid.pop(ssid, None)
+        if f is None or self._forgettable(f, now):
+            f = _Freshness()
+        while self._fresh_by_ssid:  # least recently used first
+            oldest = next(iter(self._fresh_by_ssid.values()))
+            if not self._forgettable(oldest, now):
+                break
+            self._fresh_by_ssid.popitem(last=False)
+        self._fresh_by_ssid[ssid] = f
+        return f
+
+    def _fresh(self, f: _Freshness, seq: int, ts: int) -> bool | None:
+        """Anti-replay check; on acceptance updates ``f`` and returns whether the packet
+        opened a new run (a sender restart). None: a replay (or an earlier run's packet)."""
         w = self.replay_window
-        if s.highest < 0 or seq > s.highest:
-            shift = seq - s.highest if s.highest >= 0 else w
-            s.window = ((s.window << shift) | 1) & ((1 << w) - 1) if shift < w else 1
-            s.highest = seq
-        elif seq > s.highest - w:
-            bit = 1 << (s.highest - seq)
-            if s.window & bit:
-                return False
-            s.window |= bit
-        elif ts > s.newest_ts:  # sender restarted its sequence: a new run of the session
-            s.highest, s.window, s.next_seq = seq, 1, 0
+        restart = False
+        if f.highest >= 0 and ts < f.run_ts:
+            return None  # timestamped before the current run began
+        if f.highest < 0:
+            f.highest, f.window, f.run_ts = seq, 1, ts
+        elif seq > f.highest:
+            shift = seq - f.highest
+            f.window = ((f.window << shift) | 1) & ((1 << w) - 1) if shift < w else 1
+            f.highest = seq
+        elif seq > f.highest - w and not f.window & (1 << (f.highest - seq)):
+            f.window |= 1 << (f.highest - seq)
+        elif ts > f.newest_ts:  # seen or too old, but newer than anything: a new run
+            f.highest, f.window, f.run_ts, restart = seq, 1, ts, True
         else:
-            return False
-        s.newest_ts = max(s.newest_ts, ts)
-        return True
+            return None
+        f.newest_ts = max(f.newest_ts, ts)
+        return restart
 
     def handle(
         self, data: bytes, peer: tuple[str, int], rx_time: float, ttl: int = 255
@@ -152,12 +216,17 @@ class Reflector:
             p = decode_sender(data, self.key)
         except WireError as exc:
             return self._drop(exc.kind)
-        s = self._session((peer[0], peer[1], p.ssid), now)
+        restart = False
         if self.key is not None:
             if self.max_age_s is not None and abs(unix_from_ntp(p.ts) - now) > self.max_age_s:
                 return self._drop("stale")
-            if not self._fresh(s, p.seq, p.ts):
+            verdict = self._fresh(self._freshness(p.ssid, now), p.seq, p.ts)
+            if verdict is None:
                 return self._drop("replay")
+            restart = verdict
+        s = self._session((peer[0], peer[1], p.ssid), now)
+        if restart:
+            s.next_seq = 0
         s.last_seen = now
         reply = ReflectorTest(
             seq=s.next_seq & 0xFFFFFFFF,

@@ -1,25 +1,23 @@
-"""``shadowcast store stats`` and ``shadowcast store retain``."""
+"""``shadowcast store stats``, ``shadowcast store check`` and ``shadowcast store retain``."""
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from shadowcast.errors import StoreError
+from shadowcast.cli_support import emit_json, out, settings_of
+from shadowcast.errors import ConfigError
 from shadowcast.store.base import Store
 from shadowcast.store.config import StoreConfig, apply_retention, open_store
 from shadowcast.store.schema import TABLES
 
 log = logging.getLogger(__name__)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(help="Inspect and maintain the store.", no_args_is_help=True)
 
@@ -30,29 +28,36 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
 def _config(ctx: typer.Context, path: Path | None) -> StoreConfig:
-    obj = ctx.find_root().obj
-    cfg = getattr(obj, "store", None)
-    base = cfg if isinstance(cfg, StoreConfig) else StoreConfig()
-    if path is not None:
-        base = base.model_copy(update={"backend": "duckdb", "path": str(path.resolve())})
-    return base
+    base = settings_of(ctx).store
+    return base.at(path) if path is not None else base
 
 
-def _open_existing(cfg: StoreConfig) -> Store:
+def _open_existing(cfg: StoreConfig, *, read_only: bool = False) -> Store:
+    """The store at ``cfg``; with ``read_only``, through a running service's socket when
+    the service holds the file."""
+    from shadowcast.store.remote import open_for_reading
+
     if cfg.backend == "duckdb" and cfg.resolved_path() != ":memory:":
         p = Path(cfg.resolved_path())
         if not p.is_file():
-            raise StoreError(f"no store at {p}")
-    return open_store(cfg)
+            raise ConfigError(f"no store at {p}")
+    return open_for_reading(cfg) if read_only else open_store(cfg)
 
 
 def _iso(ts: object) -> str | None:
     return ts.isoformat() if isinstance(ts, datetime) else None
 
 
+def _problems(items: list[Any]) -> list[dict[str, Any]]:
+    return [asdict(p) for p in items]
+
+
 def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
-    """Rows and time range per table, and the file size of a DuckDB store."""
+    """Rows and time range per table, damaged segment files (footers checked; their rows
+    are not counted), and the file size of a DuckDB store."""
     tables: dict[str, Any] = {}
+    check = getattr(store, "check_segments", None)
+    damaged = _problems(check(full=False)) if callable(check) else []
     time_range = getattr(store, "time_range", None)
     for name in TABLES:
         lo = hi = None
@@ -67,20 +72,27 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
         if segments.is_dir():
             files += list(segments.rglob("*.parquet"))
         size = sum(f.stat().st_size for f in files if f.is_file())
-    return {"backend": cfg.backend, "path": path, "file_bytes": size, "tables": tables}
+    return {
+        "backend": cfg.backend,
+        "path": path,
+        "file_bytes": size,
+        "tables": tables,
+        "damaged_segments": damaged,
+    }
 
 
 @app.command("stats")
 def stats(ctx: typer.Context, path: PathOpt = None, as_json: JsonOpt = False) -> None:
-    """Rows per table, time range and file size."""
+    """Rows per table, time range and file size (through the running service when it holds
+    the store)."""
     cfg = _config(ctx, path)
-    store = _open_existing(cfg)
+    store = _open_existing(cfg, read_only=True)
     try:
         result = store_stats(store, cfg)
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps(result))
+        emit_json(result)
         return
     table = Table("table", "rows", "first", "last", title=f"store {result['path']}")
     for name, t in result["tables"].items():
@@ -88,6 +100,56 @@ def stats(ctx: typer.Context, path: PathOpt = None, as_json: JsonOpt = False) ->
     out.print(table)
     if result["file_bytes"] is not None:
         out.print(f"file size: {result['file_bytes'] / 1e6:,.1f} MB")
+    for p in result["damaged_segments"]:
+        out.print(
+            f"[red]damaged segment[/red] {p['table']}/{p['file']} ({p['rows']:,} rows, "
+            f"left out): {p['reason']}; run `shadowcast store check --repair`"
+        )
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    path: PathOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="rewrite the readable rows of each damaged segment (or drop it from the "
+            "manifest) and move the file into <store>.segments/quarantine/",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read every segment file in full (page checksums verified); exit 1 if any is damaged
+    and not repaired."""
+    cfg = _config(ctx, path)
+    store = _open_existing(cfg)
+    try:
+        inspect = getattr(store, "check_segments", None)
+        mend = getattr(store, "repair_segments", None)
+        if not callable(inspect) or not callable(mend):
+            result: dict[str, Any] = {"path": cfg.resolved_path(), "damaged": [], "repaired": []}
+        else:
+            damaged = _problems(inspect(full=True))
+            repaired = _problems(mend()) if repair and damaged else []
+            result = {"path": cfg.resolved_path(), "damaged": damaged, "repaired": repaired}
+    finally:
+        store.close()
+    if as_json:
+        emit_json(result)
+    elif not result["damaged"]:
+        out.print(f"[green]ok[/green] {result['path']}: every segment file reads")
+    else:
+        table = Table("table", "segment", "rows", "problem", "repair", title="damaged segments")
+        done = {(r["table"], r["file"]): r for r in result["repaired"]}
+        for p in result["damaged"]:
+            r = done.get((p["table"], p["file"]))
+            fix = f"{r['action']}, {r['kept']:,} rows kept" if r else "-"
+            table.add_row(p["table"], p["file"], f"{p['rows']:,}", p["reason"], fix)
+        out.print(table)
+    if result["damaged"] and not result["repaired"]:
+        raise typer.Exit(1)
 
 
 @app.command("retain")
@@ -119,7 +181,7 @@ def retain(
         store.close()
     result = {"path": cfg.resolved_path(), "now": ref.isoformat(), "deleted": deleted}
     if as_json:
-        typer.echo(json.dumps(result))
+        emit_json(result)
         return
     table = Table("table", "rows deleted", title=f"retention at {ref.isoformat()}")
     for name, n in deleted.items():

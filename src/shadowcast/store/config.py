@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shadowcast.store.base import Store
-from shadowcast.store.duckdb import DuckDBStore
-from shadowcast.store.memory import MemoryStore
-from shadowcast.store.schema import TABLES
+if TYPE_CHECKING:
+    from shadowcast.store.base import Store
 
 log = logging.getLogger(__name__)
+
+#: The store's tables (the keys of ``store.schema.TABLES``, spelt here so that loading the
+#: settings does not import pyarrow; a test keeps the two equal).
+TABLE_NAMES: tuple[str, ...] = (
+    "flows",
+    "od_series",
+    "link_series",
+    "shadow",
+    "forecasts",
+    "actions",
+    "alerts",
+    "interface_counters",
+    "flow_features",
+    "behaviour",
+    "decisions",
+    "accuracy",
+)
+#: DuckDB threads allowed in the settings: four per CPU of this machine (at least 16).
+MAX_THREADS = max(16, (os.cpu_count() or 1) * 4)
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|%)\s*$", re.IGNORECASE)
 
 DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "flows": 7,
@@ -26,6 +47,9 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "alerts": 365,
     "interface_counters": 90,
     "flow_features": 7,
+    "behaviour": 400,
+    "decisions": 365,
+    "accuracy": 90,
 }
 
 
@@ -41,25 +65,45 @@ class StoreConfig(BaseModel):
     # Rows older than this many days are deleted by retention, per table (tables not
     # listed are kept forever).
     retention_days: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RETENTION_DAYS))
-    # Rows per write when a stage batches its output (the collector's flush size).
-    batch_size: int = Field(default=100_000, ge=1, le=10_000_000)
     # How the duckdb backend keeps flows and flow_features: "parquet" segment files under
     # <path>.segments/ named by a manifest in the database (about a third of the write
     # cost of a DuckDB insert), or "table" (plain DuckDB tables). Each reads the other's.
     flows_format: Literal["parquet", "table"] = "parquet"
     segment_compression: Literal["lz4", "zstd", "snappy", "none"] = "lz4"
-    memory_limit: str | None = None  # DuckDB memory_limit, e.g. "4GB"
+    memory_limit: str | None = None  # DuckDB memory_limit, e.g. "4GB" or "50%"
     threads: int | None = Field(default=None, ge=1)
 
     @field_validator("retention_days")
     @classmethod
     def _known_tables(cls, value: dict[str, float]) -> dict[str, float]:
         for table, days in value.items():
-            if table not in TABLES:
-                raise ValueError(f"unknown table {table!r} (known: {', '.join(sorted(TABLES))})")
-            if not days > 0:
-                raise ValueError(f"retention for {table!r} must be > 0 days, got {days}")
+            if table not in TABLE_NAMES:
+                known = ", ".join(sorted(TABLE_NAMES))
+                raise ValueError(f"unknown table {table!r} (known: {known})")
+            if not 0 < days <= 36_500:
+                raise ValueError(f"retention for {table!r} must be in (0, 36500] days, got {days}")
         return value
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_THREADS:
+            raise ValueError(
+                f"at most {MAX_THREADS} threads ({os.cpu_count()} CPUs here), got {value}"
+            )
+        return value
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError(f"expected a size like 4GB, 512MiB or 50%, got {value[:40]!r}")
+        return value
+
+    def at(self, path: str | Path) -> StoreConfig:
+        """These settings for the DuckDB file ``path`` (a ``--store``/``--path`` option)."""
+        p = str(path) if str(path) == ":memory:" else str(Path(path).resolve())
+        return self.model_copy(update={"backend": "duckdb", "path": p})
 
     def resolved_path(self) -> str:
         """The DuckDB file (``:memory:`` unchanged)."""
@@ -75,14 +119,24 @@ class Backend(Protocol):
     def from_config(self, config: StoreConfig) -> Store: ...
 
 
-BACKENDS: dict[str, Backend] = {"duckdb": DuckDBStore, "memory": MemoryStore}
+# name -> "module:Class", imported when a store of that kind is opened.
+BACKENDS: dict[str, str] = {
+    "duckdb": "shadowcast.store.duckdb:DuckDBStore",
+    "memory": "shadowcast.store.memory:MemoryStore",
+}
+
+
+def backend_class(name: str) -> Backend:
+    """The Store class registered as ``name``."""
+    module, _, attr = BACKENDS[name].partition(":")
+    cls: Backend = getattr(importlib.import_module(module), attr)
+    return cls
 
 
 def open_store(config: StoreConfig | None = None) -> Store:
     """The configured backend, opened (tables created if missing)."""
     config = config or StoreConfig()
-    backend = BACKENDS[config.backend]
-    store = backend.from_config(config)
+    store = backend_class(config.backend).from_config(config)
     log.info("store opened", extra={"backend": config.backend, "store": repr(store)})
     return store
 

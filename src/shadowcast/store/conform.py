@@ -54,6 +54,8 @@ def conform(table: str, batch: pa.Table | pa.RecordBatch) -> pa.Table:
     Missing or unknown columns and values that do not cast safely (overflow, fractional
     values into integers, unparsable strings) raise StoreError naming the column.
     Timestamps may be given in any unit or as naive UTC; sub-millisecond parts are dropped.
+    Rows with a timestamp outside years 1-9999 (no reader could turn it into a datetime)
+    are dropped with a warning, so one such row never fails the rest of the batch.
     """
     schema = table_schema(table)
     if isinstance(batch, pa.RecordBatch):
@@ -71,6 +73,7 @@ def conform(table: str, batch: pa.Table | pa.RecordBatch) -> pa.Table:
     missing = [n for n in schema.names if n not in names]
     if missing:
         raise StoreError(f"write to {table!r}: missing column(s) {missing}")
+    batch = drop_unrepresentable(table, batch)
     arrays = []
     for field in schema:
         col = batch.column(field.name)
@@ -78,6 +81,41 @@ def conform(table: str, batch: pa.Table | pa.RecordBatch) -> pa.Table:
             col = _cast(table, field, col)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# Python's datetime range, in each timestamp unit (numpy and Arrow hold far more).
+_MIN_S, _MAX_S = -62_135_596_800, 253_402_300_799  # 0001-01-01, 9999-12-31T23:59:59
+_PER_S = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def drop_unrepresentable(table: str, batch: pa.Table) -> pa.Table:
+    """``batch`` without the rows whose timestamps lie outside years 1-9999 (nulls kept)."""
+    keep: Any = None
+    for name in batch.column_names:
+        col = batch.column(name)
+        if not pa.types.is_timestamp(col.type) or col.null_count == len(col):
+            continue
+        per = _PER_S[col.type.unit]
+        lo, hi = max(_MIN_S * per, -(1 << 63)), min(_MAX_S * per + per - 1, (1 << 63) - 1)
+        mm = pc.min_max(col.cast(pa.int64())).as_py()
+        if mm["min"] >= lo and mm["max"] <= hi:
+            continue
+        ints = col.cast(pa.int64())
+        ok = pc.or_kleene(
+            pc.and_(pc.greater_equal(ints, lo), pc.less_equal(ints, hi)), pc.is_null(ints)
+        )
+        keep = ok if keep is None else pc.and_(keep, ok)
+    if keep is None:
+        return batch
+    out = batch.filter(keep)
+    dropped = batch.num_rows - out.num_rows
+    log.warning(
+        "write to %r: %d row(s) with a timestamp outside years 1-9999 dropped",
+        table,
+        dropped,
+        extra={"table": table, "rows": dropped},
+    )
+    return out
 
 
 def _cast(table: str, field: pa.Field, col: pa.ChunkedArray) -> pa.ChunkedArray:

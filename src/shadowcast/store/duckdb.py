@@ -36,6 +36,7 @@ from shadowcast.errors import StoreError
 from shadowcast.store import conform as cf
 from shadowcast.store.base import AggQuery
 from shadowcast.store.schema import TABLES
+from shadowcast.store.segcheck import SegmentProblem, SegmentRepair, repair
 from shadowcast.store.segments import SEGMENTED, Pending, Segments
 from shadowcast.store.sqltypes import q, sql_type
 
@@ -58,6 +59,13 @@ class _Local(threading.local):
         if self.files is None:
             self.files = Pending()
         return self.files
+
+
+_NOT_DATA = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
+
+
+def _io(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException)
 
 
 class DuckDBStore:
@@ -199,13 +207,28 @@ class DuckDBStore:
                 rel = cur.sql(sql.replace("{src}", self._source(cur, table)), params=list(params))
                 out = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
                 break
-            except duckdb.IOException as exc:  # a segment merged away meanwhile: look again
-                if attempt == 2 or self._local.depth > 0:
-                    raise StoreError(f"query on {table!r} failed: {exc}") from exc
             except duckdb.Error as exc:
-                raise StoreError(f"query on {table!r} failed: {exc}") from exc
+                # outside a transaction, ask again when damaged segment files were found
+                # and set aside, or a segment was merged away meanwhile
+                again = attempt < 2 and self._local.depth == 0
+                if not (again and (self._set_aside(cur, table, exc) or _io(exc))):
+                    raise StoreError(f"query on {table!r} failed: {exc}") from exc
+                self._segments.counters["queries_retried"] += 1
         assert isinstance(out, pa.Table)
         return out
+
+    def _set_aside(self, cur: duckdb.DuckDBPyConnection, table: str, exc: duckdb.Error) -> bool:
+        """After a failed query: footers checked, files the error names read in full and,
+        if that finds nothing and the error may come from the data, every file in full."""
+        if table not in SEGMENTED:
+            return False
+        segs = self._segments
+        try:
+            if segs.diagnose(cur, table, hint=str(exc)):
+                return True
+            return not isinstance(exc, _NOT_DATA) and bool(segs.diagnose(cur, table, full=True))
+        except duckdb.Error:
+            return False
 
     # -- writes ------------------------------------------------------------------------
 
@@ -386,6 +409,32 @@ class DuckDBStore:
         lo, hi = out.column(0)[0].as_py(), out.column(1)[0].as_py()
         return lo, hi
 
+    # -- damaged segments (see shadowcast.store.segcheck) --------------------------------
+
+    def check_segments(self, *, full: bool = True) -> list[SegmentProblem]:
+        """Inspect every segment file (``full``: decode every page, verify its CRC); the
+        damaged ones, which queries skip from now on."""
+        cur = self._cursor()
+        try:
+            for name in sorted(SEGMENTED):
+                self._segments.diagnose(cur, name, full=full)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot read the segment manifest of {self.path}: {exc}") from exc
+        return self._segments.damaged()
+
+    def repair_segments(self) -> list[SegmentRepair]:
+        """Rewrite the readable rows of each damaged segment (or drop it from the
+        manifest), quarantining the file; one transaction."""
+        with self._maint, self.transaction():
+            problems = self.check_segments(full=True)
+            done = repair(self._segments, self._cursor(), problems, self._local.pending)
+        for r in done:
+            self._segments.forget(r.table, r.file)
+        return done
+
+    def segment_counters(self) -> dict[str, int]:
+        return dict(self._segments.counters)
+
     # -- retention ---------------------------------------------------------------------
 
     def retain(
@@ -393,19 +442,26 @@ class DuckDBStore:
         max_age: timedelta,
         now: datetime | None = None,
         tables: Sequence[str] | None = None,
+        where: dict[str, str] | None = None,
     ) -> dict[str, int]:
         """Delete rows whose time column is older than ``now - max_age`` (rows with no
-        time are kept); all tables in one transaction."""
+        time are kept), only those matching ``where`` when given; all tables in one
+        transaction."""
         names = cf.retain_tables(tables)
+        if where and any(n in SEGMENTED for n in names):
+            raise StoreError("retention with a filter is not offered on segmented tables")
         cutoff = cf.utc(now or datetime.now(UTC)) - max_age
         deleted: dict[str, int] = {}
         with self._maint, self.transaction():
             cur = self._cursor()
             for name in names:
                 tcol = q(cf.time_column(name))
+                flt = cf.check_where(name, where)
+                extra = "".join(f" AND {q(c)} = ?" for c in flt)
                 try:
                     row = cur.execute(
-                        f"DELETE FROM {q(name)} WHERE {tcol} < ?", [cutoff]
+                        f"DELETE FROM {q(name)} WHERE {tcol} < ?{extra}",
+                        [cutoff, *(v.as_py() for v in flt.values())],
                     ).fetchone()
                 except duckdb.Error as exc:
                     raise StoreError(f"retention on {name!r} failed: {exc}") from exc

@@ -134,6 +134,75 @@ INTERFACE_COUNTERS_SCHEMA = pa.schema(
     ]
 )
 
+# Behaviour series of the profiler (``profile/series.py``): per application and site pair
+# (kind "app") or per ingress/egress edge pair (kind "edge"), one row per key and bucket of
+# ``grain_s`` (the tiers: 1 min, 5 min, 1 h). ``size_idx``/``size_cnt`` are a mergeable
+# transfer-size sketch (``profile/sketch.py``).
+BEHAVIOUR_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("grain_s", pa.int32()),
+        ("kind", pa.string()),
+        ("app", pa.string()),
+        ("category", pa.string()),
+        ("src", pa.string()),
+        ("src_region", pa.string()),
+        ("dst", pa.string()),
+        ("dst_region", pa.string()),
+        ("bytes", pa.int64()),
+        ("packets", pa.int64()),
+        ("bytes_var", pa.float64()),  # variance of the bytes estimate (sampling)
+        ("bps_avg", pa.float64()),
+        ("bps_peak", pa.float64()),
+        ("bps_err", pa.float64()),  # +- on bps_avg (z * std)
+        ("flow_minutes", pa.int64()),  # sum over minutes of flows active in the minute
+        ("flows_active", pa.float64()),  # mean flows active per minute
+        ("transfers", pa.int64()),  # flows that started in the bucket
+        ("unclassified_bytes", pa.int64()),
+        ("size_idx", pa.list_(pa.int16())),
+        ("size_cnt", pa.list_(pa.int64())),
+    ]
+)
+
+# Every decision of the service's plan stage, "nothing to do" included, with its reason;
+# ``plan`` is the plan's JSON when one was made.
+DECISION_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("mode", pa.string()),  # observe | advise | auto
+        ("action", pa.string()),  # none | proposed | applied | dry-run | rejected | failed
+        ("plan_id", pa.string()),
+        ("reason", pa.string()),
+        ("predicted_peak", pa.float64()),
+        ("mlu_current", pa.float64()),
+        ("mlu_planned", pa.float64()),
+        ("changes", pa.int64()),
+        ("shaping", pa.int64()),
+        ("reservations", pa.int64()),
+        ("plan", pa.string()),
+    ]
+)
+
+# The forecast ledger's scores (``feedback/ledger.py``): per target step, kind, model and
+# horizon, the summed absolute error, actual and persistence error, and per interval
+# level how many actuals fell inside (``covered``) and under the upper bound (``under``).
+# The point figures repeat on each level's row; ``level`` 0 when the model gave none.
+ACCURACY_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("kind", pa.string()),  # "od" (class x OD series) | "link"
+        ("model", pa.string()),
+        ("horizon_s", pa.int64()),
+        ("level", pa.float64()),
+        ("n", pa.int64()),
+        ("abs_err", pa.float64()),
+        ("abs_actual", pa.float64()),
+        ("abs_err_persist", pa.float64()),
+        ("covered", pa.int64()),
+        ("under", pa.int64()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOW_SCHEMA,
     "od_series": OD_SERIES_SCHEMA,
@@ -144,6 +213,9 @@ TABLES: dict[str, pa.Schema] = {
     "alerts": ALERT_SCHEMA,
     "interface_counters": INTERFACE_COUNTERS_SCHEMA,
     "flow_features": FLOW_FEATURES_SCHEMA,
+    "behaviour": BEHAVIOUR_SCHEMA,
+    "decisions": DECISION_SCHEMA,
+    "accuracy": ACCURACY_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -157,4 +229,7 @@ TIME_COLUMN: dict[str, str] = {
     "alerts": "issued",
     "interface_counters": "time",
     "flow_features": "time_start",
+    "behaviour": "time",
+    "decisions": "time",
+    "accuracy": "time",
 }

@@ -10,9 +10,14 @@ readers exactly as table rows are; files no committed manifest row names (a cras
 writing the file and committing) are deleted when the store is next opened.
 
 Queries read the committed files with ``read_parquet([...])`` in manifest (= insertion)
-order. Retention drops whole segments older than the cutoff and rewrites one that
-straddles it; runs of small segments at the end (a collector flushing a few rows a second)
-are merged so a day does not leave tens of thousands of files.
+order, less any file found damaged (:mod:`shadowcast.store.segcheck`): a query that fails
+has the manifest's files inspected, the damaged ones are logged, counted and set aside
+(skipped by later queries and left out of ``count``) and the query is asked again, so one
+bad file does not make the table unreadable; ``shadowcast store check --repair`` mends the
+store for good. Every page is written with a CRC (checked by ``store check``).
+Retention drops whole segments older than the cutoff and rewrites one that straddles it;
+runs of small segments at the end (a collector flushing a few rows a second) are merged
+so a day does not leave tens of thousands of files.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import logging
 import os
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,7 @@ import pyarrow.parquet
 
 from shadowcast.errors import StoreError
 from shadowcast.store import conform as cf
+from shadowcast.store.segcheck import SegmentProblem, inspect
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,23 @@ def _unlink(path: Path) -> None:
         log.warning("cannot delete segment file", extra={"path": str(path), "error": str(exc)})
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_LO, _HI = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def _as_datetime(value: int | None, unit: str) -> datetime | None:
+    """An integer timestamp in ``unit`` as an aware datetime, clamped to years 1-9999."""
+    if value is None:
+        return None
+    us = value // 1000 if unit == "ns" else value * {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+    if us <= (_LO - _EPOCH) // _US:
+        return _LO
+    if us >= (_HI - _EPOCH) // _US:
+        return _HI
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -99,6 +123,9 @@ class Segments:
         self.fsync = fsync
         self._opened: Path | None = None
         self._entry = [0, 0]
+        self._damaged: dict[tuple[str, str], SegmentProblem] = {}
+        self._damaged_lock = threading.Lock()
+        self.counters: Counter[str] = Counter()  # damaged_found, queries_retried
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -157,6 +184,7 @@ class Segments:
                 compression=self.compression,
                 row_group_size=ROW_GROUP,
                 use_dictionary=strings,
+                write_page_checksum=True,
             )
             if self.fsync:
                 fd = os.open(path, os.O_RDONLY)
@@ -171,8 +199,15 @@ class Segments:
 
     @staticmethod
     def _bounds(table: str, data: pa.Table) -> tuple[datetime | None, datetime | None]:
-        mm = pc.min_max(data.column(cf.time_column(table))).as_py()
-        return mm["min"], mm["max"]
+        """Earliest and latest time in ``data`` for the manifest (None when all null).
+
+        Computed on the integers and clamped to what a datetime holds, so a stray value
+        (a file written before writes dropped such rows) cannot fail the write: the
+        manifest only needs bounds that contain every row, for retention."""
+        col = data.column(cf.time_column(table))
+        unit = col.type.unit if pa.types.is_timestamp(col.type) else "ms"
+        mm = pc.min_max(col.cast(pa.int64())).as_py()
+        return _as_datetime(mm["min"], unit), _as_datetime(mm["max"], unit)
 
     def append(
         self,
@@ -197,17 +232,66 @@ class Segments:
     # -- reads ---------------------------------------------------------------------------
 
     def files(self, cur: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-        """The segment files of ``table`` the cursor's transaction sees, in order."""
+        """The segment files of ``table`` the cursor's transaction sees, in order (less
+        those found damaged)."""
         rows = cur.execute(
             f"SELECT file FROM {MANIFEST} WHERE tbl = ? ORDER BY seq", [table]
         ).fetchall()
-        return [str(self.root / table / r[0]) for r in rows]
+        bad = self._damaged
+        return [str(self.root / table / r[0]) for r in rows if (table, r[0]) not in bad]
 
     def rows(self, cur: duckdb.DuckDBPyConnection, table: str) -> int:
         rows = cur.execute(
             f"SELECT coalesce(sum(rows), 0) FROM {MANIFEST} WHERE tbl = ?", [table]
         ).fetchall()
-        return int(rows[0][0])
+        with self._damaged_lock:
+            lost = sum(p.rows for p in self._damaged.values() if p.table == table)
+        return int(rows[0][0]) - lost
+
+    def manifest(self, cur: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, int]]:
+        """(file, rows) of every segment of ``table``, damaged or not, in order."""
+        rows = cur.execute(
+            f"SELECT file, rows FROM {MANIFEST} WHERE tbl = ? ORDER BY seq", [table]
+        ).fetchall()
+        return [(str(f), int(n)) for f, n in rows]
+
+    def diagnose(
+        self, cur: duckdb.DuckDBPyConnection, table: str, *, full: bool = False, hint: str = ""
+    ) -> list[SegmentProblem]:
+        """Inspect ``table``'s segment files (footers; in full with ``full`` or when the
+        file is named in ``hint``, a query's error); set aside, log and return the newly
+        damaged. A missing file counts only if the manifest still names it afterwards (a
+        merge or retention may have replaced it meanwhile)."""
+        found = []
+        for name, rows in self.manifest(cur, table):
+            if (table, name) in self._damaged:
+                continue
+            why = inspect(self.root / table / name, rows, full=full or name in hint)
+            if why is not None:
+                found.append(SegmentProblem(table, name, rows, why))
+        if any(p.reason == "file missing" for p in found):
+            still = {name for name, _ in self.manifest(cur, table)}
+            found = [p for p in found if p.file in still]
+        with self._damaged_lock:
+            for p in found:
+                self._damaged[(p.table, p.file)] = p
+                self.counters["damaged_found"] += 1
+        for p in found:
+            log.error(
+                "damaged segment set aside: its rows are left out of queries until "
+                "`shadowcast store check --repair`",
+                extra={"table": p.table, "file": p.file, "rows": p.rows, "reason": p.reason},
+            )
+        return found
+
+    def damaged(self) -> list[SegmentProblem]:
+        with self._damaged_lock:
+            return list(self._damaged.values())
+
+    def forget(self, table: str, file: str) -> None:
+        """A repaired segment: no longer damaged (its manifest row is gone or renamed)."""
+        with self._damaged_lock:
+            self._damaged.pop((table, file), None)
 
     def source(self, cur: duckdb.DuckDBPyConnection, table: str, with_table: bool) -> str:
         """A FROM-clause item holding the rows of ``table`` (its DuckDB table, when
@@ -269,7 +353,7 @@ class Segments:
         ).fetchall()
         run = []
         for seq, name, rows in tail:
-            if int(rows) >= SMALL_ROWS:
+            if int(rows) >= SMALL_ROWS or (table, str(name)) in self._damaged:
                 break
             run.append((int(seq), str(name)))
         if len(run) < MERGE_RUN:

@@ -17,6 +17,8 @@ def sql_type(typ: pa.DataType) -> str:
         return "VARCHAR"
     if pa.types.is_binary(typ) or pa.types.is_fixed_size_binary(typ):
         return "BLOB"
+    if pa.types.is_list(typ):
+        return f"{sql_type(typ.value_type)}[]"
     names = {
         pa.int8(): "TINYINT",
         pa.int16(): "SMALLINT",

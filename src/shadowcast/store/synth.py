@@ -46,6 +46,12 @@ def random_table(
             cols.append(pa.array(rng.integers(0, hi, n, dtype=np.uint64)).cast(t))
         elif pa.types.is_integer(t):
             cols.append(pa.array(rng.integers(-(10**6), 10**6, n), pa.int64()).cast(t))
+        elif pa.types.is_list(t):
+            sizes = rng.integers(0, 4, n)
+            vals = rng.integers(0, 1000, int(sizes.sum()))
+            offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+            flat = pa.array(vals, pa.int64()).cast(t.value_type)
+            cols.append(pa.ListArray.from_arrays(pa.array(offsets), flat).cast(t))
         else:
             raise TypeError(f"no generator for {f.name}: {t}")
     return pa.Table.from_arrays(cols, schema=schema)

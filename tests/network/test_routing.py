@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadowcast.errors import TopologyError
-from shadowcast.plan.routing import link_loads, routing_matrix
+from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.records import Link, Topology
 
 

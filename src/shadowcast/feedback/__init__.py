@@ -1,0 +1,1 @@
+"""Feedback: what happened against what was predicted (the forecast ledger)."""

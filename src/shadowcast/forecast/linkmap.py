@@ -1,0 +1,122 @@
+"""Every step's class forecasts mapped onto links through the routing in force.
+
+The series are the (class, OD) pairs stacked (class-major); the routing of each class is its
+own (a plan may route classes differently), so the stacked routing is ``[R_c1 | R_c2 | ...]``.
+Link means add up; link bounds combine the series' half-widths with the correlation of the
+model's realised errors per horizon (:func:`~shadowcast.forecast.links.link_bounds`), learnt
+over the last day from targets already observed; until 50 errors are in, the lag-h changes
+of the recent history stand in. Quantiles are never added.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from shadowcast.forecast.links import copula_loadings, link_bounds, sample_loadings
+from shadowcast.records import F64, Forecast
+
+MIN_ERRORS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class LinkPrediction:
+    """Predicted load ``mean[n_links, H]`` (Mbit/s) and upper bounds per level; ``util``
+    is ``mean / capacity``."""
+
+    issued_s: int
+    step_s: int
+    mean: F64
+    upper: Mapping[float, F64]
+    capacity: F64
+
+    @property
+    def util(self) -> F64:
+        return np.asarray(self.mean / self.capacity[:, None], dtype=np.float64)
+
+    def util_upper(self, level: float) -> F64:
+        up = self.upper.get(level)
+        return self.util if up is None else np.asarray(up / self.capacity[:, None])
+
+
+def stack(by_class: Mapping[str, Forecast], classes: Sequence[str]) -> Forecast:
+    """Class forecasts ``[n_od, H]`` stacked into one ``[C * n_od, H]`` forecast."""
+    fcs = [by_class[c] for c in classes]
+    levels = sorted(set.intersection(*(set(f.upper) for f in fcs))) if fcs else []
+    return Forecast(
+        mean=np.vstack([f.mean for f in fcs]),
+        lower={lv: np.vstack([f.lower[lv] for f in fcs]) for lv in levels},
+        upper={lv: np.vstack([f.upper[lv] for f in fcs]) for lv in levels},
+        model=fcs[0].model if fcs else "",
+    )
+
+
+class LinkMapper:
+    """Maps stacked class forecasts onto links; learns the error correlation as it goes."""
+
+    def __init__(
+        self,
+        capacity_mbps: F64,
+        classes: Sequence[str],
+        lags: Sequence[int],
+        step_s: int,
+        *,
+        window_steps: int = 288,
+        refresh_steps: int = 288,
+    ) -> None:
+        self.capacity = np.asarray(capacity_mbps, dtype=np.float64)
+        self.classes = tuple(classes)
+        self.lags = sorted(set(int(h) for h in lags))
+        self.step_s = int(step_s)
+        self.window = int(window_steps)
+        self.refresh = max(1, int(refresh_steps))
+        self._made: dict[int, deque[tuple[int, F64]]] = {h: deque() for h in self.lags}
+        self._errs: dict[int, deque[F64]] = {h: deque(maxlen=self.window) for h in self.lags}
+        self._recent: deque[F64] = deque(maxlen=self.window + max(self.lags, default=1))
+        self._loadings: dict[int, F64] | None = None
+        self._since = 0
+
+    def observe(self, t_s: int, actual: F64) -> None:
+        """The stacked actual values of the step starting at ``t_s``."""
+        a = np.asarray(actual, dtype=np.float64)
+        self._recent.append(a)
+        for h in self.lags:
+            q = self._made[h]
+            while q and q[0][0] <= t_s:
+                tgt, mean = q.popleft()
+                if tgt == t_s:
+                    self._errs[h].append(a - mean)
+        self._since += 1
+
+    def map(self, issued_s: int, fc: Forecast, routing: sp.csr_matrix) -> LinkPrediction:
+        """Link prediction of the stacked forecast ``fc`` under ``routing`` (stacked)."""
+        if self._loadings is None or self._since >= self.refresh:
+            self._loadings = self._fresh_loadings(fc.mean.shape[0])
+            self._since = 0
+        _, up = link_bounds(fc, routing, self._loadings, lower=False)
+        for h in self.lags:  # remember the mean at each lag's target to learn its error
+            if h <= fc.mean.shape[1]:
+                self._made[h].append((issued_s + (h - 1) * self.step_s, fc.mean[:, h - 1].copy()))
+        mean = np.asarray(routing @ fc.mean, dtype=np.float64)
+        return LinkPrediction(issued_s, self.step_s, mean, up, self.capacity)
+
+    def _fresh_loadings(self, n: int) -> dict[int, F64]:
+        out: dict[int, F64] = {}
+        hist = np.vstack(list(self._recent)) if self._recent else np.zeros((0, n))
+        for h in self.lags:
+            errs = self._errs[h]
+            if len(errs) >= MIN_ERRORS and errs[0].shape[0] == n:
+                out[h] = sample_loadings(np.vstack(list(errs)))
+            elif hist.shape[0] > h + 2 and hist.shape[1] == n:
+                out[h] = copula_loadings(hist, lag=h)
+            else:
+                out[h] = np.zeros((n, 0))
+        return out
+
+
+def stacked_routing(matrices: Sequence[sp.csr_matrix]) -> sp.csr_matrix:
+    return sp.hstack(list(matrices), format="csr")

@@ -1,0 +1,1 @@
+"""Rollup: flows become demand between the routers of the topology, per step and kind."""

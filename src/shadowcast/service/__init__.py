@@ -1,0 +1,1 @@
+"""The living service: every stage composed on one clock (wiring.py builds, loop.py runs)."""

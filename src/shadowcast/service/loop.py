@@ -1,0 +1,432 @@
+"""The living service: the life of one step, every stage in turn, on one clock.
+
+``tick(now_s)`` closes the steps the rollup has finished and, for each, in order:
+
+1. **measure** - the step's demand per routing class and OD pair goes to the store
+   (``od_series``) with its load on every link under the routing in force
+   (``link_series``); the ledger scores every forecast whose target this step was;
+2. **forecast** - each class's model sees the new row and predicts the plan horizon with
+   intervals; the forecasts are mapped onto links (means add, bounds combine through the
+   errors' correlation) and kept in the ledger;
+3. **alert** - the capacity rule raises "link >= threshold within the window" (once per
+   episode) and the notifiers deliver it;
+4. **plan and act** - by mode (observe / advise / auto), with the decision and its
+   reason kept;
+
+then the shadow stage opens tunnels for the paths that appeared, closes idle ones and runs
+a probe round when one is due. Output is buffered and flushed in one transaction; a
+checkpoint flushes and saves the models so that a restart resumes where it stopped.
+
+Everything that knows every stage lives in ``service/``: this module runs them, and
+``service/wiring.py`` builds them from the settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute
+import scipy.sparse as sp
+
+from shadowcast.alert.base import Notifier
+from shadowcast.alert.rules import CapacityRule
+from shadowcast.alert.tables import alerts_table
+from shadowcast.errors import PlanError, StoreError
+from shadowcast.feedback.ledger import Ledger, accuracy_table
+from shadowcast.forecast.cycle import CycleForecast, ForecastCycle
+from shadowcast.forecast.linkmap import LinkMapper, LinkPrediction, stack, stacked_routing
+from shadowcast.forecast.tables import link_forecast_rows, od_forecast_table
+from shadowcast.network.state import RoutingState, shares_of_plan
+from shadowcast.plan.base import Plan
+from shadowcast.plan.cycle import Decision, PlanCycle, decisions_table
+from shadowcast.plan.planner import split_matrix
+from shadowcast.records import F64, Alert, Topology
+from shadowcast.rollup.rollup import Rollup, RollupBucket
+from shadowcast.rollup.tables import link_rows, od_rows
+from shadowcast.service.config import ServiceConfig
+from shadowcast.service.intake import FlowIntake
+from shadowcast.service.writer import StageWriter
+from shadowcast.shadow.cycle import ShadowCycle
+from shadowcast.shadow.results import to_table as shadow_table
+from shadowcast.store.base import Store
+
+log = logging.getLogger(__name__)
+pc: Any = pyarrow.compute
+STATE_FILE = "service-state.json"
+
+
+@dataclass
+class Stages:
+    """Every stage the loop runs, built by ``service/wiring.py``."""
+
+    topology: Topology
+    classes: tuple[str, ...]
+    class_of: Mapping[str, str]
+    store: Store
+    writer: StageWriter
+    rollup: Rollup
+    rollup_lock: threading.Lock
+    intake: FlowIntake
+    routing: RoutingState
+    forecast: ForecastCycle
+    linkmap: LinkMapper
+    ledger: Ledger
+    rule: CapacityRule
+    notifiers: Sequence[Notifier]
+    plan: PlanCycle
+    shadow: ShadowCycle | None
+    horizons: Mapping[str, int]  # label -> steps ahead
+    alert_level: float = 0.0  # 0: alert on the mean; 80/95: on that upper bound
+    retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
+
+
+@dataclass
+class StepReport:
+    """What one step did (the replay's report and the service's health read these)."""
+
+    start_s: int
+    demand_mbps: float
+    forecast: CycleForecast | None = None
+    link: LinkPrediction | None = None
+    alerts: list[Alert] = field(default_factory=list)
+    decision: Decision | None = None
+
+
+class Service:
+    """Runs :class:`Stages` on a clock (see the module docstring)."""
+
+    def __init__(
+        self,
+        stages: Stages,
+        config: ServiceConfig,
+        state_dir: Path,
+        *,
+        on_step: Callable[[StepReport], None] | None = None,
+    ) -> None:
+        self.s = stages
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.on_step = on_step
+        self.step_s = stages.rollup.step_s
+        self.link_names = stages.topology.link_names()
+        self.capacity = stages.topology.capacities / 1e6
+        self.status = "starting"
+        self.steps = 0
+        self.alerts: deque[Alert] = deque(maxlen=1000)
+        self.decisions: deque[Decision] = deque(maxlen=1000)
+        self.last: StepReport | None = None
+        self.last_checkpoint_s: int | None = None
+        self.stage_seconds: dict[str, float] = {}
+        self._routing_cache: tuple[int, sp.csr_matrix] | None = None
+        self._horizon_steps = sorted(set(stages.horizons.values()))
+        self.restored: dict[str, Any] = {}
+        self.last_retention_s: int | None = None
+        self.retained: dict[str, int] = {}
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def tick(self, now_s: int) -> int:
+        """Run every step that is complete at ``now_s``; returns how many."""
+        with self.s.rollup_lock:
+            buckets = self.s.rollup.close(now_s)
+        for b in buckets:
+            self._step(b)
+        self._shadow(now_s)
+        self._retain(now_s)
+        every = self.config.seconds("checkpoint_every")
+        if self.last_checkpoint_s is None:
+            self.last_checkpoint_s = now_s
+        elif now_s - self.last_checkpoint_s >= every:
+            self.checkpoint(now_s)
+        else:
+            self._flush_if_due()
+        if self.status == "starting" and self.s.forecast.ready:
+            self.status = "ready"
+        return len(buckets)
+
+    def _step(self, b: RollupBucket) -> None:
+        s = self.s
+        t, end = b.start_s, b.start_s + b.step_s
+        report = StepReport(t, float(b.total().sum()))
+        with self._timed("measure"):
+            values = b.by_class(s.class_of)
+            for c in s.classes:
+                values.setdefault(c, np.zeros(len(b.od_pairs)))
+            stacked = np.concatenate([values[c] for c in s.classes])
+            load = s.routing.loads({c: values[c] for c in s.classes})
+            s.writer.add("od_series", od_rows(b))
+            s.writer.add("link_series", link_rows(t, self.link_names, load, self.capacity))
+            s.ledger.observe("od", t, stacked)
+            s.ledger.observe("link", t, load)
+            s.linkmap.observe(t, stacked)
+        with self._timed("forecast"):
+            s.forecast.observe(t, values)
+            fc = s.forecast.predict()
+        if fc is not None:
+            with self._timed("links"):
+                st = stack(fc.by_class, s.classes)
+                link = s.linkmap.map(end, st, self._stacked_routing())
+                report.forecast, report.link = fc, link
+                s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
+                s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
+                s.writer.add(
+                    "forecasts",
+                    link_forecast_rows(
+                        end, self.step_s, self._horizon_steps, self.link_names,
+                        link.mean, dict(link.upper), {}, fc.model,
+                    ),
+                )  # fmt: skip
+            with self._timed("alert"):
+                util = link.util_upper(s.alert_level) if s.alert_level else link.util
+                new = s.rule.evaluate(np.datetime64(end, "s"), util)
+                for a in new:
+                    for n in s.notifiers:
+                        n.send(a)
+                if new:
+                    s.writer.add("alerts", alerts_table(new))
+                    self.alerts.extend(new)
+                report.alerts = new
+            with self._timed("plan"):
+                d = s.plan.decide(end, dict(fc.by_class), self.step_s)
+                report.decision = d
+                self.decisions.append(d)
+                s.writer.add("decisions", decisions_table([d], s.plan.mode))
+        rows = s.ledger.take_rows()
+        if rows:
+            s.writer.add("accuracy", accuracy_table(rows))
+        self.steps += 1
+        self.last = report
+        if self.on_step is not None:
+            self.on_step(report)
+
+    def _shadow(self, now_s: int) -> None:
+        events, apps = self.s.intake.take_inbox()
+        sh = self.s.shadow
+        if sh is None:
+            return
+        with self._timed("shadow"):
+            if apps:
+                sh.touch(apps)
+            if events:
+                sh.on_events(events)
+            results = sh.cycle(float(now_s))
+            if results:
+                self.s.writer.add("shadow", shadow_table(results))
+
+    def _retain(self, now_s: int) -> None:
+        """Retention on the service's clock (a replay's simulated time, or now)."""
+        if self.s.retention is None:
+            return
+        if self.last_retention_s is None:
+            self.last_retention_s = now_s
+            return
+        if now_s - self.last_retention_s < self.config.seconds("retention_every"):
+            return
+        self.last_retention_s = now_s
+        try:
+            self._flush_if_due()
+            for table, n in self.s.retention(now_s).items():
+                self.retained[table] = self.retained.get(table, 0) + n
+        except StoreError as exc:
+            log.error("retention failed", extra={"error": str(exc)})
+
+    def _stacked_routing(self) -> sp.csr_matrix:
+        r = self.s.routing
+        if self._routing_cache is None or self._routing_cache[0] != r.version:
+            m = stacked_routing([r.matrix(c) for c in self.s.classes])
+            self._routing_cache = (r.version, m)
+        return self._routing_cache[1]
+
+    def _timed(self, name: str) -> _Timer:
+        return _Timer(self.stage_seconds, name)
+
+    def _flush_if_due(self) -> None:
+        try:
+            self.s.writer.maybe_flush()
+        except StoreError as exc:
+            self.status = "degraded"
+            log.error("store flush failed; output kept for the next try", extra={"error": str(exc)})
+
+    # -- approval (advise mode) --------------------------------------------------------------
+
+    def approve(self, plan: Plan) -> Decision:
+        """Apply an operator-approved plan now (through the checker and actuator)."""
+        now = self.last.start_s + self.step_s if self.last else 0
+        peak = self.last.decision.predicted_peak if self.last and self.last.decision else 0.0
+        d = self.s.plan.apply(now, plan, peak)
+        self.s.writer.add("decisions", decisions_table([d], "approved"))
+        return d
+
+    # -- state -------------------------------------------------------------------------------
+
+    def checkpoint(self, now_s: int | None = None) -> None:
+        """Flush every buffered row, then save the models (the store is never behind them)."""
+        t0 = time.perf_counter()
+        try:
+            self.s.writer.flush()
+        except StoreError as exc:
+            self.status = "degraded"
+            log.error("checkpoint: store flush failed", extra={"error": str(exc)})
+            return
+        if self.s.forecast.ready:
+            fc = self.s.forecast.predict()
+            if fc is not None:  # the latest OD cycle, for `shadowcast plan --store`
+                total = fc.total()
+                names = [f"{a}->{b}" for a, b in fc.od_pairs]
+                issued = np.datetime64(fc.issued_s, "s")
+                self.s.store.write(
+                    "forecasts", od_forecast_table(issued, self.step_s, names, fc.model, total)
+                )
+            self.s.forecast.save(self.state_dir / "models")
+        state = {
+            "saved_at": datetime.now(UTC).isoformat(),
+            "now_s": now_s,
+            "last_step_s": None if self.last is None else self.last.start_s,
+            "steps": self.steps,
+            "model_version": self.s.forecast.version,
+        }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+        if now_s is not None:
+            self.last_checkpoint_s = now_s
+        log.info("checkpoint", extra={**state, "seconds": round(time.perf_counter() - t0, 3)})
+
+    def restore(self) -> dict[str, Any]:
+        """Resume from the store and the saved models: the routing in force (the last applied
+        plan), the next step to roll up, the history, and the models (loaded, then updated
+        with the steps stored after they were saved)."""
+        s = self.s
+        out: dict[str, Any] = {"plan": None, "resume_at_s": None, "models_loaded": False}
+        plan = self._last_applied_plan()
+        if plan is not None:
+            try:
+                s.routing.install(shares_of_plan(plan.splits, s.routing.od_index))
+                s.plan.current = split_matrix(plan, s.plan.paths, s.classes)
+                out["plan"] = plan.plan_id
+            except PlanError as exc:
+                log.warning(
+                    "the last applied plan no longer fits; IGP routing assumed",
+                    extra={"error": str(exc)},
+                )
+        loaded = s.forecast.load(self.state_dir / "models")
+        out["models_loaded"] = loaded
+        rows = self._stored_steps(s.forecast.history.cap)
+        if rows:
+            s.forecast.catch_up(rows)
+            last = rows[-1][0]
+            with s.rollup_lock:
+                s.rollup.resume_at(last + self.step_s)
+            out["resume_at_s"] = last + self.step_s
+            self.steps = len(rows)
+        out["model_version"] = s.forecast.version
+        self.restored = out
+        log.info("service restored", extra=out)
+        return out
+
+    def _last_applied_plan(self) -> Plan | None:
+        try:
+            tab = self.s.store.read("decisions", where={"action": "applied"})
+        except StoreError:
+            return None
+        if tab.num_rows == 0:
+            return None
+        tab = tab.sort_by("time")
+        text = str(tab.column("plan")[tab.num_rows - 1].as_py() or "")
+        try:
+            return Plan.from_dict(json.loads(text)) if text else None
+        except (ValueError, PlanError):
+            return None
+
+    def _stored_steps(self, max_steps: int) -> list[tuple[int, dict[str, F64]]]:
+        """Per-class demand of the last ``max_steps`` stored steps, oldest first."""
+        s = self.s
+        try:
+            tab = s.store.read("od_series")
+        except StoreError:
+            return []
+        if tab.num_rows == 0:
+            return []
+        tab = tab.filter(pc.not_equal(tab.column("app"), ""))
+        if tab.num_rows == 0:
+            return []
+        t_ms = tab.column("time").cast(pa.int64()).to_numpy()
+        t_s = t_ms // 1000
+        steps = np.unique(t_s)[-max_steps:]
+        keep = t_s >= steps[0]
+        tab, t_s = tab.filter(pa.array(keep)), t_s[keep]
+        od_index = {f"{a}->{b}": k for k, (a, b) in enumerate(s.rollup.od_pairs)}
+        cls_index = {c: i for i, c in enumerate(s.classes)}
+        keys = np.array(
+            [
+                od_index.get(f"{a}->{b}", -1)
+                for a, b in zip(
+                    tab.column("src").to_pylist(), tab.column("dst").to_pylist(), strict=True
+                )
+            ]
+        )
+        cls = np.array(
+            [
+                cls_index.get(s.class_of.get(str(a), str(a)), -1)
+                for a in tab.column("app").to_pylist()
+            ]
+        )
+        row = np.searchsorted(steps, t_s)
+        vals = np.zeros((len(steps), len(s.classes), len(s.rollup.od_pairs)))
+        ok = (keys >= 0) & (cls >= 0)
+        np.add.at(vals, (row[ok], cls[ok], keys[ok]), tab.column("mbps").to_numpy()[ok])
+        return [
+            (int(steps[i]), {c: vals[i, j] for c, j in cls_index.items()})
+            for i in range(len(steps))
+        ]
+
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        s = self.s
+        return {
+            "status": self.status,
+            "steps": self.steps,
+            "last_step": None
+            if self.last is None
+            else datetime.fromtimestamp(self.last.start_s, UTC).isoformat(),
+            "stages": {
+                "intake": {"records": s.intake.stats.records, "failures": s.intake.stats.failures},
+                "rollup": s.rollup.stats.as_dict(),
+                "forecast": {
+                    "ready": s.forecast.ready,
+                    "model": s.forecast.model_name,
+                    "version": s.forecast.version,
+                },
+                "plan": {"mode": s.plan.mode, "decisions": dict(s.plan.counts)},
+                "shadow": None if s.shadow is None else s.shadow.counters(),
+                "store": {
+                    "flushes": s.writer.flushes,
+                    "failures": s.writer.failures,
+                    "retained": dict(self.retained),
+                },
+            },
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "restored": self.restored,
+        }
+
+
+class _Timer:
+    def __init__(self, acc: dict[str, float], name: str) -> None:
+        self.acc, self.name = acc, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.acc[self.name] = self.acc.get(self.name, 0.0) + time.perf_counter() - self.t0

@@ -1,0 +1,141 @@
+"""``shadowcast run``: the service in production, on the wall clock.
+
+Start order: settings and topology -> the store (shared by every thread) -> the stages
+(``service/wiring.py``) -> restore from the store and saved models -> the read socket (other
+commands read the store through it while the service holds it) -> the collector (UDP) ->
+the loop. The loop ticks once per step, ``rollup.lateness`` after each step ends.
+
+SIGTERM or SIGINT: the current tick finishes, the collector stops and flushes what it
+received, the intake profiles what is queued, steps that are complete are run, then a
+checkpoint flushes every buffer and saves the models; a restart resumes from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from shadowcast.clock import WallClock
+from shadowcast.errors import ConfigError
+from shadowcast.service.loop import Service
+from shadowcast.service.wiring import Environment, build_service
+from shadowcast.store.remote import StoreSocket, socket_path
+from shadowcast.store.shared import SharedStore
+
+log = logging.getLogger(__name__)
+
+
+def load_topology(settings: Any) -> Any:
+    from shadowcast.datasets import load_topology as load
+
+    cfg = settings.service
+    if cfg.topology is None:
+        raise ConfigError(
+            "service.topology: required by `shadowcast run` (the backbone's topology file: "
+            "SNDlib XML, GraphML or node-link JSON)"
+        )
+    return load(cfg.topology, capacities_from=cfg.capacities_from)
+
+
+class Runner:
+    """The production service: collector + loop + read socket, until ``stop()``."""
+
+    def __init__(self, settings: Any, *, duration_s: float | None = None) -> None:
+        from shadowcast.store.config import open_store
+
+        self.settings = settings
+        self.duration_s = duration_s
+        self.stop_event = threading.Event()
+        topo = load_topology(settings)
+        data_dir = Path(settings.data_dir)
+        self.state_dir = Path(settings.service.state_dir or data_dir / "state")
+        self.store = SharedStore(open_store(settings.store))
+        self.clock = WallClock()
+        self.service: Service = build_service(
+            settings,
+            Environment(
+                topology=topo, store=self.store, clock=self.clock, state_dir=self.state_dir
+            ),
+        )
+        self.socket: StoreSocket | None = None
+        self.socket_path = socket_path(data_dir)
+        self.collector: Any = None
+        self._collector_thread: threading.Thread | None = None
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal received, finishing the current cycle", extra={"signal": signum})
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def start(self) -> dict[str, Any]:
+        from shadowcast.collect.server import CollectServer
+
+        restored = self.service.restore()
+        if self.settings.service.read_socket:
+            self.socket = StoreSocket(
+                self.store, self.socket_path, routes={"/health": self.service.health}
+            )
+        self.service.s.intake.start()
+        self.collector = CollectServer(
+            self.settings.collect, self.store, sinks=[self.service.s.intake.put]
+        )
+        ports = self.collector.bind()
+        ready = threading.Event()
+        self._collector_thread = threading.Thread(
+            target=self.collector.serve,
+            kwargs={"on_ready": lambda _: ready.set()},
+            name="collector",
+            daemon=True,
+        )
+        self._collector_thread.start()
+        if not ready.wait(60):
+            raise ConfigError(f"the collector did not start: {self.collector.failures}")
+        log.info(
+            "service started",
+            extra={"mode": self.service.s.plan.mode, "listen": ports, **restored},
+        )
+        return {"ports": ports, **restored}
+
+    def loop(self) -> None:
+        step = self.service.step_s
+        lateness = self.service.s.rollup.lateness_s
+        started = time.monotonic()
+        while not self.stop_event.is_set():
+            now = int(self.clock.time())
+            nxt = (now // step + 1) * step + lateness
+            wake = min(nxt, now + 5)  # wake often enough to probe, flush and notice signals
+            if not self.clock.sleep_until(_dt(wake), self.stop_event):
+                break
+            self.service.tick(int(self.clock.time()))
+            if self.collector is not None and self.collector.failures:
+                log.error("collector failed: %s", "; ".join(self.collector.failures))
+                self.service.status = "degraded"
+            if self.duration_s is not None and time.monotonic() - started >= self.duration_s:
+                break
+
+    def shutdown(self) -> None:
+        if self.collector is not None:
+            self.collector.stop()
+        if self._collector_thread is not None:
+            self._collector_thread.join(60)
+        self.service.s.intake.stop()
+        self.service.tick(int(self.clock.time()))
+        self.service.checkpoint(int(self.clock.time()))
+        if self.socket is not None:
+            self.socket.close()
+        self.store.close()
+        log.info("service stopped", extra={"steps": self.service.steps})
+
+
+def _dt(seconds: int) -> Any:
+    import numpy as np
+
+    return np.datetime64(int(seconds), "s")

@@ -172,20 +172,24 @@ class LabDemo:
             self.runner.loop()
         finally:
             run.ended_at = time.time()
-            traffic.stop()
-            run.traffic_failed = list(traffic.failed)
-            if self.runner is not None:
-                self.runner.shutdown()
-                run.health = self.runner.service.health()
-            sampler.stop()
-            run.kernel = sampler.rates()
-            for p in probes:
-                p.close()
-            for m in managers:
-                m.close()
-            procs.stop()
-            if not o.keep_lab:
-                build.down(o.prefix)
+            try:  # each step runs even when one before it failed
+                traffic.stop()
+                run.traffic_failed = list(traffic.failed)
+                if self.runner is not None:
+                    self.runner.shutdown()
+                    run.health = self.runner.service.health()
+            finally:
+                try:
+                    sampler.stop()
+                    run.kernel = sampler.rates()
+                    for p in probes:
+                        p.close()
+                    for m in managers:
+                        m.close()
+                finally:
+                    procs.stop()
+                    if not o.keep_lab:
+                        build.down(o.prefix)
         return run
 
     # -- the loop thread, after every step of the service --------------------------------

@@ -176,6 +176,9 @@ def up(plan: LabPlan) -> bool:
         "net.ipv4.icmp_ratelimit": "0",
         "net.ipv4.conf.all.rp_filter": "0",
         "net.ipv4.conf.default.rp_filter": "0",
+        # multipath routes hash the 5-tuple, as backbone routers do (flows, not hosts,
+        # spread over the next hops; a tunnel's pinned source port picks its path)
+        "net.ipv4.fib_multipath_hash_policy": "1",
         # no IPv6 chatter (DAD, router solicitations, MLD) in counters and tc bytes
         "net.ipv6.conf.all.disable_ipv6": "1",
         "net.ipv6.conf.default.disable_ipv6": "1",

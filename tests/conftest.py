@@ -53,3 +53,13 @@ def data_dir() -> Path:
     if d is None:
         pytest.skip("third-party data not found: set SHADOWCAST_DATA or provide ../shared/data")
     return d
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _log_records_built() -> None:
+    """Every ``shadowcast`` log record at INFO and above is built in every test, whatever ran
+    before: a bad ``extra=`` key (one a LogRecord already has) raises KeyError only when the
+    level is enabled, so leaving the level to test order once let CI fail where a laptop passed."""
+    import logging
+
+    logging.getLogger("shadowcast").setLevel(logging.INFO)

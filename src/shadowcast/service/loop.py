@@ -47,6 +47,7 @@ from shadowcast.feedback.ledger import Ledger, accuracy_table
 from shadowcast.forecast.cycle import CycleForecast, ForecastCycle
 from shadowcast.forecast.linkmap import LinkMapper, LinkPrediction, stack, stacked_routing
 from shadowcast.forecast.tables import link_forecast_rows, od_forecast_table
+from shadowcast.logs import fields
 from shadowcast.network.state import RoutingState, shares_of_plan
 from shadowcast.plan.base import Plan
 from shadowcast.plan.cycle import Decision, PlanCycle, decisions_table
@@ -340,7 +341,9 @@ class Service:
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
         if now_s is not None:
             self.last_checkpoint_s = now_s
-        log.info("checkpoint", extra={**state, "seconds": round(time.perf_counter() - t0, 3)})
+        log.info(
+            "checkpoint", extra=fields({**state, "seconds": round(time.perf_counter() - t0, 3)})
+        )
 
     def restore(self) -> dict[str, Any]:
         """Resume from the store and the saved models: the routing in force (the last applied

@@ -23,6 +23,7 @@ from typing import Any
 
 from shadowcast.clock import WallClock
 from shadowcast.errors import ConfigError
+from shadowcast.logs import fields
 from shadowcast.service.loop import Service
 from shadowcast.service.wiring import Environment, build_service
 from shadowcast.store.remote import StoreSocket, socket_path
@@ -124,7 +125,7 @@ class Runner:
             raise ConfigError(f"the collector did not start: {self.collector.failures}")
         log.info(
             "service started",
-            extra={"mode": self.service.s.plan.mode, "listen": ports, **restored},
+            extra=fields({"mode": self.service.s.plan.mode, "listen": ports, **restored}),
         )
         return {"ports": ports, **restored}
 

@@ -314,7 +314,11 @@ def main() -> None:
     py_rates = [float(r) * 1e6 for r in args.netflow_py_rates.split(",")]
     need = int(max(rates + py_rates) * args.step_s)
     per_exp = -(-need // args.exporters)
-    streams = [build_stream("v9", per_exp, seed=100 + k) for k in range(args.exporters)]
+    # flows of the last minute: the collector refuses records a year old (collect.validate)
+    now_ms = int(time.time() * 1000) - 60_000
+    streams = [
+        build_stream("v9", per_exp, seed=100 + k, start_ms=now_ms) for k in range(args.exporters)
+    ]
     tmp = Path(tempfile.mkdtemp(prefix="shadowcast-bench-"))
     path = tmp / "stream.bin"
     write_streams(streams, path)

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from shadowcast.collect.base import ExporterStats
 from shadowcast.collect.columns import (
+    as_native,
     as_uint,
     dict_str,
     flow_table,
@@ -156,6 +157,15 @@ def sampler_ids(rec: np.ndarray, roles: dict[str, int]) -> U64 | None:
         if role in roles:
             return as_uint(rec[role])
     return None
+
+
+def _sampler_rates(ids: U64, domain: int, state: ExporterState) -> U64:
+    """Each record's rate from its sampler id (0: unknown); one id is the common case."""
+    if len(ids) and ids.min() == ids.max():
+        return np.full(len(ids), state.samplers.get((domain, int(ids[0])), 0), dtype=np.uint64)
+    uniq, inv = np.unique(ids, return_inverse=True)
+    lut = np.array([state.samplers.get((domain, int(u)), 0) for u in uniq], dtype=np.uint64)
+    return lut[inv.reshape(-1)]
 
 
 def apply_options(rec: np.ndarray, layout: Layout, domain: int, state: ExporterState) -> None:
@@ -320,8 +330,9 @@ def run_table(run: Run, state: ExporterState, override: int | None, st: Exporter
         ("dst_as", "dst_as"),
     ):
         if role in roles:
-            v = as_uint(rec[role])
-            cols[col] = v & np.uint64(0xFF) if col in ("tcp_flags", "proto", "tos") else v
+            v = as_native(rec[role])
+            small = col in ("tcp_flags", "proto", "tos") and v.dtype.itemsize > 1
+            cols[col] = v & v.dtype.type(0xFF) if small else v
         elif col in frame:
             cols[col] = frame[col]
     iface: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -331,7 +342,7 @@ def run_table(run: Run, state: ExporterState, override: int | None, st: Exporter
     for col, choices in iface:
         for role in choices:
             if role in roles:
-                cols[col] = as_uint(rec[role])
+                cols[col] = as_native(rec[role])
                 break
     if override:
         rate = np.full(n, override, dtype=np.uint64)
@@ -341,11 +352,7 @@ def run_table(run: Run, state: ExporterState, override: int | None, st: Exporter
         if missing.any():
             ids = sampler_ids(rec, roles)
             if ids is not None and state.samplers:
-                uniq, inv = np.unique(ids, return_inverse=True)
-                lut = np.array(
-                    [state.samplers.get((run.domain, int(u)), 0) for u in uniq], dtype=np.uint64
-                )
-                rate = np.where(missing, lut[inv], rate)
+                rate = np.where(missing, _sampler_rates(ids, run.domain, state), rate)
                 missing = rate == 0
             dom = state.domain_rate.get(run.domain)
             if dom and missing.any():

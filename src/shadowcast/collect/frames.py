@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from shadowcast.collect.columns import V4_PREFIX
+from shadowcast.collect.columns import v4_to_16
 
 MAX_HEADER = 256
 _L3 = 40  # bytes of network header read (IPv6 fixed header; IPv4 with both addresses)
@@ -81,15 +81,19 @@ def parse_frames(
     src_port = np.where(has_ports, u16(l4, 0), 0)
     dst_port = np.where(has_ports, u16(l4, 2), 0)
     flags = np.where(has_ports & (proto == 6), byte(l4, 13), 0)
-    addr = np.zeros((n, 2, 16), dtype=np.uint8)
-    for side, (o4, o6) in enumerate(((12, 8), (16, 24))):
-        addr[v4, side, :12] = V4_PREFIX
-        addr[v4, side, 12:] = l3[v4, o4 : o4 + 4]
-        addr[v6, side] = l3[v6, o6 : o6 + 16]
+    addr = []
+    all4, any6 = bool(v4.all()), bool(v6.any())
+    for o4, o6 in ((12, 8), (16, 24)):
+        a4 = v4_to_16(np.ascontiguousarray(l3[:, o4 : o4 + 4]).view("V4").reshape(n))
+        if all4:  # the common case: one copy
+            addr.append(a4)
+            continue
+        a6 = l3[:, o6 : o6 + 16] if any6 else np.uint8(0)
+        addr.append(np.where(v4[:, None], a4, np.where(v6[:, None], a6, np.uint8(0))))
     return {
         "ip": (v4 | v6),
-        "src_addr": addr[:, 0],
-        "dst_addr": addr[:, 1],
+        "src_addr": addr[0],
+        "dst_addr": addr[1],
         "src_port": src_port,
         "dst_port": dst_port,
         "proto": proto,

@@ -174,6 +174,8 @@ def _samples(
         z = np.zeros(0, dtype=np.int64)
         return z, z, z, z, z, z
     cols = [np.concatenate([f[c] for f in found]).astype(np.int64) for c in range(5)]
+    order = np.lexsort((cols[1], cols[0]))  # arrival order: by datagram, then sample
+    cols = [c[order] for c in cols]
     return cols[0], cols[1], cols[2], cols[3], cols[4], np.concatenate(cut).astype(np.int64)
 
 
@@ -221,19 +223,20 @@ def _flow_samples(
     counts.add("unsupported_samples", dgi[sel[~rec.broken & ~usable]])
     keep = sel[usable]
     counts.add("records", dgi[keep])
+    u: npt.NDArray[np.bool_] | slice = slice(None) if usable.all() else usable  # no copies
     return FlowRows(
         exporter=dg.exporter[dgi[keep]].astype(np.int64),
         order=(dgi[keep] << 16) + k[keep],
         rate=rate[keep],
         in_if=in_if[keep],
         out_if=out_if[keep],
-        frame_len=rec.frame_len[usable],
-        header=rec.header[usable],
-        hdr_len=rec.hdr_len[usable],
-        ip=rec.ip[usable],
-        has_ip=rec.has_ip[usable] & (rec.hdr_len[usable] == 0),
-        src=rec.src[usable],
-        dst=rec.dst[usable],
+        frame_len=rec.frame_len[u],
+        header=rec.header[u],
+        hdr_len=rec.hdr_len[u],
+        ip=rec.ip[u],
+        has_ip=rec.has_ip[u] & (rec.hdr_len[u] == 0),
+        src=rec.src[u],
+        dst=rec.dst[u],
     )
 
 
@@ -279,7 +282,8 @@ def _records(flat: npt.NDArray[np.uint8], start: I64, end: I64, n_rec: I64) -> _
         if len(raw):
             r = words(flat, body[raw], 4, lim[raw])
             frame_len[idx[raw]] = r[:, 1]
-            fine = (r[:, 3] <= rlen[raw] - 16) & np.isin(r[:, 0], (1, 11, 12))
+            known = (r[:, 0] == 1) | (r[:, 0] == 11) | (r[:, 0] == 12)
+            fine = (r[:, 3] <= rlen[raw] - 16) & known
             t = idx[raw[fine]]
             hdr_at[t], hlen[t], proto[t] = body[raw[fine]] + 16, r[fine, 3], r[fine, 0]
         for fmt, size, width in ((3, 32, 4), (4, 56, 16)):
@@ -315,13 +319,16 @@ def _headers(
     header (what follows a header in its row is left as it is: reads stop at its length)."""
     m = len(at)
     width = header_width(int(total.max()) if m else 0)
-    block = np.zeros((m, width), dtype=np.uint8)
     has = np.flatnonzero(at >= 0)
-    if len(has):
+    if len(has) == m:  # the common case: one copy
+        first = at - shift
+        block = read(flat, first, width, first + width)
+    else:
+        block = np.zeros((m, width), dtype=np.uint8)
         first = at[has] - shift[has]
         block[has] = read(flat, first, width, first + width)
-        l3 = has[shift[has] > 0]
-        block[l3, :12] = 0
-        block[l3, 12] = np.where(proto[l3] == 11, 0x08, 0x86)
-        block[l3, 13] = np.where(proto[l3] == 11, 0x00, 0xDD)
+    l3 = has[shift[has] > 0]
+    block[l3, :12] = 0
+    block[l3, 12] = np.where(proto[l3] == 11, 0x08, 0x86)
+    block[l3, 13] = np.where(proto[l3] == 11, 0x00, 0xDD)
     return block, np.minimum(total, width)

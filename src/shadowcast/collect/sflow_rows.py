@@ -120,7 +120,10 @@ def flow_table(
     first = np.full(len(exporters), np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, exp, rows.order)
     rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")
-    perm = np.lexsort((rows.order, rank[exp]))
+    key = (rank[exp] << 40) | rows.order
+    perm: npt.NDArray[np.int64] | slice = slice(None)  # already in order: no copies
+    if (key[1:] < key[:-1]).any():
+        perm = np.argsort(key, kind="stable")
     exp = exp[perm]
     rate = rows.rate[perm].astype(np.uint64)
     override = np.array([dec.overrides.get(h, 0) for h in exporters], dtype=np.uint64)[exp]
@@ -140,21 +143,25 @@ def flow_table(
     frame = rows.frame_len[perm].astype(np.uint64)
     hdr_len = rows.hdr_len[perm]
     has_hdr = hdr_len > 0
-    if has_hdr.any():
-        sel = perm[has_hdr]
+    if has_hdr.all():  # the common case: the columns as parsed
+        parsed = parse_frames(np.ascontiguousarray(rows.header[perm]), hdr_len)
+        cols.update({k: v for k, v in parsed.items() if k != "ip"})
+    elif has_hdr.any():
+        sel = np.arange(n)[perm][has_hdr]
         parsed = parse_frames(np.ascontiguousarray(rows.header[sel]), hdr_len[has_hdr])
         for name, v in parsed.items():
             if name != "ip":
                 cols[name][has_hdr] = v
     ip_rows = rows.has_ip[perm] & ~has_hdr
     if ip_rows.any():
-        vals = rows.ip[perm[ip_rows]].astype(np.uint64)
+        at = np.arange(n)[perm][ip_rows]
+        vals = rows.ip[at].astype(np.uint64)
         frame[ip_rows] = vals[:, 0]
         masks = (0xFF, 0xFFFF, 0xFFFF, 0xFF, 0xFF)
         for k, name in enumerate(("proto", "src_port", "dst_port", "tcp_flags", "tos")):
             cols[name][ip_rows] = vals[:, k + 1] & np.uint64(masks[k])
-        cols["src_addr"][ip_rows] = rows.src[perm[ip_rows]]
-        cols["dst_addr"][ip_rows] = rows.dst[perm[ip_rows]]
+        cols["src_addr"][ip_rows] = rows.src[at]
+        cols["dst_addr"][ip_rows] = rows.dst[at]
     ms = np.full(n, int(received * 1000), dtype=np.int64)
     cols.update(
         time_start=ms,

@@ -88,7 +88,7 @@ def dict_str(names: list[str], index: npt.NDArray[np.int32]) -> pa.Array:
 
 def addr_array(addrs: U8) -> pa.Array:
     n = addrs.shape[0]
-    buf = pa.py_buffer(np.ascontiguousarray(addrs, dtype=np.uint8).tobytes())
+    buf = pa.py_buffer(np.ascontiguousarray(addrs, dtype=np.uint8))  # no copy
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, buf])
 
 

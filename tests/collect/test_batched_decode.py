@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_vendor_captures import CASES, _mutations, datagrams
 
-from shadowcast.collect import nffast, sflow_batch
+from shadowcast.collect import nffast, sflow_batch, tmplsets
 from shadowcast.collect.datagrams import Datagrams
 from shadowcast.collect.decoders import FlowDecoder
 from shadowcast.collect.sflow_synth import counter_sample, datagram, flow_sample
@@ -230,3 +230,42 @@ def test_batched_output_owns_its_memory() -> None:
     buf[:] = 0xAB  # the receiver reuses its slots for the next batch
     assert table.to_pydict() == before
     assert isinstance(table, pa.Table) and table.num_rows > 0
+
+
+def _template_sets() -> Pairs:
+    """Template sets seen again and again: fine, withdrawn, cut short, refused (NetFlow v9
+    has no variable-length fields)."""
+    a = template_set(2, 256, [(8, 4), (12, 4), (1, 4)])
+    v = template_set(2, 257, [(1, 4), (96, 0xFFFF)])
+    bad = struct.pack("!HHHH", 2, 12, 300, 9) + struct.pack("!HH", 8, 4)  # 9 fields, 1 given
+    withdraw = struct.pack("!HHHH", 2, 8, 256, 0)
+    none = template_set(2, 258, [(3000, 4)])  # no field we read
+    v9 = [v9_packet([template_set(0, 300, [(8, 4), (96, 0xFFFF)])], seq=s) for s in range(3)]
+    msgs = [ipfix_message(sets, seq=0) for sets in ([a, v], [bad], [withdraw, a], [none])]
+    return [(m, "10.0.2.1") for m in (msgs * 3 + v9 * 2)]
+
+
+def test_template_sets_read_again_are_replayed_exactly() -> None:
+    packets = _template_sets()
+    warm = FlowDecoder()
+    warm.walk(packets, RECEIVED)
+    cold = FlowDecoder()
+    for pair in packets:
+        tmplsets._MEMO.clear()
+        tmplsets._MEMO_TEMPLATES[0] = 0
+        cold.walk([pair], RECEIVED)
+    assert warm.stats.exporters == cold.stats.exporters
+    assert warm.nf.cache.total() == cold.nf.cache.total() == 3
+    st_ = warm.stats.of("10.0.2.1")
+    assert (st_.decode_errors, st_.unsupported_templates, st_.template_records) == (3, 6, 15)
+
+
+def test_the_template_set_memo_stays_bounded() -> None:
+    dec = FlowDecoder()
+    for k in range(3 * tmplsets.MEMO_MAX_TEMPLATES // 30):
+        sets = [
+            template_set(2, 256 + j, [(8, 4), (12, 4), (1000 + k * 30 + j, 4)]) for j in range(30)
+        ]
+        dec.walk([(ipfix_message(sets), "10.0.2.2")], RECEIVED)
+        assert tmplsets._MEMO_TEMPLATES[0] <= tmplsets.MEMO_MAX_TEMPLATES
+        assert sum(len(v) for v in tmplsets._MEMO.values()) == tmplsets._MEMO_TEMPLATES[0]

@@ -155,7 +155,7 @@ def _http_bulk_params(rng: random.Random) -> Params:
     return {
         "duration_s": rng.uniform(10, 60),
         "files": [int(_logu(rng, 2e6, 4e8)) for _ in range(rng.randint(1, 3))],
-        "limit": f"{_logu(rng, 0.3, 20):.1f}M" if rng.random() < 0.35 else "",
+        "limit": str(int(_logu(rng, 0.3, 20) * 1e6)) if rng.random() < 0.35 else "",  # B/s
         "scheme": rng.choice(["http", "https"]),
     }
 
@@ -166,7 +166,8 @@ def _http_bulk(ctx: Ctx) -> tuple[list[Argv], list[Argv]]:
     get = ["curl", "-sk", "-o", "/dev/null", "--max-time", f"{p['duration_s']:.0f}"]
     get += ["--limit-rate", p["limit"]] if p["limit"] else []
     clients = [[*get, f"{p['scheme']}://{ctx.server}/bulk/{n}"] for n in names]
-    return [nginx(ctx)], [["sh", "-c", " ; ".join(" ".join(c) for c in clients)]]
+    script = " ; ".join(" ".join(c) for c in clients)
+    return [nginx(ctx)], [["timeout", f"{p['duration_s']:.0f}", "sh", "-c", script]]
 
 
 def _scp_params(rng: random.Random) -> Params:
@@ -335,7 +336,7 @@ KINDS: dict[str, Kind] = {
     "video-vod": Kind("video", ("nginx",), _video_params(False), _video),
     "video-live": Kind("video", ("nginx",), _video_params(True), _video),
     "bulk-iperf3": Kind("bulk", ("iperf3",), _iperf_params, _iperf),
-    "bulk-http": Kind("bulk", ("nginx", "curl"), _http_bulk_params, _http_bulk),
+    "bulk-http": Kind("bulk", ("nginx", "curl", "timeout"), _http_bulk_params, _http_bulk),
     "bulk-scp": Kind("bulk", ("/usr/sbin/sshd", "scp", "timeout"), _scp_params, _scp),
     "ssh-typing": Kind("interactive", ("/usr/sbin/sshd", "ssh"), _typing_params, _typing),
     "game-udp": Kind("interactive", (), _game_params(False), _game),

@@ -56,17 +56,18 @@ RICH_FEATURES: tuple[str, ...] = (
 )
 FEATURES: tuple[str, ...] = BASE_FEATURES + PORT_FEATURES + RICH_FEATURES
 DEFAULT_MODEL = "data/behaviour.txt"
-# LightGBM settings of the shipped model (seeded, single-threaded: reproducible)
+# LightGBM settings of the shipped model (seeded, single-threaded: reproducible). Few wide
+# trees: prediction costs ~ the number of trees (30 rounds x 6 classes: ~6 us a flow)
 PARAMS: dict[str, object] = {
-    "learning_rate": 0.08,
-    "num_leaves": 15,
+    "learning_rate": 0.15,
+    "num_leaves": 31,
     "min_data_in_leaf": 10,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.9,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
 }
-NUM_ROUNDS = 120
+NUM_ROUNDS = 30
 ONE_WAY = ("up", "down")
 __all__ = [
     "BehaviourModel",
@@ -179,10 +180,12 @@ class BehaviourModel:
         groups: npt.NDArray[np.object_] | None = None,
         params: dict[str, object] | None = None,
         one_way_copies: bool = True,
+        weights: F64 | None = None,
     ) -> BehaviourModel:
         """Fit on ``table`` with one category per row (rows labelled outside CLASSES are
-        left out); ``groups`` (capture or session per row) weights rows by group size.
-        Seeded and single-threaded, so the same input gives the same model."""
+        left out); ``groups`` (capture or session per row) weights rows by group size,
+        ``weights`` multiplies each row's weight. Seeded and single-threaded, so the same
+        input gives the same model."""
         import lightgbm as lgb
 
         keep = np.isin(labels, CLASSES)
@@ -191,6 +194,8 @@ class BehaviourModel:
         t = table.filter(pa.array(keep))
         y = np.array([CLASSES.index(c) for c in labels[keep]], dtype=np.int64)
         g = group_weights(None if groups is None else groups[keep], len(y))
+        if weights is not None:
+            g = g * weights[keep]
         xs = [features(t, hide_ports=not use_ports), features(t, hide_ports=not use_ports,
                                                               hide_rich=True)]  # fmt: skip
         ys, gs = [y, y], [g, g]

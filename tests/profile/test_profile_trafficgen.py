@@ -41,7 +41,7 @@ def test_plan_refuses_unknown_kinds() -> None:
         plan_sessions(3, kinds=["video-vod", "telepathy"])
 
 
-TINY = ("sip-call", "game-udp", "bulk-iperf3", "dns-lookups", "ssh-typing")
+TINY = ("sip-call", "game-udp", "bulk-iperf3", "dns-lookups", "ssh-typing", "bulk-http")
 
 
 @pytest.mark.integration
@@ -53,9 +53,9 @@ def test_tiny_run_labels_flows_by_generator(tmp_path: Path) -> None:
         pytest.skip(f"generator cannot run here: {cant}")
     import pyarrow.parquet as pq
 
-    plan = plan_sessions(5, seed=3, kinds=TINY, max_duration_s=4.0)
+    plan = plan_sessions(len(TINY), seed=3, kinds=TINY, max_duration_s=4.0)
     res = generate(tmp_path / "t.parquet", plan, slots=3, budget_s=120, prefix="scgt-")
-    assert res["skipped"] == {} and res["sessions"] == 5
+    assert res["skipped"] == {} and res["sessions"] == len(TINY)
     t = pq.read_table(tmp_path / "t.parquet")
     by_session = {s.name: s for s in plan}
     sessions = np.asarray(t.column("session").to_pylist(), dtype=object)

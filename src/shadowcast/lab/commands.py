@@ -138,6 +138,7 @@ def gen_training_cmd(
     kinds: Annotated[str, typer.Option(help="comma-separated kinds (default: all)")] = "",
     max_duration_s: Annotated[float, typer.Option(help="cap each session (0: none)")] = 0.0,
     keep_pcaps: Annotated[Path | None, typer.Option(help="folder to keep captures in")] = None,
+    prefix: Annotated[str, PREFIX_OPT] = "scgen-",
     as_json: Annotated[bool, JSON_OPT] = False,
 ) -> None:
     """Labelled training flows from real programs (video, bulk, ssh, games, SIP, web, DNS)
@@ -151,6 +152,6 @@ def gen_training_cmd(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("sessions", total=len(plan))
         res = trafficgen.generate(out, plan, slots=slots, budget_s=budget_s,
-                                  keep_pcaps=keep_pcaps,
+                                  keep_pcaps=keep_pcaps, prefix=prefix,
                                   on_done=lambda s, r: bar.advance(task))  # fmt: skip
     _emit(res, as_json)

@@ -125,7 +125,6 @@ def traffic_cmd(
     _emit({"src": src, "dst": dst, "mbps": mbps, "seconds": seconds, "iperf3_rc": rc}, as_json)
 
 
-<<<<<<< HEAD
 @app.command("demo")
 def demo_cmd(
     ctx: typer.Context,
@@ -173,7 +172,8 @@ def demo_cmd(
     else:
         for line in render(report):
             out.print(line, markup=False, highlight=False)
-=======
+
+
 @app.command("gen-training")
 def gen_training_cmd(
     out: Annotated[Path, typer.Option("--out", help="Parquet file of labelled flows")],
@@ -201,4 +201,3 @@ def gen_training_cmd(
                                   keep_pcaps=keep_pcaps, prefix=prefix,
                                   on_done=lambda s, r: bar.advance(task))  # fmt: skip
     _emit(res, as_json)
->>>>>>> h6b-classifier

@@ -4,7 +4,6 @@ the store read by other commands while the service holds it, SIGTERM, and a rest
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess

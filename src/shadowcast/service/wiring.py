@@ -245,5 +245,6 @@ def build_service(settings: Any, env: Environment) -> Service:
         shadow=shadow,
         horizons=horizons,
         alert_level=acfg.quantile_level,
+        teams=dict(acfg.teams),
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

@@ -61,11 +61,13 @@ def plan_rows(state: ApiState) -> list[dict[str, Any]]:
         latest[d.plan.plan_id] = d
         first.setdefault(d.plan.plan_id, d)
     out = []
+    newest = _newest_proposed(latest)
     for pid, d in sorted(latest.items(), key=lambda kv: -kv[1].time_s):
         p = d.plan
         assert p is not None
         out.append({
-            "plan_id": pid, "state": d.action, "decided": iso(d.time_s),
+            "plan_id": pid, "decided": iso(d.time_s),
+            "state": "superseded" if d.action == "proposed" and pid != newest else d.action,
             "proposed": iso(first[pid].time_s), "reason": d.reason,
             "predicted_peak": num(first[pid].predicted_peak),
             "mlu_current": num(p.mlu_current), "mlu_planned": num(p.mlu_planned),
@@ -76,14 +78,25 @@ def plan_rows(state: ApiState) -> list[dict[str, Any]]:
     return out
 
 
+def _newest_proposed(latest: dict[str, Decision]) -> str | None:
+    """Only the newest proposal can be approved: an older one was made on older forecasts."""
+    props = [(d.time_s, pid) for pid, d in latest.items() if d.action == "proposed"]
+    return max(props)[1] if props else None
+
+
 def find(state: ApiState, plan_id: str) -> tuple[Plan, str]:
     """The plan and its state (the latest decision's action); DataError if unknown."""
     found: tuple[Plan, str] | None = None
+    latest: dict[str, Decision] = {}
     for d in _decisions(state):
-        if d.plan is not None and d.plan.plan_id == plan_id:
-            found = (d.plan, d.action)
+        if d.plan is not None:
+            latest[d.plan.plan_id] = d
+            if d.plan.plan_id == plan_id:
+                found = (d.plan, d.action)
     if found is None:
         raise NotFound(f"no plan {plan_id!r} (GET /api/v1/plans lists them)")
+    if found[1] == "proposed" and _newest_proposed(latest) != plan_id:
+        return found[0], "superseded"
     return found
 
 

@@ -181,6 +181,13 @@ def tunnels(state: ApiState) -> dict[str, Any]:
     latest = _latest_measurements(state, now_s)
     for t in live:
         t["measurement"] = latest.get(str(t["name"]))  # type: ignore[assignment]
+
+    def least_room(t: dict[str, Any]) -> float:  # the most constrained paths first
+        m = t["measurement"] or {}
+        v = m.get("abw_mbps")
+        return math.inf if v is None else float(v)
+
+    live.sort(key=least_room)
     return {"enabled": True, "tunnels": live, "counters": counters}
 
 

@@ -25,7 +25,10 @@
 
   function fmt(unit) {
     if (unit === "pct") return function (u, v) { return v == null ? "-" : (v * 100).toFixed(0) + " %"; };
-    if (unit === "mbps") return function (u, v) { return v == null ? "-" : v.toFixed(1) + " Mb/s"; };
+    if (unit === "mbps") return function (u, v) {
+      if (v == null) return "-";
+      return Math.abs(v) >= 1000 ? (v / 1000).toFixed(1) + " Gb/s" : v.toFixed(0) + " Mb/s";
+    };
     return function (u, v) { return v == null ? "-" : v.toFixed(3); };
   }
 
@@ -48,7 +51,7 @@
       width: Math.max(320, fig.clientWidth || 800), height: 300,
       series: series,
       bands: spec.bands.map(function (b) { return { series: [b[0], b[1]], fill: b[2] }; }),
-      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(spec.unit)(u, v); }); }, size: 70 }],
+      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(spec.unit)(u, v); }); }, size: 80 }],
       scales: { x: { time: true } }
     };
     fig.classList.add("rendered");

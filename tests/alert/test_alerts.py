@@ -47,9 +47,8 @@ class _Sink(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Sink.received.append((self.path, json.loads(body)))
         if "X-Shadowcast-Signature" in self.headers:
-            _Sink.signed.append(
-                (self.path, json.loads(body), self.headers["X-Shadowcast-Signature"])
-            )
+            sig = self.headers["X-Shadowcast-Signature"]
+            _Sink.signed.append((json.loads(body), sig, body))
         self.send_response(200)
         self.end_headers()
 

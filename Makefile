@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
 	  [ "$$(id -u)" = 0 ] && apt-get install -y -qq python3-venv >/dev/null && $(PY) -m venv $(VENV); }
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,pcap,dask,stats,plot]'
+	@$(BIN)/python -m pip install -q -e '.[dev,pcap,dask,stats,plot,api]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -16,6 +16,10 @@ EXTRAS: dict[str, str] = {
     "distributed": "dask",
     "statsforecast": "stats",
     "matplotlib": "plot",
+    "fastapi": "api",
+    "uvicorn": "api",
+    "jinja2": "api",
+    "multipart": "api",
 }
 
 

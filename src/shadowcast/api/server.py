@@ -28,6 +28,10 @@ class ApiServer:
 
     def start(self, timeout_s: float = 30.0) -> str:
         """Bind, serve in a thread, wait until it answers; returns the base URL."""
+        from shadowcast.extras import need
+
+        for module in ("fastapi", "uvicorn", "jinja2", "multipart"):
+            need(module, "the REST API and dashboard (api.enabled: false turns them off)")
         import uvicorn
 
         from shadowcast.api.app import build_app

@@ -38,3 +38,25 @@ def test_metrics_names_units_and_labels(state: ApiState) -> None:
     for f in fams.values():
         for s in f.samples:
             assert set(s.labels) <= allowed, (f.name, s.labels)
+
+
+def test_the_grafana_dashboard_uses_metrics_that_exist(state: ApiState) -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    text = TestClient(build_app(state, web=False)).get("/metrics").text
+    samples = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    board = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs" / "grafana-shadowcast.json").read_text()
+    )
+    used = {
+        name
+        for p in board["panels"]
+        for t in p["targets"]
+        for name in re.findall(r"shadowcast_[a-z_]+", t["expr"])
+    }
+    assert len(used) >= 12
+    assert used - samples <= {
+        "shadowcast_collect_records_total"
+    }  # no collector in a replay fixture

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp
 
-.PHONY: demo test faults lint typecheck check clean venv
+.PHONY: demo dashboard test faults lint typecheck check clean venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
@@ -17,6 +17,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/shadowcast replay --weeks 1
+
+# The dashboard on http://127.0.0.1:8650 over the synthetic week (stays up until Ctrl-C).
+dashboard: $(STAMP)
+	$(BIN)/shadowcast run --replay synthetic --speed max
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -66,6 +66,7 @@ def test_admin_rejects_approves_and_rolls_back_every_one_audited(
     # an older proposal is superseded by the newest: only the newest can be approved
     plans = client.get("/api/v1/plans", headers=READ).json()["plans"]
     assert sum(p["state"] == "proposed" for p in plans) <= 1
+    # the newest was rejected: the loop proposes again (here by hand, an older plan anew)
     svc = state.service
     assert svc is not None
     plan = next(d.plan for d in reversed(svc.decisions) if d.action == "proposed" and d.plan)

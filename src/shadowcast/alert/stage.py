@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
-from shadowcast.records import F64, Alert
+from shadowcast.records import F64, Alert, Forecast
 
 
 def team_of(link: str, teams: Mapping[str, str], default: str = "unassigned") -> str:
@@ -25,6 +26,17 @@ def team_of(link: str, teams: Mapping[str, str], default: str = "unassigned") ->
         if fnmatch.fnmatchcase(link, glob):
             return team
     return default
+
+
+def dominant_class(
+    routing: Any, classes: Sequence[str], by_class: Mapping[str, Forecast], link: int
+) -> str:
+    """The class with the largest predicted peak load on ``link`` under ``routing`` (a
+    ``RoutingState``: ``matrix(cls)`` is ``[n_links, n_od]``)."""
+    peaks = [
+        float(np.max(routing.matrix(c)[link] @ by_class[c].mean, initial=0.0)) for c in classes
+    ]
+    return classes[int(np.argmax(peaks))] if peaks else ""
 
 
 def deliver(

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
-from shadowcast.alert.stage import deliver
+from shadowcast.alert.stage import deliver, dominant_class
 from shadowcast.alert.tables import alerts_table
 from shadowcast.errors import PlanError, StoreError
 from shadowcast.feedback.ledger import Ledger, accuracy_table
@@ -206,7 +206,7 @@ class Service:
                     np.datetime64(end, "s"),
                     util,
                     teams=s.teams,
-                    class_of_link=lambda i: self._dominant_class(i, fc),
+                    class_of_link=lambda i: dominant_class(s.routing, s.classes, fc.by_class, i),
                 )
                 if new:
                     s.writer.add("alerts", alerts_table(new))
@@ -242,14 +242,6 @@ class Service:
                 live = {t.spec.name for t in sh.manager.tunnels.values()}
                 self.probes = {k: v for k, v in self.probes.items() if k in live}
                 self.probes.update((r.tunnel, r) for r in results)
-
-    def _dominant_class(self, link: int, fc: CycleForecast) -> str:
-        """The routing class with the largest predicted peak load on ``link``."""
-        peaks = [
-            float(np.max(self.s.routing.matrix(c)[link] @ fc.by_class[c].mean, initial=0.0))
-            for c in self.s.classes
-        ]
-        return self.s.classes[int(np.argmax(peaks))] if peaks else ""
 
     def _stacked_routing(self) -> sp.csr_matrix:
         r = self.s.routing

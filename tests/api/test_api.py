@@ -79,6 +79,9 @@ def test_admin_rejects_approves_and_rolls_back_every_one_audited(
     r = client.post(f"/api/v1/plans/{plan.plan_id}/rollback", headers=ADMIN, json={})
     assert r.status_code == 200 and r.json()["state"] == "rolled-back", r.text
     assert client.post(f"/api/v1/plans/{plan.plan_id}/rollback", headers=ADMIN).status_code == 409
+    # a whole plan (as `shadowcast plan --json` writes it) applied through the checker
+    r = client.post("/api/v1/plans", headers=ADMIN, json=plan.to_dict())
+    assert r.status_code == 200 and r.json()["state"] == "applied", r.text
     rows = [(r["token"], r["action"], r["target"], r["status"]) for r in _audit(state)[before:]]
     assert rows == [
         ("ops", "reject", pid, "ok"),
@@ -86,9 +89,10 @@ def test_admin_rejects_approves_and_rolls_back_every_one_audited(
         ("ops", "approve", plan.plan_id, "ok"),
         ("ops", "rollback", plan.plan_id, "ok"),
         ("ops", "rollback", plan.plan_id, "refused"),
+        ("ops", "apply", plan.plan_id, "ok"),
     ]
     listed = client.get("/api/v1/audit", headers=ADMIN).json()["rows"]
-    assert listed[0]["action"] == "rollback" and listed[0]["token"] == "ops"
+    assert listed[0]["action"] == "apply" and listed[0]["token"] == "ops"
 
 
 def test_malformed_json_is_422_naming_the_field(client: TestClient) -> None:

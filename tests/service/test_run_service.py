@@ -123,8 +123,9 @@ def test_service_runs_is_read_while_running_and_resumes(tmp_path: Path) -> None:
         top = cli(cfg, "profile", "top", "--by", "category", "--last", "1h", "--json")
         assert top.returncode == 0, top.stderr
         assert {r["category"] for r in json.loads(top.stdout)["rows"]} == {"video"}
+        db = str(tmp_path / "var" / "shadowcast.duckdb")
         direct = subprocess.run(  # and nothing can open the file directly meanwhile
-            [sys.executable, "-c", f"import duckdb; duckdb.connect({str(tmp_path / 'var' / 'shadowcast.duckdb')!r})"],
+            [sys.executable, "-c", f"import duckdb; duckdb.connect({db!r})"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert direct.returncode != 0 and "lock" in direct.stderr.lower()

@@ -99,7 +99,7 @@ def replay_settings(settings: Any, source: TrafficSource) -> Any:
         update={"tiers": tiers, "taxonomy": taxonomy, "use_model": False, "peak_s": 60}
     )
     forecast = settings.forecast.model_copy(
-        update={"model": r.models[0], "horizons": list(r.horizons), "levels": list(r.levels)}
+        update={"model": r.model, "horizons": list(r.horizons), "levels": list(r.levels)}
     )
     service = settings.service.model_copy(
         update={"warmup": r.warmup, "checkpoint_every": r.checkpoint_every}

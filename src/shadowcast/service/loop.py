@@ -90,6 +90,7 @@ class Stages:
     shadow: ShadowCycle | None
     horizons: Mapping[str, int]  # label -> steps ahead
     alert_level: float = 0.0  # 0: alert on the mean; 80/95: on that upper bound
+    retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
     teams: Mapping[str, str] = field(default_factory=dict)  # link glob -> team (alert label)
 
 
@@ -140,6 +141,8 @@ class Service:
         self.resolved: deque[tuple[Alert, int]] = deque(maxlen=1000)  # (alert, cleared at)
         self.probes: dict[str, ProbeResult] = {}  # latest result per tunnel
         self.restored: dict[str, Any] = {}
+        self.last_retention_s: int | None = None
+        self.retained: dict[str, int] = {}
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -154,6 +157,7 @@ class Service:
         for b in buckets:
             self._step(b)
         self._shadow(now_s)
+        self._retain(now_s)
         every = self.config.seconds("checkpoint_every")
         if self.last_checkpoint_s is None:
             self.last_checkpoint_s = now_s
@@ -242,6 +246,23 @@ class Service:
                 live = {t.spec.name for t in sh.manager.tunnels.values()}
                 self.probes = {k: v for k, v in self.probes.items() if k in live}
                 self.probes.update((r.tunnel, r) for r in results)
+
+    def _retain(self, now_s: int) -> None:
+        """Retention on the service's clock (a replay's simulated time, or now)."""
+        if self.s.retention is None:
+            return
+        if self.last_retention_s is None:
+            self.last_retention_s = now_s
+            return
+        if now_s - self.last_retention_s < self.config.seconds("retention_every"):
+            return
+        self.last_retention_s = now_s
+        try:
+            self._flush_if_due()
+            for table, n in self.s.retention(now_s).items():
+                self.retained[table] = self.retained.get(table, 0) + n
+        except StoreError as exc:
+            log.error("retention failed", extra={"error": str(exc)})
 
     def _stacked_routing(self) -> sp.csr_matrix:
         r = self.s.routing
@@ -419,7 +440,11 @@ class Service:
                 },
                 "plan": {"mode": s.plan.mode, "decisions": dict(s.plan.counts)},
                 "shadow": None if s.shadow is None else s.shadow.counters(),
-                "store": {"flushes": s.writer.flushes, "failures": s.writer.failures},
+                "store": {
+                    "flushes": s.writer.flushes,
+                    "failures": s.writer.failures,
+                    "retained": dict(self.retained),
+                },
             },
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "restored": self.restored,

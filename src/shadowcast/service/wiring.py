@@ -226,6 +226,21 @@ def build_service(settings: Any, env: Environment) -> Service:
             per_round=cfg.probes_per_round,
         )
 
+    def retention(now_s: int) -> dict[str, int]:
+        from datetime import UTC, datetime
+
+        from shadowcast.profile.storage import SeriesStore
+        from shadowcast.store.config import apply_retention
+
+        now = datetime.fromtimestamp(now_s, tz=UTC)
+        tables = {k: v for k, v in settings.store.retention_days.items() if k != "behaviour"}
+        deleted = apply_retention(
+            store, settings.store.model_copy(update={"retention_days": tables}), now
+        )
+        tiers = SeriesStore(store, pcfg.tiers, builder).retain(now)
+        deleted["behaviour"] = sum(tiers.values())
+        return deleted
+
     stages = Stages(
         topology=topo,
         classes=classes,
@@ -245,6 +260,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         shadow=shadow,
         horizons=horizons,
         alert_level=acfg.quantile_level,
+        retention=retention,
         teams=dict(acfg.teams),
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

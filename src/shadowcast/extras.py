@@ -19,7 +19,7 @@ EXTRAS: dict[str, str] = {
     "fastapi": "api",
     "uvicorn": "api",
     "jinja2": "api",
-    "multipart": "api",
+    "python_multipart": "api",
 }
 
 

@@ -30,7 +30,7 @@ class ApiServer:
         """Bind, serve in a thread, wait until it answers; returns the base URL."""
         from shadowcast.extras import need
 
-        for module in ("fastapi", "uvicorn", "jinja2", "multipart"):
+        for module in ("fastapi", "uvicorn", "jinja2", "python_multipart"):
             need(module, "the REST API and dashboard (api.enabled: false turns them off)")
         import uvicorn
 

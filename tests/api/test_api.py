@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -13,6 +14,7 @@ from served import ADMIN_TOKEN, READ_TOKEN, token_settings
 from shadowcast.api.app import build_app
 from shadowcast.api.config import ApiConfig
 from shadowcast.api.state import ApiState
+from shadowcast.plan.cycle import Decision
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -69,10 +71,10 @@ def test_admin_rejects_approves_and_rolls_back_every_one_audited(
     # the newest was rejected: the loop proposes again (here by hand, an older plan anew)
     svc = state.service
     assert svc is not None
-    plan = next(d.plan for d in reversed(svc.decisions) if d.action == "proposed" and d.plan)
-    svc.decisions.append(
-        type(svc.decisions[-1])(svc.decisions[-1].time_s + 1, "proposed", "x", 1.0, plan)
-    )
+    old = next(d.plan for d in reversed(svc.decisions) if d.action == "proposed" and d.plan)
+    plan = dataclasses.replace(old, plan_id="fresh0001")
+    svc.decisions.append(Decision(svc.decisions[-1].time_s + 1, "proposed", "x", 1.0, plan))
+    assert client.post(f"/api/v1/plans/{old.plan_id}/approve", headers=ADMIN).status_code == 409
     r = client.post(f"/api/v1/plans/{plan.plan_id}/approve", headers=ADMIN)
     assert r.status_code == 200 and r.json()["state"] == "applied", r.text
     assert client.get(f"/api/v1/plans/{plan.plan_id}", headers=READ).json()["state"] == "applied"
@@ -86,6 +88,7 @@ def test_admin_rejects_approves_and_rolls_back_every_one_audited(
     assert rows == [
         ("ops", "reject", pid, "ok"),
         ("ops", "approve", pid, "refused"),
+        ("ops", "approve", old.plan_id, "refused"),
         ("ops", "approve", plan.plan_id, "ok"),
         ("ops", "rollback", plan.plan_id, "ok"),
         ("ops", "rollback", plan.plan_id, "refused"),
@@ -96,7 +99,7 @@ def test_admin_rejects_approves_and_rolls_back_every_one_audited(
 
 
 def test_malformed_json_is_422_naming_the_field(client: TestClient) -> None:
-    pid = _proposed(client)
+    pid = "any"  # bodies are checked before the plan is looked up
     r = client.post(f"/api/v1/plans/{pid}/reject", headers=ADMIN, json={"reason": 5})
     assert r.status_code == 422 and r.json()["fields"] == ["body.reason"]
     assert r.json()["error"].startswith("body.reason:")

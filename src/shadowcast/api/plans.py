@@ -61,7 +61,7 @@ def plan_rows(state: ApiState) -> list[dict[str, Any]]:
         latest[d.plan.plan_id] = d
         first.setdefault(d.plan.plan_id, d)
     out = []
-    newest = _newest_proposed(latest)
+    newest = _newest_proposed(latest, first)
     for pid, d in sorted(latest.items(), key=lambda kv: -kv[1].time_s):
         p = d.plan
         assert p is not None
@@ -78,24 +78,29 @@ def plan_rows(state: ApiState) -> list[dict[str, Any]]:
     return out
 
 
-def _newest_proposed(latest: dict[str, Decision]) -> str | None:
-    """Only the newest proposal can be approved: an older one was made on older forecasts."""
-    props = [(d.time_s, pid) for pid, d in latest.items() if d.action == "proposed"]
-    return max(props)[1] if props else None
+def _newest_proposed(latest: dict[str, Decision], first: dict[str, Decision]) -> str | None:
+    """The newest plan, when it is still proposed: only it can be approved (an older one
+    was made on older forecasts, and any plan decided since replaces it)."""
+    if not first:
+        return None
+    newest = max(first, key=lambda pid: (first[pid].time_s, pid))
+    return newest if latest[newest].action == "proposed" else None
 
 
 def find(state: ApiState, plan_id: str) -> tuple[Plan, str]:
     """The plan and its state (the latest decision's action); DataError if unknown."""
     found: tuple[Plan, str] | None = None
     latest: dict[str, Decision] = {}
+    first: dict[str, Decision] = {}
     for d in _decisions(state):
         if d.plan is not None:
             latest[d.plan.plan_id] = d
+            first.setdefault(d.plan.plan_id, d)
             if d.plan.plan_id == plan_id:
                 found = (d.plan, d.action)
     if found is None:
         raise NotFound(f"no plan {plan_id!r} (GET /api/v1/plans lists them)")
-    if found[1] == "proposed" and _newest_proposed(latest) != plan_id:
+    if found[1] == "proposed" and _newest_proposed(latest, first) != plan_id:
         return found[0], "superseded"
     return found
 

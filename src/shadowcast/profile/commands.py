@@ -118,6 +118,7 @@ def ingest(
         "path_events": events,
         "by_layer": pipe.profiler.stats.by_layer,
         "unknown_exporters": pipe.profiler.locator.stats.unknown_exporters,
+        "geoip_errors": pipe.profiler.locator.stats.geoip_errors,
     }
     if as_json:
         emit_json(result)

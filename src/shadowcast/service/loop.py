@@ -58,7 +58,7 @@ from shadowcast.rollup.tables import link_rows, od_rows
 from shadowcast.service.config import ServiceConfig
 from shadowcast.service.intake import FlowIntake
 from shadowcast.service.writer import StageWriter
-from shadowcast.shadow.cycle import ShadowCycle
+from shadowcast.shadow.cycle import ShadowCycle, od_measurements
 from shadowcast.shadow.results import ProbeResult
 from shadowcast.shadow.results import to_table as shadow_table
 from shadowcast.store.base import Store
@@ -142,6 +142,11 @@ class Service:
         self.probes: dict[str, ProbeResult] = {}  # latest result per tunnel
         self.restored: dict[str, Any] = {}
         self.last_retention_s: int | None = None
+        n_od = len(stages.rollup.od_pairs)
+        self.od_index = {od: k for k, od in enumerate(stages.rollup.od_pairs)}
+        self._probe_latest: dict[str, F64] = {
+            k: np.full(n_od, np.nan) for k in ("abw_mbps", "rtt_ms", "loss", "jitter_ms")
+        }
         self.retained: dict[str, int] = {}
 
     # -- the loop --------------------------------------------------------------------------
@@ -186,12 +191,12 @@ class Service:
             s.ledger.observe("link", t, load)
             s.linkmap.observe(t, stacked)
         with self._timed("forecast"):
-            s.forecast.observe(t, values)
+            s.forecast.observe(t, values, self._exog(load))
             fc = s.forecast.predict()
         if fc is not None:
             with self._timed("links"):
                 st = stack(fc.by_class, s.classes)
-                link = s.linkmap.map(end, st, self._stacked_routing())
+                link = s.linkmap.map(end, st, self._stacked_routing(), self._bound_columns())
                 report.forecast, report.link = fc, link
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
@@ -243,6 +248,10 @@ class Service:
             results = sh.cycle(float(now_s))
             if results:
                 self.s.writer.add("shadow", shadow_table(results))
+                n = len(self.od_index)
+                for k, v in od_measurements(results, self.od_index, n).items():
+                    seen = np.isfinite(v)
+                    self._probe_latest[k][seen] = v[seen]
                 live = {t.spec.name for t in sh.manager.tunnels.values()}
                 self.probes = {k: v for k, v in self.probes.items() if k in live}
                 self.probes.update((r.tunnel, r) for r in results)
@@ -263,6 +272,37 @@ class Service:
                 self.retained[table] = self.retained.get(table, 0) + n
         except StoreError as exc:
             log.error("retention failed", extra={"error": str(exc)})
+
+    def _exog(self, load: F64) -> dict[str, F64]:
+        """The forecasters' exogenous inputs for this step, per OD pair: the latest shadow-path
+        measurements (NaN where no tunnel measured the pair) and, under the routing in force,
+        the bottleneck capacity and headroom ``min_e (capacity_e [- load_e]) / R[e, k]``."""
+        names = self.s.forecast.exog_names
+        if not names:
+            return {}
+        out = {k: v.copy() for k, v in self._probe_latest.items() if k in names}
+        if "capacity_mbps" in names or "headroom_mbps" in names:
+            mats = [self.s.routing.matrix(c) for c in self.s.classes]
+            R = (sum(mats[1:], mats[0]) / len(mats)).tocoo()
+            n = len(self.od_index)
+            for name, per_link in (
+                ("capacity_mbps", self.capacity),
+                ("headroom_mbps", np.clip(self.capacity - load, 0.0, None)),
+            ):
+                if name in names:
+                    res = np.full(n, np.inf)
+                    ok = R.data > 0
+                    np.minimum.at(res, R.col[ok], per_link[R.row[ok]] / R.data[ok])
+                    out[name] = np.where(np.isfinite(res), res, np.nan)
+        return out
+
+    def _bound_columns(self) -> list[int]:
+        """Steps ahead whose link bounds someone reads: the ledger's horizons, and every
+        step of the alert window when alerts are on an upper bound."""
+        cols = set(self._horizon_steps)
+        if self.s.alert_level:
+            cols.update(range(1, self.s.rule.within_steps + 1))
+        return sorted(cols)
 
     def _stacked_routing(self) -> sp.csr_matrix:
         r = self.s.routing

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shadowcast.act.base import Actuator, AuditRecord, audit_table
+from shadowcast.act.base import Actuator, AuditRecord, apply_plan, audit_table
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.notifiers import build_notifiers
 from shadowcast.alert.rules import CapacityRule
@@ -27,6 +27,7 @@ from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
 from shadowcast.forecast.registry import make_model
 from shadowcast.network.state import RoutingState
+from shadowcast.plan.base import Plan
 from shadowcast.plan.cycle import PlanCycle
 from shadowcast.plan.paths import candidate_paths
 from shadowcast.profile.events import PathEvents
@@ -157,6 +158,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         warmup_s=cfg.seconds("warmup"),
         retrain_every_s=cfg.seconds("retrain_every"),
         keep_s=cfg.seconds("keep"),
+        exog=list(fcfg.exog),
     )
     day = max(2, 86400 // step)
     linkmap = LinkMapper(
@@ -190,6 +192,16 @@ def build_service(settings: Any, env: Environment) -> Service:
     def audit(rec: AuditRecord) -> None:
         writer.add("actions", audit_table([rec]))
 
+    dry_run = False if env.actuator is not None else settings.act.dry_run
+
+    def apply(p: Plan, allow_overload: bool) -> bool:
+        assert actuator is not None
+        res = apply_plan(
+            actuator, p, topo, dry_run=dry_run, max_changes=settings.act.max_changes,
+            audit=audit, allow_overload=allow_overload,
+        )  # fmt: skip
+        return not res.dry_run
+
     plan = PlanCycle(
         topo,
         paths,
@@ -199,10 +211,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         mode=mode,
         trigger=cfg.plan_trigger,
         min_interval_s=cfg.seconds("plan_min_interval"),
-        actuator=actuator,
-        dry_run=False if env.actuator is not None else settings.act.dry_run,
-        max_changes=settings.act.max_changes,
-        audit=audit,
+        apply=apply if actuator is not None else None,
     )
 
     # shadow

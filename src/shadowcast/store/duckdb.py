@@ -469,7 +469,7 @@ class DuckDBStore:
                 if name in SEGMENTED:
                     pending = self._local.pending
                     deleted[name] += self._segments.retain(cur, name, cutoff, pending)
-        log.info("store retention", extra={"cutoff": cutoff.isoformat(), "deleted": deleted})
+        log.debug("store retention", extra={"cutoff": cutoff.isoformat(), "deleted": deleted})
         return deleted
 
     def close(self) -> None:

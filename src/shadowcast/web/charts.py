@@ -92,6 +92,11 @@ def _align(parts: list[tuple[list[int | None], list[Any]]]) -> tuple[list[int], 
     return xs, cols
 
 
+def _finite(times: list[int | None], values: list[Any]) -> tuple[list[int | None], list[Any]]:
+    keep = [i for i, v in enumerate(values) if v is not None]
+    return [times[i] for i in keep], [values[i] for i in keep]
+
+
 def link_chart(data: dict[str, Any], threshold: float) -> dict[str, Any]:
     """Measured utilisation; what was predicted ``horizon`` ahead with its upper bounds (a
     band up to the widest); the latest forecast with its bands."""
@@ -112,8 +117,9 @@ def link_chart(data: dict[str, Any], threshold: float) -> dict[str, Any]:
         ({"label": "forecast now", "color": "#d0621b", "width": 2}, t_fc, fc.get("util", []))
     )
     fc_levels = sorted((k for k in fc if k.startswith("upper_")), key=lambda k: float(k[6:]))
-    for k in fc_levels:
-        spec.append(({"label": f"forecast upper {k[6:]} %", "color": "#f0a070"}, t_fc, fc[k]))
+    for k in fc_levels:  # bounds are computed at the forecast horizons only: joined
+        meta = {"label": f"forecast upper {k[6:]} %", "color": "#f0a070", "span": True}
+        spec.append((meta, *_finite(t_fc, fc[k])))
     xs, cols = _align([(t, v) for _, t, v in spec])
     series = [dict(meta, values=col) for (meta, _, _), col in zip(spec, cols, strict=True)]
     bands = []

@@ -40,7 +40,7 @@
     spec.series.forEach(function (s) {
       data.push(s.values);
       series.push({ label: s.label, stroke: s.color, width: s.width || 1, dash: s.dash,
-                    value: fmt(spec.unit), spanGaps: false });
+                    value: fmt(spec.unit), spanGaps: !!s.span });
     });
     if (spec.threshold != null) {
       data.push(spec.x.map(function () { return spec.threshold; }));

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute
 import scipy.sparse as sp
 
+from shadowcast.act.base import Actuator, Audit
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.alert.stage import deliver, dominant_class
@@ -92,6 +93,8 @@ class Stages:
     alert_level: float = 0.0  # 0: alert on the mean; 80/95: on that upper bound
     retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
     teams: Mapping[str, str] = field(default_factory=dict)  # link glob -> team (alert label)
+    actuator: Actuator | None = None  # what plans are applied through (operator rollbacks too)
+    audit: Audit | None = None  # the actuator's audit trail (the store's ``actions``)
 
 
 @dataclass

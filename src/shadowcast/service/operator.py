@@ -53,10 +53,9 @@ def rollback(service: Service, plan_id: str) -> Decision:
         if current is None or current.plan_id != plan_id:
             now_id = current.plan_id if current else "none"
             raise PlanError(f"only the plan in force can be rolled back (in force: {now_id})")
-        actuator = s.plan.actuator
-        if actuator is None:
+        if s.actuator is None:
             raise ActuationError("no actuator configured: nothing to roll back")
-        actuator_rollback(actuator, plan_id, audit=s.plan.audit)
+        actuator_rollback(s.actuator, plan_id, audit=s.audit)
         before: Plan | None = None
         seen = False
         for d in reversed(service.decisions):

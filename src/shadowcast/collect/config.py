@@ -59,8 +59,9 @@ class CollectConfig(BaseModel):
     metrics_bind: str = "127.0.0.1"
     # Live capture (``--interface``): a flow is sent once idle this long (nfstream).
     capture_idle_timeout_s: int = Field(default=10, ge=1, le=3600)
-    # A worker decodes once it holds ``decode_packets`` datagrams or its oldest one has
-    # waited ``decode_wait_s`` (each decode call has a fixed cost of about a millisecond).
+    # A worker decodes once it holds ``decode_packets`` datagrams (at most 4096: each is
+    # read into a 64 KiB slot) or 8 MiB, or its oldest one has waited ``decode_wait_s``
+    # (each decode call has a fixed cost of about a millisecond).
     decode_packets: int = Field(default=1024, ge=1, le=65_536)
     decode_wait_s: float = Field(default=0.05, gt=0.0, le=1.0)
     # A worker hands its decoded records to the supervisor (and the service's profile stage)

@@ -258,9 +258,16 @@ def _addr_matrix(col: pa.ChunkedArray) -> npt.NDArray[np.uint8]:
     return buf[arr.offset * 16 : (arr.offset + n) * 16].reshape(n, 16)
 
 
-def build_stream(proto: str, n_records: int, seed: int = 0, per_packet: int = 30) -> list[bytes]:
-    """A deterministic packet stream: ``proto`` in v5 | v9 | ipfix | sflow."""
-    flows = synth_flows(n_records, seed)
+def build_stream(
+    proto: str,
+    n_records: int,
+    seed: int = 0,
+    per_packet: int = 30,
+    start_ms: int = 1_700_000_000_000,
+) -> list[bytes]:
+    """A deterministic packet stream: ``proto`` in v5 | v9 | ipfix | sflow; flows start
+    within a minute of ``start_ms`` (a live collector checks times against its clock)."""
+    flows = synth_flows(n_records, seed, start_ms)
     if proto in ("v5", "netflow5"):
         return build_v5(flows, per_packet)
     if proto in ("v9", "netflow9"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -205,10 +204,7 @@ def plan(
         names = [f.cls for f in forecasts]
         cur = None
         if current is not None:
-            try:
-                in_force = Plan.from_dict(json.loads(current.read_text()))
-            except (OSError, ValueError) as exc:
-                raise PlanError(f"--current {current}: {exc}") from exc
+            in_force = Plan.load(current)
             cur = split_matrix(in_force, paths, names)
         p = make_plan(forecasts, paths, topo, cfg, current=cur, issued=issued, step_s=step_s)
         if save is not None:

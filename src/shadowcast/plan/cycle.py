@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from shadowcast.errors import ActuationError, PlanError
+from shadowcast.logs import fields
 from shadowcast.network.state import RoutingState, shares_of_plan
 from shadowcast.plan.base import Plan
 from shadowcast.plan.config import PlanConfig
@@ -173,7 +174,9 @@ class PlanCycle:
         if d.action not in ("none",):
             log.info(
                 "plan decision",
-                extra={"action": d.action, "peak": round(d.predicted_peak, 3), **d.detail()},
+                extra=fields(
+                    {"action": d.action, "peak": round(d.predicted_peak, 3), **d.detail()}
+                ),
             )
         return d
 

@@ -239,6 +239,7 @@ def build_report(run: ReplayRun, threshold: float, within_s: int, store: str) ->
         "overload_episodes_without_action_alerted": base.detected,
         "alert_lead_s_median": base.lead_s_median,
         "decisions": st.decisions,
+        "actions": st.actions[-50:],
         "accuracy": accuracy_rows(run),
         "busiest_links": busiest(run),
         "rollup": health["stages"]["rollup"],

@@ -41,8 +41,10 @@ import pyarrow as pa
 import pyarrow.compute
 import scipy.sparse as sp
 
+from shadowcast.act.base import Actuator, Audit
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
+from shadowcast.alert.stage import deliver, dominant_class
 from shadowcast.alert.tables import alerts_table
 from shadowcast.errors import PlanError, StoreError
 from shadowcast.feedback.champion import Referee, model_events_table
@@ -53,6 +55,7 @@ from shadowcast.forecast.arena import ArenaCycle
 from shadowcast.forecast.cycle import CycleForecast, ForecastCycle
 from shadowcast.forecast.linkmap import LinkMapper, LinkPrediction, stack, stacked_routing
 from shadowcast.forecast.tables import link_forecast_rows, od_forecast_table
+from shadowcast.logs import fields
 from shadowcast.network.state import RoutingState, shares_of_plan
 from shadowcast.plan.base import Plan
 from shadowcast.plan.cycle import Decision, PlanCycle, decisions_table
@@ -64,6 +67,7 @@ from shadowcast.service.config import ServiceConfig
 from shadowcast.service.intake import FlowIntake
 from shadowcast.service.writer import StageWriter
 from shadowcast.shadow.cycle import ShadowCycle, od_measurements
+from shadowcast.shadow.results import ProbeResult
 from shadowcast.shadow.results import to_table as shadow_table
 from shadowcast.store.base import Store
 
@@ -98,6 +102,9 @@ class Stages:
     retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
     feedback: FeedbackStage | None = None  # drift, recalibration, retrain on drift
     referee: Referee | None = None  # champion vs challengers (ArenaCycle)
+    teams: Mapping[str, str] = field(default_factory=dict)  # link glob -> team (alert label)
+    actuator: Actuator | None = None  # what plans are applied through (operator rollbacks too)
+    audit: Audit | None = None  # the actuator's audit trail (the store's ``actions``)
 
 
 @dataclass
@@ -111,6 +118,8 @@ class StepReport:
     alerts: list[Alert] = field(default_factory=list)
     decision: Decision | None = None
     drifts: list[DriftEvent] = field(default_factory=list)
+    link_util: F64 | None = None  # measured utilisation of every link in this step
+    resolved: list[Alert] = field(default_factory=list)
 
 
 class Service:
@@ -140,6 +149,11 @@ class Service:
         self.stage_seconds: dict[str, float] = {}
         self._routing_cache: tuple[int, sp.csr_matrix] | None = None
         self._horizon_steps = sorted(set(stages.horizons.values()))
+        # held for a whole tick, an approval and a checkpoint: the API's threads read and
+        # act between steps, never in the middle of one (see ``api/state.py``)
+        self.lock = threading.RLock()
+        self.resolved: deque[tuple[Alert, int]] = deque(maxlen=1000)  # (alert, cleared at)
+        self.probes: dict[str, ProbeResult] = {}  # latest result per tunnel
         self.restored: dict[str, Any] = {}
         self.last_retention_s: int | None = None
         n_od = len(stages.rollup.od_pairs)
@@ -153,6 +167,10 @@ class Service:
 
     def tick(self, now_s: int) -> int:
         """Run every step that is complete at ``now_s``; returns how many."""
+        with self.lock:
+            return self._tick(now_s)
+
+    def _tick(self, now_s: int) -> int:
         with self.s.rollup_lock:
             buckets = self.s.rollup.close(now_s)
         for b in buckets:
@@ -182,6 +200,7 @@ class Service:
             load = s.routing.loads({c: values[c] for c in s.classes})
             s.writer.add("od_series", od_rows(b))
             s.writer.add("link_series", link_rows(t, self.link_names, load, self.capacity))
+            report.link_util = load / np.maximum(self.capacity, 1e-12)
             s.ledger.observe("od", t, stacked)
             s.ledger.observe("link", t, load)
             s.linkmap.observe(t, stacked)
@@ -212,10 +231,6 @@ class Service:
                 report.forecast, report.link = fc, link
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
-            if isinstance(s.forecast, ArenaCycle) and s.forecast.shadow:
-                with self._timed("challengers"):
-                    for name, f in s.forecast.predict_shadow(s.forecast.horizon_steps).items():
-                        s.ledger.issue("od", end, name, f.mean, f.lower, f.upper, stacked)
                 s.writer.add(
                     "forecasts",
                     link_forecast_rows(
@@ -223,16 +238,25 @@ class Service:
                         link.mean, dict(link.upper), {}, fc.model,
                     ),
                 )  # fmt: skip
+            if isinstance(s.forecast, ArenaCycle) and s.forecast.shadow:
+                with self._timed("challengers"):
+                    for name, f in s.forecast.predict_shadow(s.forecast.horizon_steps).items():
+                        s.ledger.issue("od", end, name, f.mean, f.lower, f.upper, stacked)
             with self._timed("alert"):
                 util = link.util_upper(s.alert_level) if s.alert_level else link.util
-                new = s.rule.evaluate(np.datetime64(end, "s"), util)
-                for a in new:
-                    for n in s.notifiers:
-                        n.send(a)
+                new, cleared = deliver(
+                    s.rule,
+                    s.notifiers,
+                    np.datetime64(end, "s"),
+                    util,
+                    teams=s.teams,
+                    class_of_link=lambda i: dominant_class(s.routing, s.classes, fc.by_class, i),
+                )
                 if new:
                     s.writer.add("alerts", alerts_table(new))
                     self.alerts.extend(new)
-                report.alerts = new
+                self.resolved.extend((a, end) for a in cleared)
+                report.alerts, report.resolved = new, cleared
             with self._timed("plan"):
                 d = s.plan.decide(end, dict(fc.by_class), self.step_s)
                 report.decision = d
@@ -301,6 +325,9 @@ class Service:
                 for k, v in od_measurements(results, self.od_index, n).items():
                     seen = np.isfinite(v)
                     self._probe_latest[k][seen] = v[seen]
+                live = {t.spec.name for t in sh.manager.tunnels.values()}
+                self.probes = {k: v for k, v in self.probes.items() if k in live}
+                self.probes.update((r.tunnel, r) for r in results)
 
     def _retain(self, now_s: int) -> None:
         """Retention on the service's clock (a replay's simulated time, or now)."""
@@ -371,16 +398,23 @@ class Service:
 
     def approve(self, plan: Plan) -> Decision:
         """Apply an operator-approved plan now (through the checker and actuator)."""
-        now = self.last.start_s + self.step_s if self.last else 0
-        peak = self.last.decision.predicted_peak if self.last and self.last.decision else 0.0
-        d = self.s.plan.apply(now, plan, peak)
-        self.s.writer.add("decisions", decisions_table([d], "approved"))
-        return d
+        with self.lock:
+            now = self.last.start_s + self.step_s if self.last else 0
+            peak = self.last.decision.predicted_peak if self.last and self.last.decision else 0.0
+            d = self.s.plan.apply(now, plan, peak)
+            self.s.writer.add("decisions", decisions_table([d], "approved"))
+            self.decisions.append(d)
+            self.s.plan.counts[d.action] = self.s.plan.counts.get(d.action, 0) + 1
+            return d
 
     # -- state -------------------------------------------------------------------------------
 
     def checkpoint(self, now_s: int | None = None) -> None:
         """Flush every buffered row, then save the models (the store is never behind them)."""
+        with self.lock:
+            self._checkpoint(now_s)
+
+    def _checkpoint(self, now_s: int | None) -> None:
         t0 = time.perf_counter()
         try:
             self.s.writer.flush()
@@ -412,7 +446,9 @@ class Service:
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
         if now_s is not None:
             self.last_checkpoint_s = now_s
-        log.info("checkpoint", extra={**state, "seconds": round(time.perf_counter() - t0, 3)})
+        log.info(
+            "checkpoint", extra=fields({**state, "seconds": round(time.perf_counter() - t0, 3)})
+        )
 
     def restore(self) -> dict[str, Any]:
         """Resume from the store and the saved models: the routing in force (the last applied

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shadowcast.errors import StoreError
+from shadowcast.logs import fields
 from shadowcast.store.clickhouse_io import Connection
 from shadowcast.store.clickhouse_sql import (
     NULL_MS,
@@ -233,7 +234,7 @@ def _migrate_one(
         "added_columns": added,
     }
     if created or added:
-        log.info("clickhouse schema migrated", extra={"server": conn.address, **result})
+        log.info("clickhouse schema migrated", extra=fields({"server": conn.address, **result}))
     return result
 
 

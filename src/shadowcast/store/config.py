@@ -35,6 +35,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "accuracy_groups",
     "drift_events",
     "model_events",
+    "audit",
 )
 #: DuckDB threads allowed in the settings: four per CPU of this machine (at least 16).
 MAX_THREADS = max(16, (os.cpu_count() or 1) * 4)
@@ -56,6 +57,7 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "accuracy_groups": 90,
     "drift_events": 365,
     "model_events": 730,
+    "audit": 730,
 }
 
 

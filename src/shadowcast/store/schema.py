@@ -248,6 +248,19 @@ MODEL_EVENTS_SCHEMA = pa.schema(
     ]
 )
 
+# Every admin action of the REST API (``api/audit.py``): who (the token's name), what
+# (approve, reject, apply, rollback), on what, and how it ended.
+AUDIT_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("token", pa.string()),
+        ("action", pa.string()),
+        ("target", pa.string()),  # a plan id, or "" when the action names none
+        ("status", pa.string()),  # ok | rejected | failed
+        ("detail", pa.string()),  # JSON
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOW_SCHEMA,
     "od_series": OD_SERIES_SCHEMA,
@@ -264,6 +277,7 @@ TABLES: dict[str, pa.Schema] = {
     "accuracy_groups": ACCURACY_GROUPS_SCHEMA,
     "drift_events": DRIFT_SCHEMA,
     "model_events": MODEL_EVENTS_SCHEMA,
+    "audit": AUDIT_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -283,4 +297,5 @@ TIME_COLUMN: dict[str, str] = {
     "accuracy_groups": "time",
     "drift_events": "time",
     "model_events": "time",
+    "audit": "time",
 }

@@ -7,6 +7,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from shadowcast.errors import ConfigError
 from shadowcast.replay.driver import run_replay
 from shadowcast.replay.source import TrafficSource
 from shadowcast.service.loop import FEEDBACK_FILE
@@ -53,3 +56,37 @@ def test_restart_keeps_the_ledger_and_the_feedback_state(
     fb = rest.service.s.feedback
     assert fb is not None and fb.accuracy.sums
     assert drifts == 0  # a stationary backbone: no drift, before or after the restart
+
+
+def test_challengers_forecast_in_shadow_and_every_model_event_is_stored(
+    settings: Any, source: TrafficSource, tmp_path: Path
+) -> None:
+    fb = settings.feedback.model_copy(
+        update={"challengers": ["seasonal_naive"], "promote_window": "6h"}
+    )
+    s = settings.model_copy(update={"feedback": fb})
+    store = SharedStore(open_store(StoreConfig(data_dir=tmp_path, path="r.duckdb")))
+    try:
+        r = run_replay(s, source, store, tmp_path / "state", ipfix=False, mode="observe")
+        models = set(store.read("accuracy").column("model").to_pylist())
+        events = store.read("model_events").to_pylist()
+    finally:
+        store.close()
+    assert {"seasonal_naive", r.service.s.forecast.configured} <= models
+    assert events and events[0]["event"] == "fit"
+    for e in events:
+        if e["event"] == "promote":  # promoted on its figures only
+            assert e["challenger_score"] < e["champion_score"]
+
+
+def test_an_unknown_challenger_is_refused_naming_the_setting(
+    settings: Any, source: TrafficSource, tmp_path: Path
+) -> None:
+    fb = settings.feedback.model_copy(update={"challengers": ["nope"]})
+    s = settings.model_copy(update={"feedback": fb})
+    store = SharedStore(open_store(StoreConfig(data_dir=tmp_path, path="r.duckdb")))
+    try:
+        with pytest.raises(ConfigError, match="feedback.challengers: unknown model 'nope'"):
+            run_replay(s, source, store, tmp_path / "state", ipfix=False, mode="observe")
+    finally:
+        store.close()

@@ -75,3 +75,27 @@ def test_no_drift_without_change_and_nothing_adapts_when_disabled() -> None:
     drift, retrain, fc, _ = _drive(off, 100, shift_at=60)
     assert drift is not None and retrain is None  # still detected and reported
     assert fc is not None and np.allclose(fc.mean[:, 0], np.linspace(50, 150, 12))
+
+
+def test_drifts_of_one_step_make_one_alert_per_kind_and_direction() -> None:
+    fb = _stage()
+    drift, _, _, _ = _drive(fb, 100, shift_at=60)
+    assert drift is not None
+    _, events, alerts = drift
+    od = [e for e in events if e.kind == "od"]
+    (alert,) = [a for a in alerts if a.labels["kind"] == "od"]
+    assert alert.labels["groups"].split(",") == [e.group for e in od]
+    assert str(sum(e.series for e in od)) in alert.message
+
+
+def test_a_link_forecast_made_under_another_routing_is_not_tested() -> None:
+    fb = _stage(drift_min_steps=2)
+    load = np.array([100.0, 100.0])
+    for t in range(1, 40):
+        fb.issued("link", t * STEP, load, tag=0)
+        assert fb.observe("link", t * STEP, load * (1 + 0.01 * (t % 3)), tag=0) == []
+    fb.issued("link", 40 * STEP, load, tag=0)
+    # the service moved traffic off the first link: the forecast predates the new routing
+    assert fb.observe("link", 40 * STEP, np.array([10.0, 190.0]), tag=1) == []
+    fb.issued("link", 41 * STEP, load, tag=1)
+    assert fb.observe("link", 41 * STEP, np.array([10.0, 190.0]), tag=1) != []

@@ -89,6 +89,7 @@ class FeedbackStage:
         )  # fmt: skip
         self.version: int | None = None  # the champion's version the ratios were learnt for
         self._one: dict[str, tuple[int, F64]] = {}  # kind -> (target step, 1-step forecast)
+        self._tag: dict[str, int] = {}
         self.retrain_at_s: int | None = None
         self.last_retrain_s: int | None = None
         self.last_summary_s: int | None = None
@@ -113,16 +114,22 @@ class FeedbackStage:
         rank = np.argsort(np.argsort(lv, kind="stable"), kind="stable")
         return np.asarray(rank * 10 // max(lv.size, 1), dtype=np.int64)
 
-    def issued(self, kind: str, target_s: int, mean1: F64) -> None:
-        """The one-step-ahead forecast of ``kind`` for the step starting ``target_s``."""
+    def issued(self, kind: str, target_s: int, mean1: F64, tag: int = 0) -> None:
+        """The one-step-ahead forecast of ``kind`` for the step starting ``target_s``;
+        ``tag``: what it was made under (the routing's version, for links)."""
         self._one[kind] = (int(target_s), np.asarray(mean1, dtype=np.float64).copy())
+        self._tag[kind] = int(tag)
 
-    def observe(self, kind: str, t_s: int, actual: F64) -> list[DriftEvent]:
-        """The step starting ``t_s`` measured: recalibration learns, drift is tested."""
+    def observe(self, kind: str, t_s: int, actual: F64, tag: int = 0) -> list[DriftEvent]:
+        """The step starting ``t_s`` measured (under ``tag``): recalibration learns, drift
+        is tested. A forecast made under another tag (the routing changed: the service's
+        own action moved the load) is not tested."""
         if kind == "od":
             self.adapter.learn(t_s, actual)
         one = self._one.get(kind)
         if one is None or one[0] != t_s or one[1].shape != np.shape(actual):
+            return []
+        if self._tag.get(kind, 0) != int(tag):
             return []
         events = self.drift[kind].update(t_s, actual, one[1])
         for e in events:
@@ -155,20 +162,30 @@ class FeedbackStage:
         return True
 
     def alerts(self, events: Sequence[DriftEvent]) -> list[Alert]:
-        """One ``ForecastAccuracyDegraded`` alert per drift."""
-        out = []
+        """``ForecastAccuracyDegraded`` alerts: the drifts of one step grouped per kind and
+        direction (one alert naming every group, its value the largest scaled error)."""
+        grouped: dict[tuple[str, int, int], list[DriftEvent]] = {}
         for e in events:
-            t = np.datetime64(e.time_s, "s")
-            way = "above" if e.direction > 0 else "below"
+            grouped.setdefault((e.kind, e.direction, e.time_s), []).append(e)
+        out = []
+        for (kind, direction, t_s), evs in sorted(grouped.items()):
+            t = np.datetime64(t_s, "s")
+            way = "above" if direction > 0 else "below"
+            worst = max(evs, key=lambda e: abs(e.scaled_error))
+            names = [e.group for e in evs]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            subject = f"{kind}:{names[0]}" if len(names) == 1 else f"{kind}:{len(names)} groups"
             out.append(
                 Alert(
-                    name=ALERT_NAME, subject=f"{e.kind}:{e.group}", severity="warning",
-                    value=round(e.scaled_error, 3), threshold=self.cfg.drift_threshold,
+                    name=ALERT_NAME, subject=subject, severity="warning",
+                    value=round(worst.scaled_error, 3), threshold=self.cfg.drift_threshold,
                     issued=t, at=t, lead_s=0,
                     message=(
-                        f"forecast accuracy degraded on {e.kind} {e.group} ({e.series} series): "
-                        f"actuals {way} the forecasts by {abs(e.scaled_error):.1f} typical errors"
+                        f"forecast accuracy degraded on {kind} {shown} "
+                        f"({sum(e.series for e in evs)} series): actuals {way} the forecasts "
+                        f"by up to {abs(worst.scaled_error):.1f} typical errors"
                     ),
+                    labels={"kind": kind, "groups": ",".join(names)},
                 )
             )  # fmt: skip
         return out

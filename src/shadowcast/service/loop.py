@@ -207,7 +207,9 @@ class Service:
         fb = s.feedback
         if fb is not None:
             with self._timed("feedback"):
-                report.drifts = fb.observe("od", t, stacked) + fb.observe("link", t, load)
+                report.drifts = fb.observe("od", t, stacked) + fb.observe(
+                    "link", t, load, tag=s.routing.version
+                )
                 self._on_drift(report.drifts)
         with self._timed("forecast"):
             s.forecast.observe(t, values, self._exog(load))
@@ -227,7 +229,7 @@ class Service:
                 link = s.linkmap.map(end, st, self._stacked_routing(), self._bound_columns())
                 if fb is not None:
                     fb.issued("od", end, st.mean[:, 0])
-                    fb.issued("link", end, link.mean[:, 0])
+                    fb.issued("link", end, link.mean[:, 0], tag=s.routing.version)
                 report.forecast, report.link = fc, link
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)

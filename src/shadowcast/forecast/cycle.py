@@ -4,9 +4,12 @@ Every closed step brings one row per class (``values[od]``, Mbit/s). The cycle k
 ``keep_s`` of them in memory (restored from the store after a restart), fits each class's
 model once ``warmup_s`` of history is in, ``update()``s it with every new row (its conformal
 intervals adapt online), refits on a schedule (``retrain_every_s``), and predicts
-``horizon_steps`` ahead with intervals. Models are saved (``save``) so that a restart
-continues where it stopped instead of refitting from scratch; a saved cycle whose classes,
-OD pairs or step differ from the running one is not loaded (it is refitted instead).
+``horizon_steps`` ahead with intervals. The models see the OD pairs' static inputs
+(``meta``: geography, bottleneck capacity) and, when ``exog`` is given, time-varying inputs
+computed from each step (the service's path capacity and headroom). Models are saved
+(``save``) so that a restart continues where it stopped instead of refitting from scratch;
+a saved cycle whose classes, OD pairs or step differ from the running one is not loaded
+(it is refitted instead).
 
 Model files are Python pickles written by the service into its own state folder: keep that
 folder writable only by the service's user (a pickle from elsewhere can run code).
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import Forecaster
@@ -33,6 +37,8 @@ from shadowcast.records import F64, Forecast, SeriesFrame
 log = logging.getLogger(__name__)
 
 ModelFactory = Callable[[], Forecaster]
+Exog = Mapping[str, Mapping[str, F64]]  # class -> input name -> one row [n_od]
+ExogSource = Callable[[Mapping[str, F64]], Exog]
 STATE_FILE = "forecast-cycle.json"
 
 
@@ -68,7 +74,7 @@ class CycleForecast:
 
 @dataclass
 class _History:
-    """The last ``cap`` rows per class, oldest first."""
+    """The last ``cap`` rows per class, oldest first (and their exogenous inputs)."""
 
     cap: int
     n_od: int
@@ -76,11 +82,14 @@ class _History:
     start_s: int | None = None  # time of row 0
     rows: int = 0
     data: dict[str, F64] = field(default_factory=dict)
+    xdata: dict[str, dict[str, F64]] = field(default_factory=dict)  # class -> name -> rows
 
     def __post_init__(self) -> None:
         self.data = {c: np.zeros((self.cap, self.n_od)) for c in self.classes}
 
-    def append(self, t_s: int, step_s: int, values: Mapping[str, F64]) -> None:
+    def append(
+        self, t_s: int, step_s: int, values: Mapping[str, F64], exog: Exog | None = None
+    ) -> None:
         if self.start_s is None:
             self.start_s = t_s
         expected = self.start_s + self.rows * step_s
@@ -88,28 +97,47 @@ class _History:
             raise ForecastError(f"step at {t_s} is older than the history's next ({expected})")
         gap = (t_s - expected) // step_s  # missing steps (service down): NaN rows
         for _ in range(min(gap, self.cap)):
-            self._push({c: np.full(self.n_od, np.nan) for c in self.classes}, step_s)
+            self._push({c: np.full(self.n_od, np.nan) for c in self.classes}, step_s, None)
         if gap > self.cap:
             self.start_s = t_s - self.rows * step_s
-        self._push(values, step_s)
+        self._push(values, step_s, exog)
 
-    def _push(self, values: Mapping[str, F64], step_s: int) -> None:
+    def _push(self, values: Mapping[str, F64], step_s: int, exog: Exog | None) -> None:
+        for c, names in (exog or {}).items():  # an input seen for the first time: NaN before
+            for name in names:
+                if c in self.xdata and name in self.xdata[c]:
+                    continue
+                self.xdata.setdefault(c, {})[name] = np.full((self.cap, self.n_od), np.nan)
         if self.rows == self.cap:
             for c in self.classes:
                 self.data[c][:-1] = self.data[c][1:]
+            for xs in self.xdata.values():
+                for x in xs.values():
+                    x[:-1] = x[1:]
             assert self.start_s is not None
             self.start_s += step_s
             self.rows -= 1
         for c in self.classes:
             self.data[c][self.rows] = np.asarray(values.get(c, np.zeros(self.n_od)), float)
+        for c, xs in self.xdata.items():
+            for name, x in xs.items():
+                x[self.rows] = np.asarray((exog or {}).get(c, {}).get(name, np.nan), float)
         self.rows += 1
 
-    def frame(self, cls: str, step_s: int, keys: tuple[str, ...]) -> SeriesFrame:
+    def frame(
+        self,
+        cls: str,
+        step_s: int,
+        keys: tuple[str, ...],
+        meta: Mapping[str, npt.NDArray[np.generic]] | None = None,
+    ) -> SeriesFrame:
         assert self.start_s is not None
         times = np.datetime64(self.start_s, "s") + np.arange(self.rows) * np.timedelta64(
             step_s, "s"
         )
-        return SeriesFrame(times, keys, self.data[cls][: self.rows].copy(), step_s)
+        exog = {k: x[: self.rows].copy() for k, x in self.xdata.get(cls, {}).items()}
+        values = self.data[cls][: self.rows].copy()
+        return SeriesFrame(times, keys, values, step_s, meta=dict(meta or {}), exog=exog)
 
 
 class ForecastCycle:
@@ -128,8 +156,12 @@ class ForecastCycle:
         warmup_s: int = 2 * 86400,
         retrain_every_s: int | None = 86400,
         keep_s: int = 14 * 86400,
+        meta: Mapping[str, npt.NDArray[np.generic]] | None = None,
+        exog: ExogSource | None = None,
     ) -> None:
         self.make_model = make_model
+        self.meta = dict(meta or {})  # static per OD pair (geography, bottleneck)
+        self.exog = exog  # the step's class values -> per class, exogenous rows
         self.model_name = model_name
         self.classes = tuple(classes)
         self.od_pairs = tuple(od_pairs)
@@ -161,7 +193,8 @@ class ForecastCycle:
         if self.last_s is not None and t_s <= self.last_s:
             return  # already seen (a resumed replay re-offers its last step)
         gap = 0 if self.last_s is None else (t_s - self.last_s) // self.step_s - 1
-        self.history.append(t_s, self.step_s, values)
+        ex = self.exog(values) if self.exog is not None else None
+        self.history.append(t_s, self.step_s, values, ex)
         self.last_s = t_s
         end = t_s + self.step_s
         if not self.models:
@@ -176,13 +209,15 @@ class ForecastCycle:
                 self.refit(end)
                 return
         for c, m in self.models.items():
-            m.update(np.asarray(values.get(c, np.zeros(len(self.keys))), float)[None, :])
+            row = np.asarray(values.get(c, np.zeros(len(self.keys))), float)[None, :]
+            xs = {k: np.asarray(v, float)[None, :] for k, v in (ex or {}).get(c, {}).items()}
+            m.update(row, exog=xs or None)
 
     def refit(self, now_s: int) -> None:
         t0 = time.perf_counter()
         models = {}
         for c in self.classes:
-            frame = self.history.frame(c, self.step_s, self.keys)
+            frame = self.history.frame(c, self.step_s, self.keys, self.meta)
             models[c] = self.make_model().fit(frame)
         self.models = models
         self.version += 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Container, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -224,3 +225,37 @@ def capacity_exog(
         "capacity_mbps": _path_min(cap, R, n, cols),
         "headroom_mbps": _path_min(cap - load, R, n, cols),
     }
+
+
+def routed_capacity_exog(
+    topology: Topology, keys: Sequence[str], values: F64, weight: str = "hops"
+) -> dict[str, F64]:
+    """Bottleneck capacity and headroom over time when no link series were measured: the
+    link loads are the series themselves routed over ``topology`` (``R @ values``, the
+    shortest-path routing with ECMP splits; an unknown value routes as none), so row ``t``
+    uses only row ``t``'s demand. Same names and units as :func:`capacity_exog`."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    T, n = v.shape
+    pairs, cols = _od_pairs(keys, topology)
+    if not pairs:
+        return {"capacity_mbps": np.full((T, n), np.nan), "headroom_mbps": np.full((T, n), np.nan)}
+    R = routing_matrix(topology, pairs, weight)
+    load = np.asarray((R @ v[:, cols].T).T, dtype=np.float64)  # [T, E]
+    cap = np.broadcast_to(topology.capacities / 1e6, load.shape)
+    Rc = R.tocoo()
+    return {
+        "capacity_mbps": _path_min(np.ascontiguousarray(cap[:1]), Rc, n, cols).repeat(T, axis=0),
+        "headroom_mbps": _path_min(cap - load, Rc, n, cols),
+    }
+
+
+def path_headroom(routing: Any, capacity_mbps: F64, load_mbps: F64) -> tuple[F64, F64]:
+    """Per OD column of ``routing[n_links, n_od]`` (split fractions): the bottleneck
+    capacity ``min_e capacity_e / R[e, k]`` and headroom ``min_e (capacity_e - load_e) /
+    R[e, k]`` for one step's link loads (Mbit/s, ``[n_od]`` each; NaN: no routed link)."""
+    R = sp.coo_matrix(routing)
+    n = R.shape[1]
+    cols = np.arange(n, dtype=np.int64)
+    cap = np.asarray(capacity_mbps, dtype=np.float64)[None, :]
+    head = cap - np.asarray(load_mbps, dtype=np.float64)[None, :]
+    return _path_min(cap, R, n, cols)[0], _path_min(head, R, n, cols)[0]

@@ -23,6 +23,7 @@ from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.forecast.cycle import ForecastCycle
+from shadowcast.forecast.enrich import service_capacity, static_inputs
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
 from shadowcast.forecast.registry import make_model
@@ -136,6 +137,9 @@ def build_service(settings: Any, env: Environment) -> Service:
     plan_h = max(1, parse_duration(cfg.plan_horizon) // step)
     h_max = max([*horizons.values(), within, plan_h])
     opts = model_options(fcfg, step)
+    routing = RoutingState(topo, od_pairs, settings.replay.routing_weight)
+    keys = tuple(f"{a}->{b}" for a, b in od_pairs)
+    regions = {name: site.region for name, site in locator.spec.sites.items()}
     forecast = ForecastCycle(
         lambda: make_model(model_name, **opts),
         model_name,
@@ -147,6 +151,8 @@ def build_service(settings: Any, env: Environment) -> Service:
         warmup_s=cfg.seconds("warmup"),
         retrain_every_s=cfg.seconds("retrain_every"),
         keep_s=cfg.seconds("keep"),
+        meta=static_inputs(keys, topology=topo, regions=regions),
+        exog=service_capacity(routing, topo.capacities / 1e6, classes, fcfg.exog),
     )
     day = max(2, 86400 // step)
     linkmap = LinkMapper(
@@ -161,8 +167,7 @@ def build_service(settings: Any, env: Environment) -> Service:
     )
     notifiers = list(env.notifiers) if env.notifiers is not None else build_notifiers(acfg)
 
-    # plan and act
-    routing = RoutingState(topo, od_pairs, settings.replay.routing_weight)
+    # plan and act (on the routing the forecast cycle reads its path headroom from)
     pl = settings.plan
     paths = candidate_paths(topo, od_pairs, pl.k_paths, disjoint=pl.disjoint, weight=pl.path_weight)
     mode = env.mode or cfg.mode

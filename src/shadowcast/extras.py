@@ -17,6 +17,7 @@ EXTRAS: dict[str, str] = {
     "statsforecast": "stats",
     "matplotlib": "plot",
     "torch": "neural",
+    "clickhouse_driver": "clickhouse",
 }
 
 

@@ -1,5 +1,5 @@
 """Input groups (leaving one out), the inputs every path attaches (static geography and
-bottleneck, routed path capacity and headroom, the service's per-step headroom, the
+bottleneck, routed path capacity and headroom, the
 forecast cycle's meta and exog), the ablation, and ``eval forecast --ablate``."""
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from shadowcast.errors import ConfigError
 from shadowcast.forecast.ablate import HISTORY, ablate
 from shadowcast.forecast.config import EXOG_INPUTS, ForecastConfig
 from shadowcast.forecast.cycle import ForecastCycle
-from shadowcast.forecast.enrich import demand_inputs, service_capacity, static_inputs
-from shadowcast.forecast.exog import path_headroom, routed_capacity_exog
+from shadowcast.forecast.enrich import demand_inputs, static_inputs
+from shadowcast.forecast.exog import routed_capacity_exog
 from shadowcast.forecast.inputs import check_groups, group_of, keep_inputs, present_groups
 from shadowcast.forecast.registry import make_model
 from shadowcast.forecast.synthetic import synthetic_frame
-from shadowcast.network.routing import routing_matrix
 from shadowcast.records import Link, SeriesFrame, Topology
 
 from .conftest import FAST_GBM
@@ -76,10 +75,6 @@ def test_routed_capacity_and_headroom_per_step() -> None:
     np.testing.assert_allclose(ex["headroom_mbps"][0], [1700, 9950, 500, 500])
     # step 1: A->C unknown routes as none
     np.testing.assert_allclose(ex["headroom_mbps"][1], [1990, 10000, 90, 90])
-    R = routing_matrix(LINE, [("A", "C"), ("B", "A"), ("C", "D"), ("A", "D")])
-    cap, head = path_headroom(R, LINE.capacities / 1e6, np.asarray(R @ v[0]))
-    np.testing.assert_allclose(cap, ex["capacity_mbps"][0])
-    np.testing.assert_allclose(head, ex["headroom_mbps"][0])
 
 
 def test_demand_inputs_attach_what_is_asked() -> None:
@@ -93,37 +88,9 @@ def test_demand_inputs_attach_what_is_asked() -> None:
     assert not geo.exog and "bottleneck_mbps" not in geo.meta and geo.meta["src_lon"][0] == 0.0
 
 
-class _Routing:
-    """The two calls service_capacity makes of the service's RoutingState."""
-
-    def __init__(self) -> None:
-        self.version = 0
-        self.R = routing_matrix(LINE, [("A", "C"), ("B", "A"), ("C", "D"), ("A", "D")])
-        self.calls = 0
-
-    def matrix(self, cls: str) -> Any:
-        self.calls += 1
-        return self.R
-
-    def loads(self, demand: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(sum(self.R @ d for d in demand.values()))
-
-
-def test_service_capacity_per_class_from_every_class_load() -> None:
-    r = _Routing()
-    src = service_capacity(r, LINE.capacities / 1e6, ["hi", "lo"], EXOG_INPUTS)
-    out = src({"hi": np.array([100.0, 0, 0, 0]), "lo": np.array([0.0, 0, 300, 200])})
-    np.testing.assert_allclose(out["hi"]["headroom_mbps"], [1700, 10000, 500, 500])
-    assert set(out) == {"hi", "lo"} and r.calls == 2
-    src({"hi": np.zeros(4), "lo": np.zeros(4)})
-    assert r.calls == 2  # routing matrices cached until the routing changes
-    r.version += 1
-    src({"hi": np.zeros(4), "lo": np.zeros(4)})
-    assert r.calls == 4
-    assert service_capacity(r, LINE.capacities / 1e6, ["hi"], ["rtt_ms"])({}) == {}
-
-
-def test_forecast_cycle_passes_meta_and_exog_to_its_models() -> None:
+def test_forecast_cycle_passes_meta_and_exog_to_its_model() -> None:
+    """The service's cycle: one model over every (class, OD) series, each class's copy of an
+    OD pair carrying that pair's static inputs and per-step exogenous rows."""
     seen: list[Any] = []
 
     def make() -> Any:
@@ -143,34 +110,31 @@ def test_forecast_cycle_passes_meta_and_exog_to_its_models() -> None:
 
     meta = static_inputs(KEYS, topology=LINE)
     od = tuple(tuple(k.split("->")) for k in KEYS)
-    r = _Routing()
     c = ForecastCycle(
         make,
         "gbm",
-        ("all",),
+        ("hi", "lo"),
         od,  # type: ignore[arg-type]
         300,
         horizon_steps=3,
         warmup_s=86400,
         retrain_every_s=None,
         meta=meta,
-        exog=service_capacity(r, LINE.capacities / 1e6, ["all"], EXOG_INPUTS),
+        exog=["headroom_mbps"],
     )
     y = frame(300).values
+    head = routed_capacity_exog(LINE, KEYS, y)["headroom_mbps"]
     for t in range(290):
-        c.observe(1_700_000_100 + 300 * t, {"all": y[t]})
+        c.observe(1_700_000_100 + 300 * t, {"hi": y[t], "lo": y[t] / 2}, {"headroom_mbps": head[t]})
     (kind, f), *rest = seen
-    assert kind == "fit" and f.meta["bottleneck_mbps"][0] == 2000
-    assert set(f.exog) == {"capacity_mbps", "headroom_mbps"} and f.exog["headroom_mbps"].shape == (
-        288,
-        4,
-    )
-    cap, head = path_headroom(r.R, LINE.capacities / 1e6, np.asarray(r.R @ y[0]))
-    np.testing.assert_allclose(f.exog["headroom_mbps"][0], head)
-    assert rest[-1][0] == "update" and rest[-1][1]["headroom_mbps"].shape == (1, 4)
-    assert c.models["all"].exog_names == ("capacity_mbps", "headroom_mbps")
+    assert kind == "fit" and f.keys[4] == "A->C/lo"
+    np.testing.assert_allclose(f.meta["bottleneck_mbps"], [2000, 10000, 1000, 1000] * 2)
+    assert list(f.meta["src_site"]) == ["A", "B", "C", "A"] * 2
+    assert f.exog["headroom_mbps"].shape == (288, 8)
+    np.testing.assert_allclose(f.exog["headroom_mbps"][0], np.tile(head[0], 2))
+    assert rest[-1][0] == "update" and rest[-1][1]["headroom_mbps"].shape == (1, 8)
     fc = c.predict()
-    assert fc is not None and np.isfinite(fc.by_class["all"].mean).all()
+    assert fc is not None and np.isfinite(fc.by_class["lo"].mean).all()
 
 
 def test_config_defaults_read_every_input_and_check_members() -> None:

@@ -18,10 +18,10 @@ Which exogenous inputs are read is ``forecast.exog`` (default: all of them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,6 @@ import numpy.typing as npt
 from shadowcast.forecast.exog import (
     bottleneck_capacity,
     capacity_exog,
-    path_headroom,
     routed_capacity_exog,
     shadow_exog,
 )
@@ -116,40 +115,3 @@ def site_regions(sites_file: str | Path | None) -> dict[str, str]:
 
     spec = Locator.from_files(Path(sites_file), None).spec
     return {name: site.region for name, site in spec.sites.items()}
-
-
-class RoutingLike(Protocol):
-    """What :func:`service_capacity` reads of the service's routing state."""
-
-    version: int
-
-    def matrix(self, cls: str) -> Any: ...
-
-    def loads(self, demand: Mapping[str, F64]) -> F64: ...
-
-
-def service_capacity(
-    routing: RoutingLike, capacity_mbps: F64, classes: Sequence[str], names: Sequence[str]
-) -> Callable[[Mapping[str, F64]], dict[str, dict[str, F64]]]:
-    """For the service's forecast cycle: a step's class values -> per class, the
-    bottleneck capacity and headroom (of ``names``) of each OD pair's current path under
-    that class's routing, the link loads being every class's traffic as routed now."""
-    wanted = [c for c in CAPACITY if c in names]
-    cache: dict[str, tuple[int, Any]] = {}
-
-    def source(values: Mapping[str, F64]) -> dict[str, dict[str, F64]]:
-        if not wanted:
-            return {}
-        load = routing.loads(dict(values))
-        out: dict[str, dict[str, F64]] = {}
-        for c in classes:
-            hit = cache.get(c)
-            if hit is None or hit[0] != routing.version:
-                hit = (routing.version, routing.matrix(c).tocoo())
-                cache[c] = hit
-            cap, head = path_headroom(hit[1], capacity_mbps, load)
-            both = {"capacity_mbps": cap, "headroom_mbps": head}
-            out[c] = {k: both[k] for k in wanted}
-        return out
-
-    return source

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Container, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -247,15 +246,3 @@ def routed_capacity_exog(
         "capacity_mbps": _path_min(np.ascontiguousarray(cap[:1]), Rc, n, cols).repeat(T, axis=0),
         "headroom_mbps": _path_min(cap - load, Rc, n, cols),
     }
-
-
-def path_headroom(routing: Any, capacity_mbps: F64, load_mbps: F64) -> tuple[F64, F64]:
-    """Per OD column of ``routing[n_links, n_od]`` (split fractions): the bottleneck
-    capacity ``min_e capacity_e / R[e, k]`` and headroom ``min_e (capacity_e - load_e) /
-    R[e, k]`` for one step's link loads (Mbit/s, ``[n_od]`` each; NaN: no routed link)."""
-    R = sp.coo_matrix(routing)
-    n = R.shape[1]
-    cols = np.arange(n, dtype=np.int64)
-    cap = np.asarray(capacity_mbps, dtype=np.float64)[None, :]
-    head = cap - np.asarray(load_mbps, dtype=np.float64)[None, :]
-    return _path_min(cap, R, n, cols)[0], _path_min(head, R, n, cols)[0]

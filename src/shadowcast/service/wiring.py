@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shadowcast.act.base import Actuator, AuditRecord, audit_table
+from shadowcast.act.base import Actuator, AuditRecord, apply_plan, audit_table
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.notifiers import build_notifiers
 from shadowcast.alert.rules import CapacityRule
@@ -23,11 +23,12 @@ from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.forecast.cycle import ForecastCycle
-from shadowcast.forecast.enrich import service_capacity, static_inputs
+from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
 from shadowcast.forecast.registry import make_model
 from shadowcast.network.state import RoutingState
+from shadowcast.plan.base import Plan
 from shadowcast.plan.cycle import PlanCycle
 from shadowcast.plan.paths import candidate_paths
 from shadowcast.profile.events import PathEvents
@@ -87,8 +88,18 @@ def routing_classes(
     return out
 
 
+def limit_blas_threads() -> None:
+    """One BLAS thread: the service's numpy work is many small matrices from several threads
+    beside the collector's processes, where multi-threaded BLAS spins (measured under load:
+    an SVD of 288 x 2106 took 9.9 s with 2 threads, 0.57 s with one)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def build_service(settings: Any, env: Environment) -> Service:
     """Every stage, wired (see the module docstring)."""
+    limit_blas_threads()
     cfg = settings.service
     topo = env.topology
     step = settings.rollup.step_s
@@ -137,7 +148,6 @@ def build_service(settings: Any, env: Environment) -> Service:
     plan_h = max(1, parse_duration(cfg.plan_horizon) // step)
     h_max = max([*horizons.values(), within, plan_h])
     opts = model_options(fcfg, step)
-    routing = RoutingState(topo, od_pairs, settings.replay.routing_weight)
     keys = tuple(f"{a}->{b}" for a, b in od_pairs)
     regions = {name: site.region for name, site in locator.spec.sites.items()}
     forecast = ForecastCycle(
@@ -152,7 +162,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         retrain_every_s=cfg.seconds("retrain_every"),
         keep_s=cfg.seconds("keep"),
         meta=static_inputs(keys, topology=topo, regions=regions),
-        exog=service_capacity(routing, topo.capacities / 1e6, classes, fcfg.exog),
+        exog=list(fcfg.exog),
     )
     day = max(2, 86400 // step)
     linkmap = LinkMapper(
@@ -167,7 +177,8 @@ def build_service(settings: Any, env: Environment) -> Service:
     )
     notifiers = list(env.notifiers) if env.notifiers is not None else build_notifiers(acfg)
 
-    # plan and act (on the routing the forecast cycle reads its path headroom from)
+    # plan and act
+    routing = RoutingState(topo, od_pairs, settings.replay.routing_weight)
     pl = settings.plan
     paths = candidate_paths(topo, od_pairs, pl.k_paths, disjoint=pl.disjoint, weight=pl.path_weight)
     mode = env.mode or cfg.mode
@@ -185,6 +196,16 @@ def build_service(settings: Any, env: Environment) -> Service:
     def audit(rec: AuditRecord) -> None:
         writer.add("actions", audit_table([rec]))
 
+    dry_run = False if env.actuator is not None else settings.act.dry_run
+
+    def apply(p: Plan, allow_overload: bool) -> bool:
+        assert actuator is not None
+        res = apply_plan(
+            actuator, p, topo, dry_run=dry_run, max_changes=settings.act.max_changes,
+            audit=audit, allow_overload=allow_overload,
+        )  # fmt: skip
+        return not res.dry_run
+
     plan = PlanCycle(
         topo,
         paths,
@@ -194,10 +215,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         mode=mode,
         trigger=cfg.plan_trigger,
         min_interval_s=cfg.seconds("plan_min_interval"),
-        actuator=actuator,
-        dry_run=False if env.actuator is not None else settings.act.dry_run,
-        max_changes=settings.act.max_changes,
-        audit=audit,
+        apply=apply if actuator is not None else None,
     )
 
     # shadow
@@ -221,6 +239,21 @@ def build_service(settings: Any, env: Environment) -> Service:
             per_round=cfg.probes_per_round,
         )
 
+    def retention(now_s: int) -> dict[str, int]:
+        from datetime import UTC, datetime
+
+        from shadowcast.profile.storage import SeriesStore
+        from shadowcast.store.config import apply_retention
+
+        now = datetime.fromtimestamp(now_s, tz=UTC)
+        tables = {k: v for k, v in settings.store.retention_days.items() if k != "behaviour"}
+        deleted = apply_retention(
+            store, settings.store.model_copy(update={"retention_days": tables}), now
+        )
+        tiers = SeriesStore(store, pcfg.tiers, builder).retain(now)
+        deleted["behaviour"] = sum(tiers.values())
+        return deleted
+
     stages = Stages(
         topology=topo,
         classes=classes,
@@ -240,5 +273,6 @@ def build_service(settings: Any, env: Environment) -> Service:
         shadow=shadow,
         horizons=horizons,
         alert_level=acfg.quantile_level,
+        retention=retention,
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

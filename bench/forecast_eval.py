@@ -87,7 +87,15 @@ def floor_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def off_bench_path() -> None:
+    """Drop bench/ from the import path: it holds a profile.py (the profiler's bench) that
+    would shadow the stdlib's ``profile``, which torch imports (through cProfile)."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+
+
 def main() -> None:
+    off_bench_path()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--models", default="persistence,seasonal_naive,profile,theta,gbm,neural,auto")

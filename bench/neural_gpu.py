@@ -16,16 +16,15 @@ and the 80/95 % coverage. Runs in a few minutes on two CPU cores.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 KEYS = ("model", "horizon", "nmae", "mase_persistence", "coverage_80", "coverage_95", "seconds")
-sys.path.insert(0, str(BENCH))
 
 
 def main() -> None:
@@ -38,12 +37,17 @@ def main() -> None:
     default = Path(os.environ.get("SHADOWCAST_DATA", BENCH.parent.parent / "shared" / "data"))
     ap.add_argument("--data", type=Path, default=default)
     a = ap.parse_args()
+    spec = importlib.util.spec_from_file_location("forecast_eval", BENCH / "forecast_eval.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # the same frames as the accuracy bench
+    bench.off_bench_path()  # (before torch: bench/profile.py would shadow the stdlib's)
+    load = bench.load
     try:
         import torch
     except ImportError:
         print(json.dumps({"error": "torch not installed: pip install 'shadowcast-netops[neural]'"}))
         raise SystemExit(1) from None
-    from forecast_eval import load  # the same frames as the accuracy bench
     from shadowcast.forecast.evaluate import evaluate, split
     from shadowcast.forecast.neural import NeuralForecaster
 

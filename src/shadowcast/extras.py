@@ -18,6 +18,10 @@ EXTRAS: dict[str, str] = {
     "matplotlib": "plot",
     "torch": "neural",
     "clickhouse_driver": "clickhouse",
+    "fastapi": "api",
+    "uvicorn": "api",
+    "jinja2": "api",
+    "python_multipart": "api",
 }
 
 

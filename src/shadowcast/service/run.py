@@ -156,6 +156,7 @@ class Runner:
         self.service.checkpoint(int(self.clock.time()))
         if self.socket is not None:
             self.socket.close()
+        self.service.s.writer.close()  # rows a failing store did not take: to the spill folder
         self.store.close()
         log.info("service stopped", extra={"steps": self.service.steps})
 

@@ -53,6 +53,7 @@ class StageWriter:
         spill_max_bytes: int = 1024 * MiB,
         retry_max_s: float = 30.0,
         drain_wait_s: float = DRAIN_WAIT_S,
+        close_timeout_s: float = 10.0,
     ) -> None:
         self.store = store
         self.flush_rows = flush_rows
@@ -62,6 +63,7 @@ class StageWriter:
         self.spill_max_bytes = spill_max_bytes
         self.retry_max_s = retry_max_s
         self.drain_wait_s = drain_wait_s
+        self.close_timeout_s = close_timeout_s
         self._pending: dict[str, list[pa.Table]] = {}
         self._rows = 0
         self._since = time.monotonic()
@@ -168,6 +170,7 @@ class StageWriter:
                 spill_dir=self.spill_dir,
                 spill_max_bytes=self.spill_max_bytes,
                 retry_max_s=self.retry_max_s,
+                close_timeout_s=self.close_timeout_s,
             )
             self._spool.start()
         return self._spool

@@ -34,7 +34,7 @@ from shadowcast.errors import StoreError
 from shadowcast.store.base import Store
 from shadowcast.store.conform import conform
 from shadowcast.store.spillfiles import SUFFIX
-from shadowcast.store.spool import MiB, Spool
+from shadowcast.store.spool import MiB, Spool, SpoolStats
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class StageWriter:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._spool: Spool | None = None
+        self._last: SpoolStats | None = None  # the spool's counters when it closed
         self.rows_written: dict[str, int] = {}  # rows the store took directly
         self.flushes = 0
         self.failures = 0
@@ -176,14 +177,14 @@ class StageWriter:
         return self._spool
 
     def health(self) -> dict[str, Any]:
-        """The writer's counters, and the spool's once one runs."""
+        """The writer's counters, and the spool's once one has run."""
         out: dict[str, Any] = {
             "flushes": self.flushes,
             "failures": self.failures,
             "degraded": self.degraded,
         }
-        if self._spool is not None:
-            st = self._spool.stats()
+        st = self._spool.stats() if self._spool is not None else self._last
+        if st is not None:
             out.update(
                 queued_rows=st.queued_rows,
                 queued_bytes=st.queued_bytes,
@@ -204,7 +205,7 @@ class StageWriter:
         except StoreError as exc:
             log.error("stage writer: last flush failed", extra={"error": str(exc)})
         if self._spool is not None:
-            st = self._spool.close()
+            st = self._last = self._spool.close()
             self._spool = None
             if st.queued_rows or st.rows_lost:
                 log.error(

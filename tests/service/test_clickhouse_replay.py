@@ -136,6 +136,8 @@ def test_run_on_clickhouse_serves_reads_and_resumes(tmp_path: Path) -> None:
         with open_store(config(found, "svc")) as store:
             stored_flows = store.count("flows")
             steps = len(set(store.read("od_series").column("time").to_pylist()))
+        assert health["stages"]["collector"]["rows_lost"] == 0
+        assert health["stages"]["collector"]["rows_stored"] == stored_flows
         intake = health["stages"]["intake"]["records"]
         assert stored_flows == intake, (stored_flows, intake, sent, health["stages"]["rollup"])
         # a restart resumes from the ClickHouse store: models loaded, the next step known

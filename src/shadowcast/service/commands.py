@@ -42,4 +42,4 @@ def run_cmd(
     finally:
         runner.shutdown()
     if json_out:
-        emit_json(runner.service.health())
+        emit_json(runner.health())

@@ -100,7 +100,7 @@ class Runner:
         restored = self.service.restore()
         if self.settings.service.read_socket:
             self.socket = StoreSocket(
-                self.store, self.socket_path, routes={"/health": self.service.health}
+                self.store, self.socket_path, routes={"/health": self.health}
             )
         self.service.s.intake.start()
         self.collector = CollectServer(
@@ -128,6 +128,30 @@ class Runner:
             extra=fields({"mode": self.service.s.plan.mode, "listen": ports, **restored}),
         )
         return {"ports": ports, **restored}
+
+    def health(self) -> dict[str, Any]:
+        """The service's health, with its collector's store writes (``stages.collector``):
+        while the store is away the collector queues and spills, and the service is
+        ``degraded``."""
+        h = self.service.health()
+        c = self.collector
+        if c is None:
+            return h
+        snap = c.snapshot()
+        sp = snap.spool
+        away = not c.spool.healthy
+        h["stages"]["collector"] = {
+            "rows_stored": snap.rows_stored,
+            "store_errors": snap.store_errors,
+            "store_away": away,
+            "queued_rows": sp.queued_rows,
+            "rows_spilled": sp.rows_spilled,
+            "spilled_bytes": sp.spilled_bytes,
+            "rows_lost": snap.rows_lost,
+        }
+        if away:
+            h["status"] = "degraded"
+        return h
 
     def loop(self) -> None:
         step = self.service.step_s

@@ -222,3 +222,74 @@ def test_a_clickhouse_server_killed_mid_replay_loses_no_row(
         f"\noutage: {away['queued_rows']} rows queued while away "
         f"({away['write_errors']} failed writes), all stored {drained_s:.2f} s after the restart"
     )
+
+
+@pytest.mark.integration
+def test_run_keeps_every_flow_while_its_clickhouse_server_is_away(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from test_run_service import send
+    from test_run_service import setup as run_setup
+
+    from shadowcast.store.remote import RemoteStore
+
+    cfg, port = run_setup(tmp_path)
+    text = cfg.read_text()
+    text = text.replace(
+        "  flush_interval_s: 0.2\n",
+        f"  flush_interval_s: 0.2\n  retry_max_s: 1\n  spill_dir: {tmp_path / 'spill'}\n",
+    )
+    text = text.replace("  checkpoint_every: 20s\n", "  checkpoint_every: 20s\n  retry_max: 1s\n")
+    with servers(tmp_path / "ch") as (server,):
+        ch = f"{{hosts: [{server.address}], database: away, connect_timeout_s: 1, timeout_s: 5}}"
+        cfg.write_text(text + f"store:\n  backend: clickhouse\n  clickhouse: {ch}\n")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shadowcast.cli", "-c", str(cfg), "run", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        restarted = None
+        sock = tmp_path / "var" / "shadowcast.sock"
+        try:
+            until = time.monotonic() + 90
+            while not sock.exists():  # the service is up (restored, collector listening)
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < until, "the service did not start"
+                time.sleep(0.2)
+            sent = send(port, 10)
+            server.process.kill()
+            server.process.wait(30)
+            sent += send(port, 16)
+            assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+            away = RemoteStore(sock, 30).get_json("/health")
+            restarted = clickhouse_local.start(server.folder, server.port)
+            t_up = time.monotonic()
+            sent += send(port, 10)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=120)
+        try:
+            assert proc.returncode == 0, err[-3000:]
+            health = json.loads(out)
+            with open_store(config([server], "away")) as store:
+                flows = store.count("flows")
+                od = store.read("od_series")
+        finally:
+            if restarted is not None:
+                clickhouse_local.stop(restarted)
+    # while the server was away: degraded, the collector's rows queued, nothing lost
+    assert away["status"] == "degraded", away["status"]
+    col = away["stages"]["collector"]
+    assert col["store_away"] and col["queued_rows"] > 0, col
+    # after it came back: every flow the collector took is stored, once
+    end = health["stages"]["collector"]
+    assert end["rows_lost"] == 0 and end["store_errors"] > 0, end
+    assert flows == end["rows_stored"] == health["stages"]["intake"]["records"]
+    assert health["stages"]["store"]["rows_lost"] == 0
+    assert _count_by(od, ["time", "src", "dst", "app"]) == od.num_rows
+    print(
+        f"\nrun outage: {col['queued_rows']} flow rows queued while away, {flows} of {sent} "
+        f"sent stored, {time.monotonic() - t_up:.1f} s from restart to shutdown"
+    )

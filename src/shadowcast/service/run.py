@@ -90,6 +90,7 @@ class Runner:
         self.collector: Any = None
         self._collector_thread: threading.Thread | None = None
         self.feed: StoreFeed | None = None
+        self.api: Any = None  # api/server.py ApiServer, when api.enabled
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
@@ -133,6 +134,14 @@ class Runner:
         if from_store:
             self.feed = store_feed(self.settings, self.service, self.store, restored)
             self.feed.start(self.clock.time)
+        if self.settings.api.enabled:
+            from shadowcast.api.server import ApiServer
+            from shadowcast.api.state import ApiState
+
+            state = ApiState(self.settings, self.store, self.service, self.collector.snapshot)
+            state.attach(self.service)
+            self.api = ApiServer(state, self.settings.api)
+            self.api.start()
         log.info(
             "service started",
             extra=fields({"mode": self.service.s.plan.mode, "listen": ports, **restored}),
@@ -183,6 +192,8 @@ class Runner:
                 break
 
     def shutdown(self) -> None:
+        if self.api is not None:
+            self.api.stop()
         if self.collector is not None:
             self.collector.stop()
         if self._collector_thread is not None:

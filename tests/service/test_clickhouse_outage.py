@@ -123,6 +123,11 @@ def test_a_failed_flush_spills_and_every_row_arrives_when_the_store_returns(
     want = conform("alerts", pa.concat_tables(sent))
     assert same_rows(stored(flaky), want)
     assert not list((tmp_path / "spool").glob("*.arrow"))
+    through_spool = w.health()["rows_retried_written"]
+    w.add("alerts", rows(10, seed=9))
+    assert w.flush() == 10  # caught up: one transaction again, not through the spool
+    assert w.health()["rows_retried_written"] == through_spool
+    assert stored(flaky).num_rows == 310
     w.close()
 
 

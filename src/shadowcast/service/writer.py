@@ -10,7 +10,8 @@ When the store fails (a server away), the rows are not held in memory without bo
 failed flush hands them to a :class:`~shadowcast.store.spool.Spool` (bounded memory, then
 Arrow files under ``spill_dir``, retried with backoff up to ``retry_max_s`` apart) and
 raises StoreError; while the spool holds rows, flushes queue behind them (order kept) and
-the writer is ``degraded`` (the service reports it in its health). Rows are lost only past
+the writer is ``degraded`` (the service reports it in its health). Once the spool has
+caught up, flushes are single transactions again. Rows are lost only past
 both bounds (counted in ``health()['rows_lost']``, logged). Spill files a previous run left
 are written first.
 
@@ -74,9 +75,9 @@ class StageWriter:
         self.rows_written: dict[str, int] = {}  # rows the store took directly
         self.flushes = 0
         self.failures = 0
-        atomic = bool(getattr(store, "atomic_transactions", True))
+        self._atomic = bool(getattr(store, "atomic_transactions", True))
         left = self.spill_dir is not None and any(self.spill_dir.glob(f"*{SUFFIX}"))
-        if not atomic or left:
+        if not self._atomic or left:
             self._start_spool()  # through the spool always, or leftovers to write first
 
     def add(self, table: str, batch: pa.Table) -> None:
@@ -115,11 +116,12 @@ class StageWriter:
                 pending, self._pending = self._pending, {}
                 rows, self._rows = self._rows, 0
             self._since = time.monotonic()
-            if self._spool is None:
+            sp = self._spool
+            if sp is None or (self._atomic and sp.healthy and not sp.stats().queued_rows):
                 if not pending:
                     return 0
-                return self._direct(pending, rows)
-            return self._spooled(self._spool, pending, rows)
+                return self._direct(pending, rows)  # one transaction (again, once caught up)
+            return self._spooled(sp, pending, rows)
 
     def _direct(self, pending: dict[str, list[pa.Table]], rows: int) -> int:
         try:

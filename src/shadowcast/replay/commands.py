@@ -84,10 +84,10 @@ def replay_cmd(
 
     from shadowcast.datasets.topology import write_node_link
     from shadowcast.errors import ConfigError
-    from shadowcast.replay.driver import CHECKPOINT, run_replay
+    from shadowcast.replay.driver import CHECKPOINT, ReplayRun, run_replay
     from shadowcast.replay.report import build_report, plot_busiest
     from shadowcast.replay.source import auto_capacity_scale, load_source
-    from shadowcast.store.config import open_store
+    from shadowcast.store.replay_target import open_target, replay_target, reset
     from shadowcast.store.shared import SharedStore
 
     settings = settings_of(ctx)
@@ -112,19 +112,19 @@ def replay_cmd(
     if scale != 1.0:
         source = source.scaled(scale)
     data_dir = Path(settings.data_dir)
-    store_path = data_dir / "replay.duckdb"
+    # DuckDB: data_dir/replay.duckdb; clickhouse: <database>_replay on the same servers
+    target = replay_target(settings.store, data_dir)
+    store_path = target.path
     state_dir = data_dir / "replay-state"
     data_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        for p in (store_path, store_path.with_suffix(".duckdb.wal")):
-            p.unlink(missing_ok=True)
         import shutil
 
-        shutil.rmtree(store_path.with_suffix(".duckdb.segments"), ignore_errors=True)
+        reset(target)
         shutil.rmtree(state_dir, ignore_errors=True)
     elif not (state_dir / CHECKPOINT).is_file():
         raise ConfigError(f"--resume: no replay checkpoint in {state_dir}")
-    store = SharedStore(open_store(settings.store.at(store_path)))
+    store = SharedStore(open_target(target))
     # the topology beside the store, so `shadowcast forecast` maps forecasts onto its links
     write_node_link(source.topology, store_path.with_suffix(".topology.json"))
     stop = threading.Event()
@@ -133,6 +133,7 @@ def replay_cmd(
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    run: ReplayRun | None = None
     try:
         with _progress() as bar:
             task = bar.add_task(f"replaying {source.name}", total=source.steps)
@@ -151,9 +152,12 @@ def replay_cmd(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if run is not None:
+            run.service.s.writer.close()
         store.close()
+    assert run is not None
     report = build_report(
-        run, settings.alert.utilisation_threshold, settings.alert.within_s, str(store_path)
+        run, settings.alert.utilisation_threshold, settings.alert.within_s, target.label
     )
     report["capacity_scale"] = scale
     plot_path = None

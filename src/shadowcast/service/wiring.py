@@ -108,7 +108,14 @@ def build_service(settings: Any, env: Environment) -> Service:
     classes = tuple(sorted(set(class_of.values())))
     od_pairs = od_universe(topo)
     store = env.store
-    writer = StageWriter(store, flush_s=cfg.flush_s)
+    writer = StageWriter(
+        store,
+        flush_s=cfg.flush_s,
+        buffer_bytes=cfg.store_buffer_bytes,
+        spill_dir=cfg.spill_dir or env.state_dir / "spool",
+        spill_max_bytes=cfg.spill_max_bytes,
+        retry_max_s=cfg.seconds("retry_max"),
+    )
 
     # measure: flows -> profile -> rollup
     rollup = Rollup(

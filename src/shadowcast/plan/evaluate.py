@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from shadowcast.errors import ConfigError, PlanError
 from shadowcast.forecast.base import Forecaster
+from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.keys import present
 from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.plan.config import PlanConfig
@@ -163,6 +164,7 @@ def evaluate_te(
     cap = cap * scale
     oracle_mlu = oracle_mlu / scale
     ctx = _Ctx(paths, cap, values, t0, step, active, oracle_mlu, times, raw)
+    ctx.meta = static_inputs([f"{a}->{b}" for a, b in od_pairs], topology=topology)
 
     rows: list[dict[str, Any]] = []
     for h, label in zip(hs, horizons, strict=True):
@@ -208,6 +210,7 @@ class _Ctx:
     ) -> None:
         self.paths, self.cap, self.values, self.t0, self.step = paths, cap, values, t0, step
         self.active, self.oracle_mlu, self.times, self.raw = active, oracle_mlu, times, raw
+        self.meta: dict[str, npt.NDArray[np.generic]] = {}  # the forecaster's static inputs
 
     def from_splits(
         self, method: str, label: str, splits: Sequence[F64], ms: Sequence[float]
@@ -301,7 +304,7 @@ def _predictive(
             seen[id(mk)] = (mk, np.array([at[k] for k in mk], dtype=np.int64))
         return seen[id(mk)][1]
 
-    model.fit(SeriesFrame(times, keys, ctx.raw[: first + 1], ctx.step))
+    model.fit(SeriesFrame(times, keys, ctx.raw[: first + 1], ctx.step, meta=ctx.meta))
     levels = (80.0, 95.0) if quantile != "mean" else ()
     splits: list[F64] = []
     ms: list[float] = []

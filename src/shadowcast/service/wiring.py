@@ -25,6 +25,7 @@ from shadowcast.feedback.champion import Referee
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.feedback.stage import FeedbackStage
 from shadowcast.forecast.arena import ArenaCycle
+from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
 from shadowcast.forecast.registry import make_model
@@ -109,7 +110,14 @@ def build_service(settings: Any, env: Environment) -> Service:
     classes = tuple(sorted(set(class_of.values())))
     od_pairs = od_universe(topo)
     store = env.store
-    writer = StageWriter(store, flush_s=cfg.flush_s)
+    writer = StageWriter(
+        store,
+        flush_s=cfg.flush_s,
+        buffer_bytes=cfg.store_buffer_bytes,
+        spill_dir=cfg.spill_dir or env.state_dir / "spool",
+        spill_max_bytes=cfg.spill_max_bytes,
+        retry_max_s=cfg.seconds("retry_max"),
+    )
 
     # measure: flows -> profile -> rollup
     rollup = Rollup(
@@ -160,6 +168,8 @@ def build_service(settings: Any, env: Environment) -> Service:
     def factory(name: str) -> Callable[[], Any]:
         return lambda: make_model(name, **opts)
 
+    keys = tuple(f"{a}->{b}" for a, b in od_pairs)
+    regions = {name: site.region for name, site in locator.spec.sites.items()}
     forecast = ArenaCycle(
         factory(model_name),
         model_name,
@@ -171,6 +181,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         warmup_s=cfg.seconds("warmup"),
         retrain_every_s=cfg.seconds("retrain_every"),
         keep_s=cfg.seconds("keep"),
+        meta=static_inputs(keys, topology=topo, regions=regions),
         exog=list(fcfg.exog),
         challengers={n: factory(n) for n in fbcfg.challengers},
     )

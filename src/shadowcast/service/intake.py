@@ -43,7 +43,7 @@ class IntakeStats:
 
 @dataclass
 class _Inbox:
-    events: list[AppPathEvent] = field(default_factory=list)
+    flows: list[pa.Table] = field(default_factory=list)  # for path events, at the next step
     apps: set[str] = field(default_factory=set)
 
 
@@ -70,8 +70,9 @@ class FlowIntake:
         self.writer = writer
         self.events = events
         self.stats = IntakeStats()
-        # behaviour series and path events are built per ``series_rows`` records or
-        # ``series_s`` seconds (fixed costs shared by a bigger batch; coarse tiers merge)
+        # behaviour series are built per ``series_rows`` records or ``series_s`` seconds
+        # (fixed costs shared by a bigger batch; coarse tiers merge); path events once per
+        # step of the service's clock, in its thread (``take_inbox``)
         self.series_rows = series_rows
         self.series_s = series_s
         self._pending: list[pa.Table] = []
@@ -117,6 +118,7 @@ class FlowIntake:
         apps = {str(a) for a in profiled.column("app").unique().to_pylist() if a}
         with self._inbox_lock:  # at once: applications still seen keep their tunnels alive
             self._inbox.apps |= apps
+            self._inbox.flows.append(profiled)
         if (
             self._pending_rows >= self.series_rows
             or time.monotonic() - self._pending_since >= self.series_s
@@ -137,14 +139,18 @@ class FlowIntake:
             tier = minutes if grain == 60 else self.builder.rollup(finest, grain)
             finest = tier
             self.writer.add("behaviour", tier)
-        new = self.events.observe(profiled)
-        with self._inbox_lock:
-            self._inbox.events.extend(new)
 
-    def take_inbox(self) -> tuple[list[AppPathEvent], set[str]]:
+    def take_inbox(self, events: bool = True) -> tuple[list[AppPathEvent], set[str]]:
+        """The new paths and the applications seen since the last call (the service calls
+        it once a step: new paths follow the service's clock, in a replay too, where a
+        wall-clock batch would hold them for many simulated steps)."""
         with self._inbox_lock:
             box, self._inbox = self._inbox, _Inbox()
-        return box.events, box.apps
+        new: list[AppPathEvent] = []
+        if events and box.flows:
+            flows = pa.concat_tables(box.flows, promote_options="permissive")
+            new = self.events.observe(flows)
+        return new, box.apps
 
     def wait_processed(self, records: int, timeout_s: float) -> bool:
         """Wait until at least ``records`` records have been processed."""

@@ -311,8 +311,8 @@ class Service:
                 n.send(a)
 
     def _shadow(self, now_s: int) -> None:
-        events, apps = self.s.intake.take_inbox()
         sh = self.s.shadow
+        events, apps = self.s.intake.take_inbox(events=sh is not None)
         if sh is None:
             return
         with self._timed("shadow"):

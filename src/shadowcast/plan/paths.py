@@ -105,10 +105,13 @@ class PathSet:
         links = [topology.links[e] for e in self.paths[p]]
         return (links[0].src, *[lk.dst for lk in links]) if links else ()
 
-    def without_links(self, failed: Sequence[int]) -> npt.NDArray[np.bool_]:
+    def without_links(self, failed: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Mask ``[n_paths]``: True where the path avoids every failed link."""
-        bad = set(int(e) for e in failed)
-        return np.array([not bad.intersection(p) for p in self.paths], dtype=bool)
+        bad = np.unique(np.asarray(failed, dtype=np.int64).ravel())
+        if bad.size == 0:
+            return np.ones(self.n_paths, dtype=bool)
+        hits = np.asarray(self.incidence()[bad].sum(axis=0)).ravel()
+        return np.asarray(hits == 0, dtype=bool)
 
 
 def _graph(topology: Topology, weights: F64) -> tuple[nx.DiGraph, dict[tuple[str, str], int]]:

@@ -72,7 +72,7 @@ def utilisation(paths: PathSet, capacity_mbps: F64, demands: npt.ArrayLike, spli
     """Link utilisation ``[S, n_links]`` of ``split[C, n_paths]`` under ``demands``."""
     d = _as_scd(demands)
     x = np.atleast_2d(split)
-    m = paths.incidence()
+    m = paths.incidence_csc()
     flows = d[:, :, paths.path_od] * x[None, :, :]  # [S, C, P]
     loads = np.asarray(m @ flows.sum(axis=1).T).T  # [S, E]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -143,7 +143,10 @@ def solve_min_mlu(
     if prev is not None and churn_weight > 0:
         churn = 2.0 * churn_weight * share
     live = cap > 0
-    incs = sp.csc_matrix(sp.diags(1.0 / cap[live]) @ paths.incidence()[live])
+    incs = paths.incidence_csc().copy()
+    incs.data = 1.0 / np.where(live, cap, 1.0)[incs.indices]  # utilisation per Mbit/s
+    if not live.all():
+        incs = sp.csc_matrix(incs[np.flatnonzero(live)])
     slopes = np.array([s for s, _ in FORTZ_THORUP])
     widths = np.diff(np.array([b for _, b in FORTZ_THORUP] + [np.inf]))
     pb = Problem(

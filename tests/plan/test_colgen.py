@@ -97,3 +97,12 @@ def test_warm_start_reaches_the_same_optimum_in_fewer_rounds() -> None:
     assert again.mlu == pytest.approx(fresh.mlu, rel=1e-9)
     assert again.rounds <= fresh.rounds
     assert cold.columns < ps.n_paths  # it did not need every path
+
+
+def test_the_solver_prints_nothing_on_stdout() -> None:
+    import subprocess
+    import sys
+
+    code = "from shadowcast.plan.colgen import new_highs; new_highs(); print('only this')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "only this\n"

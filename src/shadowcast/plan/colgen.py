@@ -18,6 +18,7 @@ variables (one row each), and it enters the LP whole from the start.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -32,10 +33,12 @@ import scipy.sparse as sp
 from shadowcast.errors import PlanError
 from shadowcast.records import F64, I64
 
+log = logging.getLogger(__name__)
 B = npt.NDArray[np.bool_]
 INF = highspy.kHighsInf
 RC_TOL = 1e-7  # HiGHS's dual feasibility tolerance: a reduced cost above -this is not worth it
-MAX_ROUNDS = 200
+MAX_ROUNDS = 10_000  # a safety net: every round adds a column, and there are finitely many
+MIN_PER_ROUND = 2000  # columns added per round at most: max(this, 2 x link rows)
 
 _make_highs: Callable[[], highspy.Highs] = highspy.Highs  # (its __init__ is untyped)
 _banner_lock = threading.Lock()
@@ -62,6 +65,7 @@ def new_highs() -> highspy.Highs:
                 os.close(saved)
             _banner_done = True
     h.setOptionValue("output_flag", False)
+    h.setOptionValue("simplex_strategy", 4)  # primal: the basis stays feasible as columns join
     return h
 
 
@@ -121,9 +125,11 @@ class ColumnLP:
         self.candidate = movable & (np.arange(n_p)[None, :] != base_p)
         self.active = np.zeros((n_c, n_p), dtype=bool)
         self.cols: list[tuple[I64, I64]] = []  # (flat c * P + p, HiGHS column) per addition
-        self.aux_row: dict[tuple[int, int], int] = {}  # (c, p) -> its churn row
-        self.aux_base: dict[tuple[int, int], int] = {}  # (c, od) -> the base's churn row
+        self.aux_row = np.full((n_c, n_p), -1, dtype=np.int64)  # (c, p) -> its churn row
+        self.aux_base = np.full((n_c, n_od), -1, dtype=np.int64)  # (c, od) -> the base's
         self.od_row = np.full((n_c, n_od), -1, dtype=np.int64)
+        self.n_in = np.zeros((n_c, n_od), dtype=np.int64)  # shift columns in the LP
+        self.lp_col = np.full((n_c, n_p), -1, dtype=np.int64)  # HiGHS column of each
         self.h = new_highs()
         self._build()
         first = (start | self.complex[od_c, pb.path_od[None, :]]) & self.candidate
@@ -195,16 +201,31 @@ class ColumnLP:
         n_p = pb.path_od.size
         c, p = flat // n_p, flat % n_p
         od = pb.path_od[p]
-        # One "Σ δ <= 1" row per (class, OD) new to the LP; churn rows for complex ones.
-        new_od = np.unique(c * len(pb.od_start) + od)
-        nc_, no_ = new_od // len(pb.od_start), new_od % len(pb.od_start)
-        fresh = self.od_row[nc_, no_] < 0
-        nc_, no_ = nc_[fresh], no_[fresh]
-        r0 = h.getNumRow()
-        empty = sp.csr_matrix((nc_.size, h.getNumCol()))
-        self._add_rows(np.full(nc_.size, -INF), np.ones(nc_.size), empty)
-        self.od_row[nc_, no_] = r0 + np.arange(nc_.size)
-        self._churn_rows(nc_, no_)
+        # A "Σ δ <= 1" row once a (class, OD) has two shift columns (one column: its bound
+        # is enough) or is complex; churn rows when a complex one enters.
+        n_key = len(pb.od_start)
+        key = c * n_key + od
+        uk, nk = np.unique(key, return_counts=True)
+        kc, ko = uk // n_key, uk % n_key
+        total = self.n_in[kc, ko] + nk
+        need = ((total >= 2) | self.complex[kc, ko]) & (self.od_row[kc, ko] < 0)
+        kc, ko = kc[need], ko[need]
+        if kc.size:
+            wants = np.zeros_like(self.od_row, dtype=bool)
+            wants[kc, ko] = True
+            r0 = h.getNumRow()
+            self.od_row[kc, ko] = r0 + np.arange(kc.size)
+            ec, ep = np.nonzero(self.lp_col >= 0)
+            mine = wants[ec, pb.path_od[ep]]
+            ec, ep = ec[mine], ep[mine]
+            rows = sp.csr_matrix(
+                (np.ones(ec.size), (self.od_row[ec, pb.path_od[ep]] - r0, self.lp_col[ec, ep])),
+                shape=(kc.size, h.getNumCol()),
+            )
+            self._add_rows(np.full(kc.size, -INF), np.ones(kc.size), rows)
+        enter = self.complex[uk // n_key, uk % n_key] & (self.n_in[uk // n_key, uk % n_key] == 0)
+        self._churn_rows(uk[enter] // n_key, uk[enter] % n_key)
+        self.n_in[uk // n_key, uk % n_key] += nk
         # Coefficients: (scaled incidence of p - of the base) x demand, per scenario.
         diff = pb.incs[:, p] - pb.incs[:, self.base_p[c, p]]
         diff = sp.csc_matrix(diff)
@@ -216,16 +237,15 @@ class ColumnLP:
             parts.append(parts[0])
         top = sp.vstack(parts, format="csc") if len(parts) > 1 else parts[0]
         n_rows = h.getNumRow()
-        extra_r = [self.od_row[c, od]]
-        extra_c = [np.arange(flat.size)]
-        extra_v = [np.ones(flat.size)]
-        for j in np.flatnonzero(self.complex[c, od]).tolist():
-            cj, pj, kj = int(c[j]), int(p[j]), int(od[j])
-            for r, v in ((self.aux_row.get((cj, pj)), 1.0), (self.aux_base.get((cj, kj)), -1.0)):
-                if r is not None:
-                    extra_r.append(np.array([r]))
-                    extra_c.append(np.array([j]))
-                    extra_v.append(np.array([v]))
+        has_row = self.od_row[c, od] >= 0
+        extra_r = [self.od_row[c, od][has_row]]
+        extra_c = [np.flatnonzero(has_row)]
+        extra_v = [np.ones(int(has_row.sum()))]
+        for rows, v in ((self.aux_row[c, p], 1.0), (self.aux_base[c, od], -1.0)):
+            j = np.flatnonzero(rows >= 0)
+            extra_r.append(rows[j])
+            extra_c.append(j)
+            extra_v.append(np.full(j.size, v))
         low = sp.csc_matrix(
             (np.concatenate(extra_v), (np.concatenate(extra_r), np.concatenate(extra_c))),
             shape=(n_rows, flat.size),
@@ -246,38 +266,37 @@ class ColumnLP:
             m.data.astype(np.float64),
         )
         self.active[c, p] = True
+        self.lp_col[c, p] = first + np.arange(flat.size)
         self.cols.append((flat, first + np.arange(flat.size)))
 
     def _churn_rows(self, cs: I64, ods: I64) -> None:
         """Auxiliary churn variables and rows of the complex (class, OD)s among ``cs, ods``:
         ``δ_p - t_p <= prev_p`` for the other paths in force, ``-Σ δ - t_b <= prev_b - 1``."""
         pb, h = self.pb, self.h
-        assert pb.prev is not None or not self.complex.any()
-        for c, k in zip(cs.tolist(), ods.tolist(), strict=True):
-            if not self.complex[c, k] or pb.prev is None:
-                continue
-            b = int(pb.base[c, k])
-            seg = range(int(pb.od_start[k]), int(pb.od_start[k + 1]))
-            cost = float(pb.churn[c, k])
-            for p in seg:
-                prev = float(pb.prev[c, p]) if pb.allow[c, p] else 0.0
-                if p == b:
-                    if prev >= 1 - 1e-9:
-                        continue
-                    lo_hi = prev - 1.0
-                elif prev > 1e-12:
-                    lo_hi = prev
-                else:
-                    continue
-                t = h.getNumCol()
-                h.addVars(1, np.zeros(1), np.full(1, INF))
-                h.changeColCost(t, cost)
-                r = h.getNumRow()
-                h.addRow(-INF, lo_hi, 1, np.array([t], np.int32), np.array([-1.0]))
-                if p == b:
-                    self.aux_base[(c, k)] = r
-                else:
-                    self.aux_row[(c, p)] = r
+        if pb.prev is None or cs.size == 0:
+            return
+        n_c, n_od = self.od_row.shape
+        enter = np.zeros((n_c, n_od), dtype=bool)
+        enter[cs, ods] = True
+        pa = np.where(pb.allow, pb.prev, 0.0)
+        on = enter[:, pb.path_od]
+        is_base = np.arange(pb.path_od.size)[None, :] == self.base_p
+        other = on & ~is_base & (pa > 1e-12)
+        base = on & is_base & (pa < 1 - 1e-9)
+        oc, op = np.nonzero(other)
+        bc, bp = np.nonzero(base)
+        rhs = np.concatenate([pa[oc, op], pa[bc, bp] - 1.0])
+        n = rhs.size
+        if n == 0:
+            return
+        t0, r0 = h.getNumCol(), h.getNumRow()
+        cost = np.concatenate([pb.churn[oc, pb.path_od[op]], pb.churn[bc, pb.path_od[bp]]])
+        h.addVars(n, np.zeros(n), np.full(n, INF))
+        h.changeColsCost(n, np.arange(t0, t0 + n, dtype=np.int32), cost)
+        rows = sp.csr_matrix((-np.ones(n), (np.arange(n), t0 + np.arange(n))), (n, t0 + n))
+        self._add_rows(np.full(n, -INF), rhs, rows)
+        self.aux_row[oc, op] = r0 + np.arange(oc.size)
+        self.aux_base[bc, pb.path_od[bp]] = r0 + oc.size + np.arange(bc.size)
 
     # -- solve ---------------------------------------------------------------------------
     def solve(self) -> Solution:
@@ -292,7 +311,10 @@ class ColumnLP:
                 raise PlanError(f"HiGHS could not solve the TE LP: {h.modelStatusToString(status)}")
             rounds += 1
             add = self._price()
-            if add.size == 0 or rounds >= MAX_ROUNDS:
+            if add.size == 0:
+                break
+            if rounds >= MAX_ROUNDS:  # feasible, not proven optimal
+                log.warning("column generation stopped", extra={"rounds": rounds})
                 break
             self._add(add)
         sol = h.getSolution()
@@ -325,5 +347,8 @@ class ColumnLP:
         rows = self.od_row[:, pb.path_od]
         rho = np.where(rows >= 0, rd[np.maximum(rows, 0)], 0.0)
         rc -= rho
-        want = self.candidate & ~self.active & (rc < -RC_TOL)
-        return np.flatnonzero(want.ravel())
+        want = np.flatnonzero((self.candidate & ~self.active & (rc < -RC_TOL)).ravel())
+        limit = max(MIN_PER_ROUND, 2 * S * L)
+        if want.size > limit:  # the most negative first: a smaller LP re-solves faster
+            want = want[np.argpartition(rc.ravel()[want], limit)[:limit]]
+        return want

@@ -125,3 +125,22 @@ def test_choose_picks_the_forecaster_that_backtests_best() -> None:
     assert ch.hedge[4] in (Hedge(0), Hedge(4, 0.3))
     first, err = ch.seed[("seasonal_naive", 4)]
     assert first == 128 - 4 + 4 and first + err.shape[0] == t0  # errors known at t0 only
+
+
+def test_classes_hedge_by_latency_sensitivity() -> None:
+    """The planner hedges per class: a high-sensitivity class at its upper quantile (p95:
+    the top of the 90 % interval), bulk (low) on the mean, in what it plans and reserves."""
+    from shadowcast.plan.planner import ClassForecast, make_plan
+    from shadowcast.records import Forecast
+
+    topo = _net()
+    ods = [("A", "B"), ("C", "B")]
+    paths = candidate_paths(topo, ods, k=3)
+    m = np.array([[6.0, 6.0], [2.0, 2.0]])
+    f = Forecast(mean=m, lower={90.0: m * 0.5}, upper={90.0: m * 1.5})
+    plan = make_plan(
+        [ClassForecast("voip", f, "high"), ClassForecast("bulk", f, "low")], paths, topo
+    )
+    planned = {(s.cls, s.src): s.demand_mbps for s in plan.splits}
+    assert planned[("voip", "A")] == pytest.approx(9.0) and planned[("bulk", "A")] == 6.0
+    assert {r.quantile for r in plan.reservations} == {"p95"}

@@ -1,5 +1,7 @@
 """Store benchmark: write synthetic flows to DuckDB, aggregate per app per 5 minutes,
-and compare with the same aggregation in pandas.
+and compare with the same aggregation in pandas; then the same write and aggregation on
+ClickHouse, one local server and a two-shard local cluster (entries ``clickhouse`` and
+``clickhouse_cluster``; skipped with a reason when clickhouse-server is not installed).
 
     .venv/bin/python bench/store.py [--rows 10000000] [--batch 100000] [--json]
 
@@ -26,7 +28,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from shadowcast.errors import StoreError
 from shadowcast.store.base import AggQuery
+from shadowcast.store.clickhouse_local import local_servers, server_command
 from shadowcast.store.duckdb import DuckDBStore
 from shadowcast.store.synth import synthetic_flows
 
@@ -44,6 +48,56 @@ def best(fn: object, repeat: int) -> tuple[float, float, object]:
     return wall, cpu, out
 
 
+def bench_clickhouse(
+    args: argparse.Namespace, shards: int, want: pa.Table, folder: Path, err: Console
+) -> dict[str, object]:
+    """The DuckDB run's write and aggregation on ``shards`` local ClickHouse servers."""
+    if server_command() is None:
+        return {"skipped": "clickhouse-server not installed"}
+    try:
+        from shadowcast.store.clickhouse import ClickHouseStore
+    except ImportError as exc:  # pragma: no cover - the driver is imported when opened
+        return {"skipped": str(exc)}
+    cluster = "bench" if shards > 1 else None
+    with local_servers(folder, shards, cluster=cluster) as servers:
+        hosts = [servers[0].address]
+        try:
+            store = ClickHouseStore(hosts, "bench", cluster)
+        except StoreError as exc:
+            return {"skipped": str(exc)}
+        write_s = write_cpu = 0.0
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"clickhouse x{shards}", total=args.rows)
+            for batch in synthetic_flows(args.rows, args.batch, seed=42):
+                t, c = time.perf_counter(), time.process_time()
+                store.write("flows", batch)
+                write_s += time.perf_counter() - t
+                write_cpu += time.process_time() - c
+                bar.advance(task, batch.num_rows)
+        rows = store.count("flows")
+        query = AggQuery("flows", 300, by=["app"], values=["bytes"])
+        roll_s, _, roll_out = best(lambda: store.aggregate(query), args.repeat)
+        store.rollups = False
+        raw_s, raw_cpu, raw_out = best(lambda: store.aggregate(query), args.repeat)
+        version = ".".join(map(str, store.features.version))
+        store.close()
+    assert isinstance(raw_out, pa.Table) and isinstance(roll_out, pa.Table)
+    return {
+        "server": version,
+        "shards": shards,
+        "rows": rows,
+        "write_seconds": round(write_s, 3),
+        "write_rows_per_s": round(rows / write_s),
+        "write_client_cpu_seconds": round(write_cpu, 3),
+        "agg_seconds": round(raw_s, 4),
+        "agg_client_cpu_seconds": round(raw_cpu, 4),
+        "agg_rollup_seconds": round(roll_s, 4),
+        "results_match": bool(raw_out.equals(want) and roll_out.equals(want)),
+        "note": "agg_seconds over the raw rows; agg_rollup_seconds from the flows_5m rollup;"
+        " server CPU is not in the client cpu seconds",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
@@ -52,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit")
     ap.add_argument("--dir", type=Path, default=None, help="where the DuckDB file goes")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument(
+        "--no-clickhouse", action="store_true", help="skip the ClickHouse server and cluster"
+    )
     args = ap.parse_args(argv)
     err = Console(stderr=True)
 
@@ -97,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         file_mb = path.stat().st_size / 1e6
         seg_dir = Path(str(path) + ".segments")  # flows live in Parquet segments by default
         seg_mb = sum(f.stat().st_size for f in seg_dir.rglob("*") if f.is_file()) / 1e6
+        ch: dict[str, dict[str, object]] = {}
+        for key, shards in (("clickhouse", 1), ("clickhouse_cluster", 2)):
+            if args.no_clickhouse:
+                ch[key] = {"skipped": "--no-clickhouse"}
+            else:
+                ch[key] = bench_clickhouse(args, shards, duck_out, Path(tmp) / key, err)
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
@@ -121,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_pandas_over_duckdb": round(pandas_s / duck_s, 2),
         "ratio_pandas_category_over_duckdb": round(pandas_cat_s / duck_s, 2),
         "results_match": groups_equal,
+        **ch,
         "peak_rss_mb": round(peak_mb),
         "repeat": args.repeat,
         "duckdb": duckdb.__version__,
@@ -140,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in result.items():
             table.add_row(k, str(v))
         Console().print(table)
-    return 0 if groups_equal else 1
+    ch_ok = all(v.get("results_match", True) for v in ch.values())
+    return 0 if groups_equal and ch_ok else 1
 
 
 if __name__ == "__main__":

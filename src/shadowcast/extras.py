@@ -16,6 +16,7 @@ EXTRAS: dict[str, str] = {
     "distributed": "dask",
     "statsforecast": "stats",
     "matplotlib": "plot",
+    "clickhouse_driver": "clickhouse",
 }
 
 

@@ -23,6 +23,13 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 FORMATS = ("text", "json")
 
 
+def fields(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` made safe to pass as ``extra=``: a key a LogRecord already has (``created``,
+    ``name``, ``msg``, ...) would make ``logging`` raise KeyError at the call, and only when the
+    level is enabled; such keys get a ``detail_`` prefix instead."""
+    return {(f"detail_{k}" if k in _STANDARD else k): v for k, v in details.items()}
+
+
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The fields a caller passed with ``extra=`` (in the order given)."""
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}

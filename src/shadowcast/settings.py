@@ -197,12 +197,10 @@ def load_settings(
     if env:
         source += " + environment"
     data = _merge(data, env)
-    if "data_dir" in data:  # the store and the profile series follow data_dir unless set
-        store, profile = data.setdefault("store", {}), data.setdefault("profile", {})
+    if "data_dir" in data:  # the store follows data_dir unless set
+        store = data.setdefault("store", {})
         if isinstance(store, dict):
             store.setdefault("data_dir", data["data_dir"])
-        if isinstance(profile, dict):
-            profile.setdefault("data_dir", Path(str(data["data_dir"])) / "profile")
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

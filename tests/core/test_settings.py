@@ -23,7 +23,7 @@ def test_defaults_load() -> None:
 
 def test_example_file_is_valid() -> None:
     s = load_settings(REPO / "shadowcast.yaml.example", environ={})
-    assert s.replay.models[0] == "profile"
+    assert s.replay.model == "profile" and s.service.mode == "observe"
 
 
 def test_wrong_type_names_the_field(tmp_path: Path) -> None:
@@ -81,9 +81,8 @@ def test_store_follows_data_dir_unless_set(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
     f.write_text(f"data_dir: {tmp_path}\nstore:\n  data_dir: /srv/db\n")
     assert str(load_settings(f, environ={}).store.data_dir) == "/srv/db"
-    s = load_settings(environ={"SHADOWCAST_DATA_DIR": str(tmp_path)})
-    assert s.profile.data_dir == tmp_path / "profile"
-    assert load_settings(environ={}).profile.data_dir == Path("data/profile")
+    # the profiler's series live in the store (its behaviour table): no folder of their own
+    assert "data_dir" not in type(s.profile).model_fields
 
 
 # --- one settings contract -----------------------------------------------------------
@@ -156,15 +155,16 @@ def test_alias_bomb_file_is_refused_fast_on_one_line(tmp_path: Path) -> None:
 
 def test_alias_bomb_in_one_variable_is_refused() -> None:
     t0 = time.perf_counter()
-    with pytest.raises(ConfigError, match="SHADOWCAST_REPLAY__MODELS.*aliases") as err:
-        load_settings(environ={"SHADOWCAST_REPLAY__MODELS": "[" + BOMB.replace("\n", ", ") + "]"})
+    with pytest.raises(ConfigError, match="SHADOWCAST_FORECAST__HORIZONS.*aliases") as err:
+        bomb = "[" + BOMB.replace("\n", ", ") + "]"
+        load_settings(environ={"SHADOWCAST_FORECAST__HORIZONS": bomb})
     assert time.perf_counter() - t0 < 1.0 and "\n" not in str(err.value)
 
 
 def test_a_huge_bad_value_is_not_echoed(tmp_path: Path) -> None:
     f = tmp_path / "big.yaml"
-    f.write_text("replay:\n  models: [" + ", ".join(["m"] * 50_000) + "]\n")
-    with pytest.raises(ConfigError, match="replay.models") as err:
+    f.write_text("forecast:\n  horizons: [" + ", ".join(["m"] * 50_000) + "]\n")
+    with pytest.raises(ConfigError, match="forecast.horizons") as err:
         load_settings(f, environ={})
     assert len(str(err.value)) < 400
     f.write_text("alert:\n  utilisation_threshold: " + "9" * 200_000 + "x\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,6 +20,7 @@ from shadowcast.shadow.config import StampConfig, TunnelConfig
 from shadowcast.shadow.linux import LinuxVxlanBackend
 from shadowcast.shadow.pathcheck import trace
 from shadowcast.shadow.prober import Prober
+from shadowcast.shadow.probes import RealProbes
 from shadowcast.shadow.results import ProbeResult, to_table
 from shadowcast.shadow.stamp import Reflector, Sender
 from shadowcast.shadow.tunnels import TunnelManager
@@ -198,3 +200,37 @@ def test_lab_reflector_process_applies_the_stamp_settings(lab: build.LabPlan) ->
         plain = Sender(d.addr_host, 8620, netns=a.ns, timeout_s=0.3)
         assert asyncio.run(received(keyed)) == 5
         assert asyncio.run(received(plain)) == 0  # the settings' key: authenticated only
+
+
+def test_real_probes_run_off_the_callers_thread(lab: build.LabPlan) -> None:
+    """The service's probe backend: ``measure`` returns at once, the STAMP session and the
+    train run on its worker, ``finished`` hands the verified result back."""
+    a, d = lab.edges["A"], lab.edges["D"]
+    caps = {}
+    for lk in lab.links:
+        caps[(lk.a, lk.b)], caps[(lk.b, lk.a)] = lk.rate_ab_bps, lk.rate_ba_bps
+    netns_of: dict[str, str | None] = {r: e.ns for r, e in lab.edges.items()}
+    mgr = TunnelManager(LinuxVxlanBackend(netns_of), {"A": a.addr_host, "D": d.addr_host}, caps,
+                        TunnelConfig(probe_rate_bps=200_000, max_burst_bytes=70_000))  # fmt: skip
+    t = mgr.on_new_path(NewPathEvent("video", "A", "D", tuple(lab.path("A", "D")), "medium"))
+    assert t is not None
+    probes = RealProbes(mgr, netns_of, lab.owner_of, interval_s=0.01)
+    got: list[ProbeResult] = []
+    try:
+        with Processes() as procs:
+            procs.procs.append(reflector(lab, "D", "0.0.0.0", 862, stamp=StampConfig()))
+            time.sleep(1.5)  # the probe budget starts empty: bank pings and one train
+            t0 = time.monotonic()
+            assert probes.measure(t, time.time()) is None
+            assert time.monotonic() - t0 < 0.5
+            deadline = time.monotonic() + 30
+            while not got and probes.failures == 0 and time.monotonic() < deadline:
+                got += probes.finished()
+                time.sleep(0.05)
+    finally:
+        probes.close()
+        mgr.close()
+    assert probes.failures == 0 and len(got) == 1
+    res = got[0]
+    assert res.tunnel == t.spec.name and res.path == tuple(lab.path("A", "D"))
+    assert res.metrics.received == 10 and res.abw_mbps > 5.0

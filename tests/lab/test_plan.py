@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
+
 import networkx as nx
 import pytest
 
 from shadowcast.errors import TopologyError
+from shadowcast.lab import build
 from shadowcast.lab.build import plan_lab
 from shadowcast.records import Link, Topology
 
@@ -56,3 +61,34 @@ def test_disconnected_topology_is_refused() -> None:
     topo = Topology("two", ("a", "b", "c"), (Link("a", "b", 1e9), Link("b", "a", 1e9)))
     with pytest.raises(TopologyError, match="no path"):
         plan_lab(topo, edges=["a", "c"])
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (b"[1, 2", r"state.json:1:6: malformed JSON"),
+        (b"[" * 100_000, "nested too deeply"),
+        (
+            b'{"plan": {"prefix": 1}}',
+            r"damaged lab state \(prefix: .*\); run `shadowcast lab down`",
+        ),
+        (b'{"digest": "x"}', r"damaged lab state \(plan: Input should be"),
+    ],
+)
+def test_a_damaged_state_file_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: bytes, match: str
+) -> None:
+    monkeypatch.setattr(build, "STATE_DIR", tmp_path)
+    (tmp_path / "zz-state.json").write_bytes(text)
+    with pytest.raises(TopologyError, match=match):
+        build.load_plan("zz-")
+
+
+def test_the_state_file_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "STATE_DIR", tmp_path)
+    plan = plan_lab(ring(), scale=1000, edges=["n0", "n3"], prefix="zz-")
+    state = tmp_path / "zz-state.json"
+    state.write_text(json.dumps({"digest": plan.digest(), "plan": asdict(plan)}))
+    assert build.load_plan("zz-") == plan
+    state.write_text("[1, 2")  # deciding whether to rebuild: a damaged file means "rebuild"
+    assert build._read_state(state) == {}

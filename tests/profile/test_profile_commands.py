@@ -29,7 +29,7 @@ def _json(result: object) -> dict[str, object]:
 
 def test_ingest_top_show(tmp_path: Path, pcap_dir: Path) -> None:
     r = CliRunner()
-    d = ["--data-dir", str(tmp_path / "series")]
+    d = ["--store", str(tmp_path / "p.duckdb")]
     ing = _json(r.invoke(app, ["ingest", str(pcap_dir / "netflix.pcap"), *d, "--json"]))
     assert ing["flow_bytes"] == ing["series_bytes"] and ing["flows"] == 61
     top = _json(r.invoke(app, ["top", "--by", "category", "--last", "1h", *d, "--json"]))

@@ -100,7 +100,7 @@ def test_profiler_keeps_every_flow_with_unknown_exporter_and_no_geoip(tmp_path: 
         ("sites:\n  a: {prefixes: [10.0.0.0/40]}\n", "prefixes"),
         ("sites:\n  a: {region: x, colour: y}\n", r"sites\.a\.colour"),
         ("exporters:\n  1.2.3.4: {site: nowhere}\n", r"exporters\.1\.2\.3\.4\.site"),
-        ("sites: [\n", "cannot read"),
+        ("sites: [\n", "not valid YAML"),
     ],
 )
 def test_malformed_sites_file(tmp_path: Path, text: str, field: str) -> None:

@@ -31,7 +31,9 @@ def test_plan_and_forecast_read_the_replay_store(tmp_path: Path) -> None:
     # `shadowcast forecast` finds the replay's store and topology by itself, maps the OD
     # forecasts onto every link, dates runout, and stores its cycle for `plan --store`
     fc = cli("forecast", "--model", "seasonal_naive", "--write", "--json")
-    assert fc.returncode == 0, fc.stderr[-2000:]
+    # 3: links at risk (the synthetic backbone runs hot; cron and Nagios read this)
+    assert fc.returncode in (0, 3), fc.stderr[-2000:]
+    assert (fc.returncode == 3) == bool(json.loads(fc.stdout)["links_at_risk"])
     doc = json.loads(fc.stdout)
     assert doc["source"] == store and doc["model"] == "seasonal_naive"
     from shadowcast.datasets import load_topology

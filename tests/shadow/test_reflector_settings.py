@@ -161,13 +161,14 @@ def test_command_line_flags_override_settings(tmp_path: Path) -> None:
     cfg = tmp_path / "s.yaml"
     cfg.write_text("shadow:\n  stamp:\n    key_hex: 'zz'\n")
     res = CliRunner().invoke(root_app, ["-c", str(cfg), "shadow", "reflect", "--seconds", "0.1"])
-    assert res.exit_code != 0 and "shadow.stamp.key_hex" in str(res.exception)
+    assert res.exit_code == 2 and "shadow.stamp.key_hex" in res.output + str(res.exception)
     outside = SETTINGS.format(key=KEY_HEX).replace("127.0.0.1/32, 127.0.0.12/32", "10.0.0.0/8")
     cfg.write_text(outside)
     res = CliRunner().invoke(
         root_app, ["-c", str(cfg), "shadow", "reflect", "--allow", "bad", "--seconds", "0.1"]
     )
-    assert res.exit_code != 0 and "'bad' is not an IP network" in str(res.exception)
+    assert res.exit_code == 2
+    assert "'bad' is not an IP network" in res.output + str(res.exception)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "shadowcast.cli", "-c", str(cfg), "shadow", "reflect",

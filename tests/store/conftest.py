@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from shadowcast.store.base import Store
+from shadowcast.store.clickhouse_local import local_servers, server_command
 from shadowcast.store.config import BACKENDS, StoreConfig, open_store
 from shadowcast.store.synth import random_table
 
@@ -25,15 +28,69 @@ def make_rows() -> MakeRows:
 
 
 # Every backend, and the duckdb backend in each flows_format ("duckdb" is its default,
-# parquet segments; "duckdb:table" keeps flows in DuckDB tables).
-BACKEND_PARAMS = sorted([*BACKENDS, "duckdb:table"])
+# parquet segments; "duckdb:table" keeps flows in DuckDB tables). ClickHouse runs on a
+# local server ("clickhouse") and on a two-shard cluster ("clickhouse:cluster"), both
+# started by the fixtures below (integration: they need clickhouse-server installed).
+CLICKHOUSE_PARAMS = ["clickhouse", "clickhouse:cluster"]
+BACKEND_PARAMS = [
+    *sorted(b for b in [*BACKENDS, "duckdb:table"] if not b.startswith("clickhouse")),
+    *(pytest.param(p, marks=pytest.mark.integration) for p in CLICKHOUSE_PARAMS),
+]
+CLUSTER = "shadowcast_test"
+CLICKHOUSE_USERS = {"shadowcast": "s3cret"}  # a user with a password, for the credential tests
+_databases = itertools.count()
 
 
-def config_for(backend: str, **fields: object) -> StoreConfig:
-    """A StoreConfig for a ``backend`` fixture value (``name`` or ``name:flows_format``)."""
-    name, _, fmt = backend.partition(":")
-    extra = {"flows_format": fmt} if fmt else {}
-    return StoreConfig.model_validate({"backend": name, **extra, **fields})
+def _servers(tmp_path_factory: pytest.TempPathFactory, count: int) -> Iterator[list[str]]:
+    if server_command() is None:
+        pytest.skip("clickhouse-server not installed (apt-get install clickhouse-server)")
+    if importlib.util.find_spec("clickhouse_driver") is None:
+        pytest.skip("clickhouse-driver not installed (pip install 'shadowcast-netops[clickhouse]')")
+    folder = tmp_path_factory.mktemp(f"clickhouse{count}")
+    cluster = CLUSTER if count > 1 else None
+    with local_servers(folder, count, cluster=cluster, users=CLICKHOUSE_USERS) as servers:
+        yield [s.address for s in servers]
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """One local clickhouse-server for the session: its ``host:port``."""
+    yield from _servers(tmp_path_factory, 1)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """Two local servers, the two shards of cluster ``CLUSTER``: their ``host:port``."""
+    yield from _servers(tmp_path_factory, 2)
+
+
+ConfigFor = Callable[..., StoreConfig]
+
+
+@pytest.fixture
+def config_for(request: pytest.FixtureRequest) -> ConfigFor:
+    """A StoreConfig for a ``backend`` value (``name`` or ``name:variant``); each
+    ClickHouse config gets a database of its own on the session's servers."""
+
+    def make(backend: str, **fields: object) -> StoreConfig:
+        name, _, variant = backend.partition(":")
+        if name == "clickhouse":
+            cluster = variant == "cluster"
+            hosts = request.getfixturevalue(
+                "clickhouse_cluster" if cluster else "clickhouse_server"
+            )
+            ch = {"hosts": hosts, "database": f"t{next(_databases)}"}
+            if cluster:
+                ch["cluster"] = CLUSTER
+            extra = fields.pop("clickhouse", {})
+            assert isinstance(extra, dict)
+            return StoreConfig.model_validate(
+                {"backend": name, **fields, "clickhouse": {**ch, **extra}}
+            )
+        extra_fmt = {"flows_format": variant} if variant else {}
+        return StoreConfig.model_validate({"backend": name, **extra_fmt, **fields})
+
+    return make
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
@@ -43,8 +100,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(backend: str, tmp_path: Path) -> Iterator[Store]:
-    """Each backend, opened on a fresh file under ``tmp_path`` where it has one."""
+def store(backend: str, tmp_path: Path, config_for: ConfigFor) -> Iterator[Store]:
+    """Each backend, opened on a fresh file (or database) under ``tmp_path``."""
     s = open_store(config_for(backend, data_dir=tmp_path))
     try:
         yield s
@@ -53,8 +110,8 @@ def store(backend: str, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def store_factory(backend: str) -> Iterator[StoreFactory]:
-    """Fresh in-memory instances of a backend (for property tests: one per example)."""
+def store_factory(backend: str, config_for: ConfigFor) -> Iterator[StoreFactory]:
+    """Fresh in-memory instances (fresh databases) of a backend (for property tests)."""
     opened: list[Store] = []
 
     def make() -> Store:

@@ -28,4 +28,11 @@ def test_bench_store_prints_one_json_object(tmp_path: Path) -> None:
     assert out["ratio_pandas_over_duckdb"] == pytest.approx(
         out["pandas_agg_seconds"] / out["duckdb_agg_seconds"], rel=0.1
     )
+    for key in ("clickhouse", "clickhouse_cluster"):  # run, or skipped with a reason
+        entry = out[key]
+        assert entry.get("skipped") or (
+            entry["results_match"] is True
+            and entry["rows"] == 30_000
+            and entry["write_rows_per_s"] > 0
+        ), entry
     assert list(tmp_path.iterdir()) == []  # the temporary store is removed

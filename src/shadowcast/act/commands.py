@@ -8,14 +8,13 @@ may carry, the dry-run format and folder, the webhook URL and timeout. Every out
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from shadowcast.cli_support import emit_json, out, settings_of
-from shadowcast.errors import ConfigError, ShadowcastError
+from shadowcast.errors import ConfigError, PlanError
 
 app = typer.Typer(help="Apply a saved plan through the configured actuator.", no_args_is_help=True)
 
@@ -47,9 +46,10 @@ def apply_cmd(
     settings = settings_of(ctx)
     cfg = settings.act
     try:
-        plan = Plan.from_dict(json.loads(plan_file.read_text()))
-    except (OSError, ValueError, KeyError, TypeError, ShadowcastError) as exc:
-        raise ConfigError(f"{plan_file}: not a plan file: {exc}") from None
+        plan = Plan.load(plan_file)  # PlanError on one line for any damaged or hostile file
+    except PlanError as exc:
+        why = str(exc).removeprefix(f"{plan_file}: ")
+        raise ConfigError(f"{plan_file}: not a plan file: {why}") from None
     topo = load_topology(topology, capacities_from=capacities_from)
     actuator = make_actuator(cfg)
     dry = cfg.dry_run if dry_run is None else dry_run

@@ -81,7 +81,9 @@ class DecoderStats:
 
 class Decoder(Protocol):
     """``decode`` takes (payload, exporter address) pairs received at ``received``
-    (Unix seconds) and returns flow columns; counts errors instead of raising."""
+    (Unix seconds) and returns flow columns; counts errors instead of raising. A decoder
+    that also has ``decode_datagrams`` (:class:`~datagrams.Datagrams`, the same result) is
+    given the worker's batches as they were received, without a Python object each."""
 
     stats: DecoderStats
 

@@ -19,7 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from shadowcast.collect.base import DecoderStats, ExporterStats
+from shadowcast.collect.datagrams import Datagrams
 
 OTHER = "other"
 _ALLOW_CACHE = 65536  # verdicts remembered per worker (cleared when full)
@@ -85,6 +88,21 @@ class ExporterBounds:
             other.packets += len(packets) - len(kept)
             other.bytes += sum(len(p[0]) for p in packets if not allows(p[1]))
         return kept
+
+    def admit_datagrams(self, dg: Datagrams, stats: DecoderStats) -> Datagrams:
+        """:meth:`admit` for a batch: one verdict per distinct source."""
+        if not self.allow or not len(dg):
+            return dg
+        verdict = np.array([self.allow.allows(h) for h in dg.exporters], dtype=bool)
+        ok = verdict[dg.exporter]
+        if ok.all():
+            return dg
+        other = stats.of(OTHER)
+        refused = int((~ok).sum())
+        other.rejected_packets += refused
+        other.packets += refused
+        other.bytes += int(dg.lengths[~ok].sum())
+        return dg.take(ok)
 
     def heard(self, hosts: Iterable[str], stats: DecoderStats, decoder: object) -> list[str]:
         """Mark ``hosts`` as just heard; evict the least recently heard past the bound

@@ -59,26 +59,31 @@ class CollectConfig(BaseModel):
     metrics_bind: str = "127.0.0.1"
     # Live capture (``--interface``): a flow is sent once idle this long (nfstream).
     capture_idle_timeout_s: int = Field(default=10, ge=1, le=3600)
-    # A worker decodes once it holds ``decode_packets`` datagrams or its oldest one has
-    # waited ``decode_wait_s`` (each decode call has a fixed cost of about a millisecond).
+    # A worker decodes once it holds ``decode_packets`` datagrams (at most 4096: each is
+    # read into a 64 KiB slot) or 8 MiB, or its oldest one has waited ``decode_wait_s``
+    # (each decode call has a fixed cost of about a millisecond).
     decode_packets: int = Field(default=1024, ge=1, le=65_536)
     decode_wait_s: float = Field(default=0.05, gt=0.0, le=1.0)
+    # A worker hands its decoded records to the supervisor (and the service's profile stage)
+    # once they are this old (default: half of flush_interval_s); store writes still follow
+    # flush_rows / flush_interval_s. Small values give low latency to the service (replays).
+    handoff_s: float | None = Field(default=None, gt=0.0, le=60.0)
 
     # -- record checks (collect.validate): a record failing one is counted per exporter
     # (invalid_records) and dropped; the rest of its batch is kept. Times are checked
     # against the receive time: a flow may start at most max_record_age_s before it and
     # end at most max_clock_skew_s after it (null lifts that side: replays of old data).
-    max_record_age_s: float | None = Field(default=365 * 86400.0, gt=0.0)
-    max_clock_skew_s: float | None = Field(default=86400.0, gt=0.0)
+    max_record_age_s: float | None = Field(default=365 * 86400.0, gt=0.0, le=100 * 365 * 86400.0)
+    max_clock_skew_s: float | None = Field(default=86400.0, gt=0.0, le=100 * 365 * 86400.0)
     # More bytes per packet than this is not a packet (64 KiB IP + link headers).
-    max_packet_bytes: int = Field(default=65_664, ge=64)
+    max_packet_bytes: int = Field(default=65_664, ge=64, le=1 << 20)
 
     # -- store writes (store.spool): batches wait in memory up to buffer_bytes while the
     # store fails, then in spill_dir (if set) up to spill_max_bytes; retried with backoff
     # up to retry_max_s apart. Only past both bounds are rows lost (counted: rows_lost).
-    buffer_bytes: int = Field(default=256 << 20, ge=1 << 20)
+    buffer_bytes: int = Field(default=256 << 20, ge=1 << 20, le=1 << 40)
     spill_dir: Path | None = None
-    spill_max_bytes: int = Field(default=1 << 30, ge=0)
+    spill_max_bytes: int = Field(default=1 << 30, ge=0, le=1 << 44)
     retry_max_s: float = Field(default=30.0, gt=0.0, le=3600.0)
 
     # -- state bounds, per worker: exporters tracked (the least recently heard evicted
@@ -86,10 +91,10 @@ class CollectConfig(BaseModel):
     # all and per exporter, bytes of data sets waiting for their template and how long
     # they wait. allow_exporters (CIDRs): only these sources are decoded, others are
     # counted as rejected_packets of "other" and dropped (empty: every source).
-    max_exporters: int = Field(default=2048, ge=1)
-    max_templates: int = Field(default=16384, ge=1)
-    max_templates_per_exporter: int = Field(default=1024, ge=1)
-    max_pending_bytes: int = Field(default=16 << 20, ge=0)
+    max_exporters: int = Field(default=2048, ge=1, le=1_000_000)
+    max_templates: int = Field(default=16384, ge=1, le=10_000_000)
+    max_templates_per_exporter: int = Field(default=1024, ge=1, le=65_536)
+    max_pending_bytes: int = Field(default=16 << 20, ge=0, le=1 << 36)
     pending_age_s: float = Field(default=30.0, gt=0.0, le=3600.0)
     allow_exporters: list[str] = Field(default_factory=list)
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from shadowcast.collect.base import ExporterStats
 from shadowcast.collect.columns import (
+    as_native,
     as_uint,
     dict_str,
     flow_table,
@@ -88,15 +89,31 @@ def repack_varlen(
 
 @dataclass(slots=True)
 class Run:
-    """Record buffers of one (exporter, domain, template) gathered over a batch."""
+    """Record buffers of one (exporter, domain, template) gathered over a batch.
+
+    ``chunks`` hold the records back to back; ``counts``, ``export_ms``, ``uptime_ms`` and
+    ``at`` (the datagram's place in the batch) have one entry per datagram, in the order of
+    the chunks. Chunks may come out of arrival order (the batched fast path adds its
+    datagrams last): :func:`run_table` puts the records back in arrival order."""
 
     layout: Layout
     exporter: str
     domain: int
-    chunks: list[bytes] = field(default_factory=list)
+    chunks: list[bytes | memoryview] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
     export_ms: list[int] = field(default_factory=list)
     uptime_ms: list[int] = field(default_factory=list)  # -1 for IPFIX
+    at: list[int] = field(default_factory=list)
+    spans: list[int] = field(default_factory=list)  # datagrams in each chunk
+
+    def add(self, chunk: bytes, n: int, export_ms: int, uptime_ms: int, at: int) -> None:
+        """The ``n`` records of one datagram."""
+        self.chunks.append(chunk)
+        self.spans.append(1)
+        self.counts.append(n)
+        self.export_ms.append(export_ms)
+        self.uptime_ms.append(uptime_ms)
+        self.at.append(at)
 
 
 @dataclass(slots=True)
@@ -140,6 +157,15 @@ def sampler_ids(rec: np.ndarray, roles: dict[str, int]) -> U64 | None:
         if role in roles:
             return as_uint(rec[role])
     return None
+
+
+def _sampler_rates(ids: U64, domain: int, state: ExporterState) -> U64:
+    """Each record's rate from its sampler id (0: unknown); one id is the common case."""
+    if len(ids) and ids.min() == ids.max():
+        return np.full(len(ids), state.samplers.get((domain, int(ids[0])), 0), dtype=np.uint64)
+    uniq, inv = np.unique(ids, return_inverse=True)
+    lut = np.array([state.samplers.get((domain, int(u)), 0) for u in uniq], dtype=np.uint64)
+    return lut[inv.reshape(-1)]
 
 
 def apply_options(rec: np.ndarray, layout: Layout, domain: int, state: ExporterState) -> None:
@@ -244,15 +270,42 @@ def _app(
     return None
 
 
+def _in_order(run: Run) -> tuple[np.ndarray, I64, I64, I64]:
+    """The run's records in arrival order, and per record its packet's export time and
+    uptime. Out-of-order chunks are cut into the fewest slices that restore the order."""
+    size = run.layout.dtype.itemsize
+    counts = np.array(run.counts, dtype=np.int64)
+    export_ms = np.array(run.export_ms, dtype=np.int64)
+    uptime = np.array(run.uptime_ms, dtype=np.int64)
+    at = np.array(run.at, dtype=np.int64)
+    chunks = run.chunks
+    if len(at) > 1 and (at[1:] < at[:-1]).any():
+        spans = np.array(run.spans, dtype=np.int64)
+        chunk = np.repeat(np.arange(len(chunks)), spans)
+        start = np.cumsum(counts) - counts  # of each datagram's records, in all the chunks
+        first = start - np.repeat(start[np.cumsum(spans) - spans], spans)  # in its chunk
+        order = np.argsort(at, kind="stable")
+        c, s, k = chunk[order], first[order], counts[order]
+        cut = np.flatnonzero((c[1:] != c[:-1]) | (s[1:] != s[:-1] + k[:-1])) + 1
+        lo = np.concatenate(([0], cut))
+        hi = np.concatenate((cut, [len(order)]))
+        stop = s[hi - 1] + k[hi - 1]
+        views = [memoryview(chunks[ci]).cast("B") for ci in range(len(chunks))]
+        chunks = [
+            views[ci][a * size : b * size]
+            for ci, a, b in zip(c[lo].tolist(), s[lo].tolist(), stop.tolist(), strict=True)
+        ]
+        counts, export_ms, uptime = k, export_ms[order], uptime[order]
+    rec = np.frombuffer(b"".join(chunks), dtype=run.layout.dtype)
+    return rec, counts, np.repeat(export_ms, counts), np.repeat(uptime, counts)
+
+
 def run_table(run: Run, state: ExporterState, override: int | None, st: ExporterStats) -> pa.Table:
     """Decode one run with a single ``frombuffer``; counts unknown rates and counterless records."""
     layout = run.layout
     roles = layout.roles
-    rec = np.frombuffer(b"".join(run.chunks), dtype=layout.dtype)
+    rec, counts, export_ms, uptime = _in_order(run)
     n = len(rec)
-    counts = np.array(run.counts, dtype=np.int64)
-    export_ms = np.repeat(np.array(run.export_ms, dtype=np.int64), counts)
-    uptime = np.repeat(np.array(run.uptime_ms, dtype=np.int64), counts)
     cols: dict[str, npt.NDArray[np.generic]] = {}
     cols["time_start"], cols["time_end"] = _times(
         rec, roles, export_ms, uptime, state.sys_init_ms.get(run.domain)
@@ -277,8 +330,9 @@ def run_table(run: Run, state: ExporterState, override: int | None, st: Exporter
         ("dst_as", "dst_as"),
     ):
         if role in roles:
-            v = as_uint(rec[role])
-            cols[col] = v & np.uint64(0xFF) if col in ("tcp_flags", "proto", "tos") else v
+            v = as_native(rec[role])
+            small = col in ("tcp_flags", "proto", "tos") and v.dtype.itemsize > 1
+            cols[col] = v & v.dtype.type(0xFF) if small else v
         elif col in frame:
             cols[col] = frame[col]
     iface: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -288,7 +342,7 @@ def run_table(run: Run, state: ExporterState, override: int | None, st: Exporter
     for col, choices in iface:
         for role in choices:
             if role in roles:
-                cols[col] = as_uint(rec[role])
+                cols[col] = as_native(rec[role])
                 break
     if override:
         rate = np.full(n, override, dtype=np.uint64)
@@ -298,11 +352,7 @@ def run_table(run: Run, state: ExporterState, override: int | None, st: Exporter
         if missing.any():
             ids = sampler_ids(rec, roles)
             if ids is not None and state.samplers:
-                uniq, inv = np.unique(ids, return_inverse=True)
-                lut = np.array(
-                    [state.samplers.get((run.domain, int(u)), 0) for u in uniq], dtype=np.uint64
-                )
-                rate = np.where(missing, lut[inv], rate)
+                rate = np.where(missing, _sampler_rates(ids, run.domain, state), rate)
                 missing = rate == 0
             dom = state.domain_rate.get(run.domain)
             if dom and missing.any():

@@ -47,7 +47,8 @@ class LoopbackCollector:
             bind="127.0.0.1",
             listeners=[ListenerConfig(protocol="ipfix", port=0)],
             workers=workers,
-            flush_interval_s=0.02 if low_latency else 0.5,
+            flush_interval_s=0.5,
+            handoff_s=0.01 if low_latency else None,
             decode_wait_s=0.002 if low_latency else 0.05,
             max_record_age_s=None,  # replays send historic data
         )

@@ -43,9 +43,9 @@ MAX_COUNT = 64  # the spec says 30; tolerate a little more, never trust beyond t
 
 def uptime_to_ms(export_ms: np.ndarray, uptime: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Wall-clock ms of a sysUpTime stamp ``t`` given the packet's uptime and export time."""
-    delta = (uptime.astype(np.int64) - t.astype(np.int64)) % (1 << 32)
-    delta = np.where(delta >= (1 << 31), delta - (1 << 32), delta)
-    return export_ms.astype(np.int64) - delta
+    delta = (uptime.astype(np.int64) - t.astype(np.int64)) & 0xFFFFFFFF
+    ms: np.ndarray = export_ms.astype(np.int64) - delta + ((delta >> 31) << 32)  # signed delta
+    return ms
 
 
 class NetflowV5Decoder:

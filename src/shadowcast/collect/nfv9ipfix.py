@@ -18,21 +18,21 @@ import pyarrow as pa
 
 from shadowcast.collect.base import DecoderStats, ExporterStats
 from shadowcast.collect.columns import concat
+from shadowcast.collect.datagrams import Datagrams
 from shadowcast.collect.flowsets import ExporterState, Run, apply_options, repack_varlen, run_table
+from shadowcast.collect.nffast import decode_batch
 from shadowcast.collect.pending import Pending, PendingSets
 from shadowcast.collect.sequence import SequenceTracker
-from shadowcast.collect.templates import FieldSpec, Template, TemplateCache, compile_layout
+from shadowcast.collect.templates import Template, TemplateCache
+from shadowcast.collect.tmplsets import template_set
 
 log = logging.getLogger(__name__)
 
 V9_HEADER = struct.Struct("!HHIIII")  # version count uptime secs sequence source_id
 IPFIX_HEADER = struct.Struct("!HHIII")  # version length export_time sequence domain
 SET_HEADER = struct.Struct("!HH")
-FIELD = struct.Struct("!HH")
-PEN = struct.Struct("!I")
 _IPFIX_1 = struct.Struct("!HHIIIHH")  # IPFIX header + first set header
 _V9_1 = struct.Struct("!HHIIIIHH")  # NetFlow v9 header + first flowset header
-V9_SCOPE_ENTERPRISE = 0xFFFFFFFF  # v9 scope types (system, interface, ...) are not IEs
 
 
 class NfV9IpfixDecoder:
@@ -55,16 +55,33 @@ class NfV9IpfixDecoder:
         self.pending = PendingSets(pending_max, pending_age, pending_bytes)
         self.seq = SequenceTracker()
         self.state: dict[str, ExporterState] = {}
+        self.at = 0  # the current datagram's place in its batch (runs keep arrival order)
 
     # -- public ---------------------------------------------------------------------
     def decode(self, packets: Sequence[tuple[bytes, str]], received: float) -> pa.Table:
         runs: dict[Template, Run] = {}
+        self.walk(packets, received, runs, 0)
+        return self.tables(runs)
+
+    def decode_datagrams(self, dg: Datagrams, received: float) -> pa.Table:
+        """The same as :meth:`decode`, most datagrams decoded together (:mod:`nffast`)."""
+        return self.tables(decode_batch(self, dg, received))
+
+    def walk(
+        self,
+        packets: Sequence[tuple[bytes, str]],
+        received: float,
+        runs: dict[Template, Run],
+        first: int,
+    ) -> None:
+        """Datagram by datagram (``first``: the place of ``packets[0]`` in the batch)."""
         last: str | None = None
         st = ExporterStats()
         entries: dict[tuple[int, int], Template] | None = None
         ttl = self.cache.ttl
         expect = self.seq.expected
-        for data, exporter in packets:
+        for i, (data, exporter) in enumerate(packets, first):
+            self.at = i
             if exporter != last:
                 st = self.stats.of(exporter)
                 entries = self.cache.entries(exporter)
@@ -77,14 +94,13 @@ class NfV9IpfixDecoder:
                 if data[1] == 10:
                     _, length, secs, seq, domain, set_id, set_len = _IPFIX_1.unpack_from(data)
                     fits = length == size and set_len + 16 == size
-                    uptime_ms = -1
-                    adv = 0
+                    uptime_ms, adv, hdr = -1, 0, 20
                 elif data[1] == 9 and size >= 28:
                     _, count, uptime_ms, secs, seq, domain, set_id, set_len = _V9_1.unpack_from(
                         data
                     )
                     fits = set_len + 20 <= size < set_len + 24
-                    adv = 1
+                    adv, hdr = 1, 24
                 else:
                     fits = False
                 tmpl = entries.get((domain, set_id)) if fits and set_id >= 256 else None
@@ -102,20 +118,31 @@ class NfV9IpfixDecoder:
                         run = runs.get(tmpl)
                         if run is None:
                             run = runs[tmpl] = Run(tmpl.layout, exporter, domain)
-                        hdr = size - set_len + 4
-                        run.chunks.append(data[hdr : hdr + n * tmpl.layout.record_len])
-                        run.counts.append(n)
-                        run.export_ms.append(secs * 1000)
-                        run.uptime_ms.append(uptime_ms)
+                        chunk = data[hdr : hdr + n * tmpl.layout.record_len]
+                        run.add(chunk, n, secs * 1000, uptime_ms, i)
                         continue
-            try:
-                self._packet(data, exporter, received, st, runs)
-            except (struct.error, ValueError, IndexError) as exc:  # defensive: never raise
-                log.debug("dropping packet from %s: %s", exporter, exc)
-                st.decode_errors += 1
+            self.packet(data, exporter, received, st, runs)
             entries = self.cache.entries(exporter)
+
+    def packet(
+        self,
+        data: bytes,
+        exporter: str,
+        received: float,
+        st: ExporterStats,
+        runs: dict[Template, Run],
+    ) -> None:
+        """One datagram the fast path does not take (already counted in packets/bytes)."""
+        try:
+            self._packet(data, exporter, received, st, runs)
+        except (struct.error, ValueError, IndexError) as exc:  # defensive: never raise
+            log.debug("dropping packet from %s: %s", exporter, exc)
+            st.decode_errors += 1
+
+    def tables(self, runs: dict[Template, Run]) -> pa.Table:
+        """The batch's runs as one table, in the order their first datagram came."""
         tables = []
-        for run in runs.values():
+        for run in sorted(runs.values(), key=lambda r: min(r.at, default=0)):
             st = self.stats.of(run.exporter)
             try:
                 tables.append(
@@ -145,7 +172,7 @@ class NfV9IpfixDecoder:
         for exporter, n in self.pending.drain_dropped().items():
             self.stats.of(exporter).pending_dropped += n
 
-    def _evicted(self, victims: list[str], st: ExporterStats, exporter: str) -> None:
+    def evicted(self, victims: list[str], st: ExporterStats, exporter: str) -> None:
         for victim in victims:
             (st if victim == exporter else self.stats.of(victim)).templates_evicted += 1
 
@@ -234,7 +261,7 @@ class NfV9IpfixDecoder:
                     continue
                 layout = tmpl.layout
                 if layout.varlen or tmpl.options:
-                    n_records += self._add(
+                    n_records += self.add(
                         tmpl, data, body_start, body_end, export_ms, uptime_ms, st, runs
                     )
                     continue
@@ -246,12 +273,11 @@ class NfV9IpfixDecoder:
                 run = runs.get(tmpl)
                 if run is None:
                     run = runs[tmpl] = Run(layout, tmpl.exporter, tmpl.domain)
-                run.chunks.append(data[body_start : body_start + n * layout.record_len])
-                run.counts.append(n)
-                run.export_ms.append(export_ms)
-                run.uptime_ms.append(uptime_ms)
+                chunk = data[body_start : body_start + n * layout.record_len]
+                run.add(chunk, n, export_ms, uptime_ms, self.at)
             elif set_id in template_sets:
-                self._template_set(
+                template_set(
+                    self,
                     data,
                     body_start,
                     body_end,
@@ -276,92 +302,6 @@ class NfV9IpfixDecoder:
         else:
             self.seq.check(st, (exporter, domain), seq, 1, max(count, 1))
 
-    # -- templates --------------------------------------------------------------------
-    def _template_set(
-        self,
-        data: bytes,
-        p: int,
-        end: int,
-        exporter: str,
-        domain: int,
-        options: bool,
-        ipfix: bool,
-        received: float,
-        st: ExporterStats,
-        runs: dict[Template, Run],
-        set_id: int,
-    ) -> None:
-        while end - p >= 4:
-            tid, a = FIELD.unpack_from(data, p)
-            p += 4
-            if tid == 0 and a == 0:
-                return  # padding
-            scope_count = 0
-            if ipfix:
-                n_fields = a
-                if n_fields == 0:  # withdrawal
-                    st.template_records += 1
-                    self.cache.withdraw(
-                        exporter, domain, None if tid == set_id else tid, options=set_id == 3
-                    )
-                    continue
-                if options:
-                    if end - p < 2:
-                        st.decode_errors += 1
-                        return
-                    (scope_count,) = struct.unpack_from("!H", data, p)
-                    p += 2
-                    if scope_count == 0 or scope_count > n_fields:
-                        st.decode_errors += 1
-                        return
-            elif options:
-                if end - p < 2:
-                    st.decode_errors += 1
-                    return
-                scope_len = a
-                (opt_len,) = struct.unpack_from("!H", data, p)
-                p += 2
-                if scope_len % 4 or opt_len % 4:
-                    st.decode_errors += 1
-                    return
-                scope_count = scope_len // 4
-                n_fields = scope_count + opt_len // 4
-            else:
-                n_fields = a
-            if tid < 256 or n_fields * 4 > end - p:
-                st.decode_errors += 1
-                return
-            fields: list[FieldSpec] = []
-            for i in range(n_fields):
-                if end - p < 4:
-                    st.decode_errors += 1
-                    return
-                ie, ln = FIELD.unpack_from(data, p)
-                p += 4
-                ent = 0
-                if ipfix and ie & 0x8000:
-                    if end - p < 4:
-                        st.decode_errors += 1
-                        return
-                    (ent,) = PEN.unpack_from(data, p)
-                    p += 4
-                    ie &= 0x7FFF
-                elif not ipfix and options and i < scope_count:
-                    ent = V9_SCOPE_ENTERPRISE
-                fields.append((ent, ie, ln))
-            layout = compile_layout(tuple(fields), scope_count)
-            if layout is None or (not ipfix and layout.varlen):
-                st.unsupported_templates += 1  # no field with a length, or 65535 in v9
-                continue
-            st.template_records += 1
-            tmpl, victims = self.cache.put(exporter, domain, tid, layout, options, received)
-            if victims:
-                self._evicted(victims, st, exporter)
-            for item in self.pending.take(exporter, domain, tid, received):
-                self._add(
-                    tmpl, item.body, 0, len(item.body), item.export_ms, item.uptime_ms, st, runs
-                )
-
     # -- data -------------------------------------------------------------------------
     def _miss(
         self,
@@ -382,7 +322,7 @@ class NfV9IpfixDecoder:
             exporter, Pending(domain, tid, data[start:end], export_ms, uptime_ms, received)
         )
 
-    def _add(
+    def add(
         self,
         tmpl: Template,
         data: bytes,
@@ -412,8 +352,5 @@ class NfV9IpfixDecoder:
         run = runs.get(tmpl)
         if run is None:
             run = runs[tmpl] = Run(layout, tmpl.exporter, tmpl.domain)
-        run.chunks.append(buf)
-        run.counts.append(n)
-        run.export_ms.append(export_ms)
-        run.uptime_ms.append(uptime_ms)
+        run.add(buf, n, export_ms, uptime_ms, self.at)
         return n

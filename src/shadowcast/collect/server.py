@@ -240,7 +240,7 @@ class CollectServer:
                 worker_id=wid,
                 sockets=[socks[wid] for socks in self.sockets.values()],
                 flush_rows=max(1, min(cfg.flush_rows, 50_000)),
-                flush_interval_s=cfg.flush_interval_s / 2,
+                flush_interval_s=cfg.handoff_s or cfg.flush_interval_s / 2,
                 decode_packets=cfg.decode_packets,
                 decode_wait_s=cfg.decode_wait_s,
                 spill_dir=spill_dir,

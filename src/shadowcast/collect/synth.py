@@ -258,9 +258,16 @@ def _addr_matrix(col: pa.ChunkedArray) -> npt.NDArray[np.uint8]:
     return buf[arr.offset * 16 : (arr.offset + n) * 16].reshape(n, 16)
 
 
-def build_stream(proto: str, n_records: int, seed: int = 0, per_packet: int = 30) -> list[bytes]:
-    """A deterministic packet stream: ``proto`` in v5 | v9 | ipfix | sflow."""
-    flows = synth_flows(n_records, seed)
+def build_stream(
+    proto: str,
+    n_records: int,
+    seed: int = 0,
+    per_packet: int = 30,
+    start_ms: int = 1_700_000_000_000,
+) -> list[bytes]:
+    """A deterministic packet stream: ``proto`` in v5 | v9 | ipfix | sflow; flows start
+    within a minute of ``start_ms`` (a live collector checks times against its clock)."""
+    flows = synth_flows(n_records, seed, start_ms)
     if proto in ("v5", "netflow5"):
         return build_v5(flows, per_packet)
     if proto in ("v9", "netflow9"):
@@ -279,6 +286,7 @@ def ipfix_export(
     per_packet: int = 30,
     template_every: int = 20,
     app_mode: str = "id",
+    seq_start: int = 0,
 ) -> list[bytes]:
     """Encode a ``FLOW_SCHEMA``-like table as IPFIX messages.
 
@@ -286,73 +294,116 @@ def ipfix_export(
     Bytes and packets are divided by ``sampling_rate`` (when > 1) and the rate is sent as
     samplingInterval, so a collector that scales restores them. ``app`` is sent as
     applicationName (``app_mode="name"``) or applicationId + options mapping ("id").
+    ``seq_start`` continues an exporter's sequence numbers from an earlier call.
     """
-    n = flows.num_rows
-    names = flows.column_names
+    enc = _IpfixEncoded(flows, app_mode)
+    return enc.messages(0, flows.num_rows, domain, per_packet, template_every, seq_start)
 
-    def col(name: str, dtype: str, default: int = 0) -> npt.NDArray[np.generic]:
-        if name in names:
-            return np.asarray(flows.column(name).to_numpy(zero_copy_only=False)).astype(dtype)
-        return np.full(n, default, dtype=dtype)
 
-    src, dst = _addr_matrix(flows.column("src_addr")), _addr_matrix(flows.column("dst_addr"))
-    prefix = np.array([0] * 10 + [255, 255], np.uint8)
-    is_v4 = (src[:, :12] == prefix).all(axis=1) & (dst[:, :12] == prefix).all(axis=1)
-    rate = np.maximum(col("sampling_rate", "u8", 1), 1)
-    uniq, app_ix = _app_codes(flows, n)
-    ts = flows.column("time_start").cast(pa.int64()).to_numpy() if n else np.zeros(0, np.int64)
-    te = flows.column("time_end").cast(pa.int64()).to_numpy() if n else np.zeros(0, np.int64)
-    base: dict[int, npt.NDArray[np.generic]] = {
-        7: col("src_port", "u2"),
-        11: col("dst_port", "u2"),
-        4: col("proto", "u1"),
-        6: col("tcp_flags", "u1"),
-        5: col("tos", "u1"),
-        10: col("in_if", "u4"),
-        14: col("out_if", "u4"),
-        1: col("bytes", "u8") // rate,
-        2: col("packets", "u8") // rate,
-        16: col("src_as", "u4"),
-        17: col("dst_as", "u4"),
-        152: ts,
-        153: te,
-        34: rate.astype("u4"),
-    }
-    if app_mode == "name":
-        app_field: tuple[int, int] = (96, APP_NAME_LEN)
-        table = np.array([a.encode()[:APP_NAME_LEN] for a in uniq] + [b""], f"S{APP_NAME_LEN}")
-        base[96] = table[app_ix].view(f"V{APP_NAME_LEN}")
-        extra = b""
-    else:
-        app_field = (95, 4)
-        base[95] = np.where(app_ix >= 0, (NBAR_ENGINE << 24) | (app_ix + 1), 0).astype("u4")
-        opt_tmpl, opt_data = _app_options(uniq) if uniq else (b"", b"")
-        extra = opt_tmpl + opt_data
-    tail = IPFIX_TIME + ((34, 4), app_field)
-    layouts = ((256, V4_FIELDS + tail, is_v4, 12, 4), (257, V6_FIELDS + tail, ~is_v4, 0, 16))
-    templates = b"".join(template_set(2, t, f) for t, f, m, _, _ in layouts if m.any())
-    # Encode every record of a layout at once, then cut the fixed-size records per packet.
-    encoded: list[tuple[int, npt.NDArray[np.intp], bytes, int]] = []
-    for tid, fields, mask, off, width in layouts:
-        idx = np.flatnonzero(mask)
-        if idx.size == 0:
-            continue
-        cols = {i: v[idx] for i, v in base.items()}
-        v_src = np.ascontiguousarray(src[idx][:, off : off + width])
-        v_dst = np.ascontiguousarray(dst[idx][:, off : off + width])
-        cols[fields[0][0]] = v_src.view(f"V{width}").reshape(-1)
-        cols[fields[1][0]] = v_dst.view(f"V{width}").reshape(-1)
-        blob = encode_records(fields, cols, int(idx.size))
-        encoded.append((tid, idx, blob, len(blob) // int(idx.size)))
-    out: list[bytes] = []
-    seq = 0
-    for k, (a, b) in enumerate(_slices(n, per_packet)):
-        sets = templates + extra if k % template_every == 0 else b""
-        for tid, idx, blob, reclen in encoded:
-            lo, hi = np.searchsorted(idx, [a, b])
-            if hi > lo:
-                sets += data_set(tid, blob[int(lo) * reclen : int(hi) * reclen])
-        now = int(te[a:b].max()) // 1000 + 1 if b > a else 0
-        out.append(struct.pack("!HHIII", 10, 16 + len(sets), now, seq, domain) + sets)
-        seq += b - a + (len(uniq) if extra and k % template_every == 0 else 0)
-    return out
+def ipfix_export_groups(
+    flows: pa.Table,
+    bounds: Sequence[tuple[int, int]],
+    *,
+    domain: int = 1,
+    per_packet: int = 30,
+    template_every: int = 20,
+    app_mode: str = "id",
+    seq_start: Sequence[int] | None = None,
+) -> list[list[bytes]]:
+    """:func:`ipfix_export` of several exporters' rows at once: ``bounds`` are the row
+    ranges ``[a, b)`` of each exporter (rows sorted by exporter); the records are encoded in
+    one pass, then cut into each exporter's own messages (own sequence numbers, templates
+    and options at the head of its stream)."""
+    enc = _IpfixEncoded(flows, app_mode)
+    seqs = list(seq_start) if seq_start is not None else [0] * len(bounds)
+    return [
+        enc.messages(a, b, domain, per_packet, template_every, seq)
+        for (a, b), seq in zip(bounds, seqs, strict=True)
+    ]
+
+
+class _IpfixEncoded:
+    """Every record encoded once, per template layout, ready to be cut into messages."""
+
+    def __init__(self, flows: pa.Table, app_mode: str) -> None:
+        self._encode(flows, app_mode)
+
+    def _encode(self, flows: pa.Table, app_mode: str) -> None:
+        n = flows.num_rows
+        names = flows.column_names
+
+        def col(name: str, dtype: str, default: int = 0) -> npt.NDArray[np.generic]:
+            if name in names:
+                return np.asarray(flows.column(name).to_numpy(zero_copy_only=False)).astype(dtype)
+            return np.full(n, default, dtype=dtype)
+
+        src, dst = _addr_matrix(flows.column("src_addr")), _addr_matrix(flows.column("dst_addr"))
+        prefix = np.array([0] * 10 + [255, 255], np.uint8)
+        is_v4 = (src[:, :12] == prefix).all(axis=1) & (dst[:, :12] == prefix).all(axis=1)
+        rate = np.maximum(col("sampling_rate", "u8", 1), 1)
+        uniq, app_ix = _app_codes(flows, n)
+        ts = flows.column("time_start").cast(pa.int64()).to_numpy() if n else np.zeros(0, np.int64)
+        te = flows.column("time_end").cast(pa.int64()).to_numpy() if n else np.zeros(0, np.int64)
+        base: dict[int, npt.NDArray[np.generic]] = {
+            7: col("src_port", "u2"),
+            11: col("dst_port", "u2"),
+            4: col("proto", "u1"),
+            6: col("tcp_flags", "u1"),
+            5: col("tos", "u1"),
+            10: col("in_if", "u4"),
+            14: col("out_if", "u4"),
+            1: col("bytes", "u8") // rate,
+            2: col("packets", "u8") // rate,
+            16: col("src_as", "u4"),
+            17: col("dst_as", "u4"),
+            152: ts,
+            153: te,
+            34: rate.astype("u4"),
+        }
+        if app_mode == "name":
+            app_field: tuple[int, int] = (96, APP_NAME_LEN)
+            table = np.array([a.encode()[:APP_NAME_LEN] for a in uniq] + [b""], f"S{APP_NAME_LEN}")
+            base[96] = table[app_ix].view(f"V{APP_NAME_LEN}")
+            extra = b""
+        else:
+            app_field = (95, 4)
+            base[95] = np.where(app_ix >= 0, (NBAR_ENGINE << 24) | (app_ix + 1), 0).astype("u4")
+            opt_tmpl, opt_data = _app_options(uniq) if uniq else (b"", b"")
+            extra = opt_tmpl + opt_data
+        tail = IPFIX_TIME + ((34, 4), app_field)
+        layouts = ((256, V4_FIELDS + tail, is_v4, 12, 4), (257, V6_FIELDS + tail, ~is_v4, 0, 16))
+        templates = b"".join(template_set(2, t, f) for t, f, m, _, _ in layouts if m.any())
+        # Encode every record of a layout at once, then cut the fixed-size records per packet.
+        encoded: list[tuple[int, npt.NDArray[np.intp], bytes, int]] = []
+        for tid, fields, mask, off, width in layouts:
+            idx = np.flatnonzero(mask)
+            if idx.size == 0:
+                continue
+            cols = {i: v[idx] for i, v in base.items()}
+            v_src = np.ascontiguousarray(src[idx][:, off : off + width])
+            v_dst = np.ascontiguousarray(dst[idx][:, off : off + width])
+            cols[fields[0][0]] = v_src.view(f"V{width}").reshape(-1)
+            cols[fields[1][0]] = v_dst.view(f"V{width}").reshape(-1)
+            blob = encode_records(fields, cols, int(idx.size))
+            encoded.append((tid, idx, blob, len(blob) // int(idx.size)))
+        self.encoded, self.templates, self.extra = encoded, templates, extra
+        self.uniq, self.te = uniq, te
+
+    def messages(
+        self, a0: int, b0: int, domain: int, per_packet: int, template_every: int, seq: int
+    ) -> list[bytes]:
+        encoded, templates, extra, uniq, te = (
+            self.encoded, self.templates, self.extra, self.uniq, self.te,
+        )  # fmt: skip
+        out: list[bytes] = []
+        for k, (a, b) in enumerate(_slices(b0 - a0, per_packet)):
+            a, b = a + a0, b + a0
+            sets = templates + extra if k % template_every == 0 else b""
+            for tid, idx, blob, reclen in encoded:
+                lo, hi = np.searchsorted(idx, [a, b])
+                if hi > lo:
+                    sets += data_set(tid, blob[int(lo) * reclen : int(hi) * reclen])
+            now = int(te[a:b].max()) // 1000 + 1 if b > a else 0
+            out.append(struct.pack("!HHIII", 10, 16 + len(sets), now, seq, domain) + sets)
+            seq += b - a + (len(uniq) if extra and k % template_every == 0 else 0)
+        return out

@@ -184,6 +184,9 @@ class TemplateCache:
         self._by_exporter: dict[str, _ExporterTemplates] = {}
         # every template, least recently announced first (drives the global cap and expiry)
         self._order: OrderedDict[tuple[str, int, int], Template] = OrderedDict()
+        # grows whenever a template is added, replaced or removed (not when refreshed):
+        # the batched fast path re-reads the cache only then
+        self.changes = 0
 
     def entries(self, exporter: str) -> OrderedDict[tuple[int, int], Template] | None:
         """The exporter's templates keyed (domain, template id); read-only for callers."""
@@ -219,6 +222,7 @@ class TemplateCache:
             self._order.move_to_end(gkey)
             return old, []
         t = Template(layout, options, now, exporter, domain)
+        self.changes += 1
         ex.entries[key] = t
         ex.entries.move_to_end(key)
         self._order[gkey] = t
@@ -247,6 +251,7 @@ class TemplateCache:
             self._drop(exporter, d, i)
 
     def _drop(self, exporter: str, domain: int, tid: int) -> None:
+        self.changes += 1
         ex = self._by_exporter.get(exporter)
         if ex is not None:
             ex.entries.pop((domain, tid), None)
@@ -257,6 +262,7 @@ class TemplateCache:
         ex = self._by_exporter.pop(exporter, None)
         if ex is None:
             return 0
+        self.changes += 1
         for d, i in ex.entries:
             self._order.pop((exporter, d, i), None)
         return len(ex.entries)

@@ -53,7 +53,10 @@ class Rejected:
 
 
 def _ints(col: pa.ChunkedArray, dtype: str) -> npt.NDArray[Any]:
+    """The column's values as ``dtype`` (nulls as 0), without a copy where it can."""
     arr = col.cast(pa.int64()) if pa.types.is_timestamp(col.type) else col
+    if arr.null_count:
+        arr = pc.fill_null(arr, 0)
     return np.asarray(arr.to_numpy(), dtype=dtype)
 
 
@@ -70,8 +73,8 @@ def masks(
     if start.null_count or end.null_count:
         either = pc.or_(pc.is_null(start), pc.is_null(end))
         nulls = np.asarray(either.to_numpy(zero_copy_only=False), dtype=bool)
-    ts = np.asarray(pc.fill_null(start.cast(pa.int64()), 0).to_numpy(), np.int64)
-    te = np.asarray(pc.fill_null(end.cast(pa.int64()), 0).to_numpy(), np.int64)
+    ts = _ints(start, "int64")
+    te = _ints(end, "int64")
     byts = _ints(table.column("bytes"), "uint64")
     pkts = _ints(table.column("packets"), "uint64")
     per = np.uint64(checks.max_packet_bytes)

@@ -1,4 +1,9 @@
-"""One collector worker process: read UDP bursts, decode them in batches, send Arrow."""
+"""One collector worker process: read UDP bursts, decode them in batches, send Arrow.
+
+The sockets are read with ``recvmmsg`` into one matrix of slots (:mod:`collect.recv`);
+a batch is decoded once ``decode_packets`` datagrams are in or the oldest has waited
+``decode_wait_s``, as :class:`~datagrams.Datagrams` when the decoder takes them
+(``decode_datagrams``), else as (payload, exporter) pairs."""
 
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ import pyarrow as pa
 from shadowcast.collect.base import Decoder, ExporterStats
 from shadowcast.collect.batcher import Batcher
 from shadowcast.collect.bounds import OTHER, ExporterBounds, Forgetful, process_memory
+from shadowcast.collect.datagrams import Datagrams
 from shadowcast.collect.ipc import DONE, READY, Spill, encode_error, encode_stats, widen_pipe
 from shadowcast.collect.metrics import EXPORTER_FIELDS, merge_exporters, stats_to_dict
+from shadowcast.collect.recv import Receiver
 from shadowcast.collect.shm import hold_shared
 from shadowcast.collect.validate import RecordChecks, Rejected, check_records
 from shadowcast.records import FLOW_SCHEMA
@@ -35,8 +42,7 @@ STATS_EVERY_S = 0.5
 EXPIRE_EVERY_S = 1.0
 LOG_EVERY_S = 10.0
 FINAL_DRAIN_S = 10.0
-MAX_DATAGRAM = 65535
-DECODE_BYTES = 8 << 20  # decode once this much is read (64 KiB datagrams: 128 of them)
+MAX_SLOTS = 4096  # datagrams read before a decode, at most (64 KiB of address space each)
 
 
 def flow_decoder(sampling_overrides: dict[str, int], **nf_options: Any) -> Decoder:
@@ -69,28 +75,6 @@ class WorkerArgs:
     spill_max_bytes: int = 256 << 20  # IPC files not yet stored before the worker waits
 
 
-def drain(
-    sock: socket.socket, out: list[tuple[bytes, str]], limit: int, max_bytes: int = 1 << 62
-) -> tuple[int, int]:
-    """Read up to ``limit`` datagrams (or until ``max_bytes`` are read) without blocking;
-    returns how many datagrams and bytes were read."""
-    recv = sock.recvfrom
-    mapped = sock.family == socket.AF_INET6
-    n = size = 0
-    try:
-        while n < limit and size < max_bytes:
-            data, addr = recv(MAX_DATAGRAM)
-            host: str = addr[0]
-            if mapped and host.startswith("::ffff:") and "." in host:
-                host = host[7:]
-            out.append((data, host))
-            n += 1
-            size += len(data)
-    except (BlockingIOError, InterruptedError):
-        pass
-    return n, size
-
-
 class _Worker:
     def __init__(self, args: WorkerArgs, decoder: Decoder, conn: Connection, stop: Event) -> None:
         self.args = args
@@ -99,7 +83,7 @@ class _Worker:
         self.stop = stop
         self.stopping = False
         self.orphaned = False  # the supervisor is gone
-        self.held: list[tuple[bytes, str]] = []
+        self.rx = Receiver(max(1, min(args.decode_packets, MAX_SLOTS)))
         self.batcher = Batcher(FLOW_SCHEMA, args.flush_rows, args.flush_interval_s)
         self.crashed: dict[str, ExporterStats] = {}  # packets a decoder exception lost
         self.spill = Spill(args.spill_dir, f"w{args.worker_id}-", max_bytes=args.spill_max_bytes)
@@ -108,29 +92,33 @@ class _Worker:
         self.invalid_from: set[str] = set()  # a few of the exporters that sent them
         self.logged_at = 0.0
 
-    def decode(self, packets: list[tuple[bytes, str]]) -> None:
+    def decode(self, dg: Datagrams) -> None:
         stats = self.decoder.stats
-        packets = self.bounds.admit(packets, stats)
-        if not packets:
+        dg = self.bounds.admit_datagrams(dg, stats)
+        if not len(dg):
             return
         received = time.time()
         table: pa.Table | None = None
+        batched = getattr(self.decoder, "decode_datagrams", None)
         try:
-            table = self.decoder.decode(packets, received)
+            if callable(batched):
+                table = batched(dg, received)
+            else:
+                table = self.decoder.decode(dg.pairs(), received)
         except Exception:  # the Decoder contract says never; count it if it happens
             log.exception("decoder raised; packets counted as decode errors")
-            for _, host in packets:
+            for host, n in dg.per_exporter().items():
                 if host not in self.crashed and len(self.crashed) >= self.args.max_exporters:
                     host = OTHER
                 st = self.crashed.setdefault(host, ExporterStats())
-                st.packets += 1
-                st.decode_errors += 1
+                st.packets += n
+                st.decode_errors += n
         if table is not None:
             table, rejected = check_records(table, received, self.args.checks)
             if rejected is not None:
                 self.count_invalid(rejected)
         # after every counter of this batch is in: evicted exporters fold whole into OTHER
-        self.bounds.heard(dict.fromkeys(h for _, h in packets), stats, self.decoder)
+        self.bounds.heard(dg.first_seen(), stats, self.decoder)
         if table is not None:
             self.batcher.add(table)
 
@@ -212,12 +200,13 @@ class _Worker:
         if self.orphaned:
             log.error("collector supervisor is gone: worker keeps its batches for the next start")
         # Stop reading new datagrams: decode what the kernel already accepted.
-        packets = self.held
+        rx = self.rx
         until = time.monotonic() + FINAL_DRAIN_S
         while time.monotonic() < until:
-            got = sum(drain(s, packets, self.args.decode_packets)[0] for s in self.args.sockets)
-            self.decode(packets)
-            packets.clear()
+            got = sum(rx.fill(s) for s in self.args.sockets)
+            if rx.count:
+                self.decode(rx.batch())
+                rx.clear()
             if got == 0:
                 break
         sel.close()
@@ -230,30 +219,28 @@ class _Worker:
 
     def loop(self, sel: selectors.BaseSelector) -> None:
         """Read, decode, send until told to stop (or the supervisor is gone)."""
-        want, wait = self.args.decode_packets, self.args.decode_wait_s
+        rx, wait = self.rx, self.args.decode_wait_s
         last_stats = last_expire = time.monotonic()
-        packets = self.held  # read, not yet decoded (the final drain decodes what is left)
-        held = 0  # bytes in ``packets``
         first_at = 0.0  # when the oldest undecoded datagram was read
         while not (self.stopping or self.stop.is_set()):
             now = time.monotonic()
             timeout = min(0.2, self.batcher.time_left())
-            if packets:
+            if rx.count:
                 timeout = min(timeout, max(0.0, first_at + wait - now))
             for key, _ in sel.select(timeout):
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
-                had = len(packets)
-                held += drain(sock, packets, want - had if want > had else 1, DECODE_BYTES - held)[
-                    1
-                ]
-                if not had and packets:
+                had = rx.count
+                while rx.fill(sock) and not rx.full:
+                    pass
+                if not had and rx.count:
                     first_at = time.monotonic()
+                if rx.full:
+                    break
             now = time.monotonic()
-            if packets and (len(packets) >= want or held >= DECODE_BYTES or now - first_at >= wait):
-                self.decode(packets)
-                packets.clear()
-                held = 0
+            if rx.count and (rx.full or now - first_at >= wait):
+                self.decode(rx.batch())
+                rx.clear()
             if self.batcher.due():
                 self.send_batch()
             if now - last_expire >= EXPIRE_EVERY_S:  # even when nothing arrives

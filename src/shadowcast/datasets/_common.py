@@ -9,7 +9,18 @@ from pathlib import Path
 
 from shadowcast.datasets.config import DEFAULT_CAPACITY_BPS as DEFAULT_CAPACITY_BPS
 from shadowcast.errors import DataError
+from shadowcast.parsing import one_line
 from shadowcast.records import Link
+
+#: Largest single input document read (one SNDlib matrix, file or archive member), in bytes.
+#: SNDlib's largest matrices are ~65 kB; a bigger member is refused before it is read.
+MAX_DOCUMENT_BYTES = 64 << 20
+#: Largest total an input may expand to (all members of an archive, a compressed CSV), in
+#: bytes; past it the input is refused (a decompression bomb).
+MAX_EXPANDED_BYTES = 4 << 30
+#: A compressed input may also expand to at most this many times its own size (but always to
+#: MAX_DOCUMENT_BYTES): SNDlib archives expand 9-19 times, 1 GiB of zeros gzipped 1000 times.
+MAX_EXPANSION_RATIO = 200
 
 _UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
@@ -21,6 +32,8 @@ def parse_xml(data: bytes, where: str | Path, error: type[DataError]) -> ET.Elem
     except ET.ParseError as exc:
         line, col = exc.position
         raise error(f"{where}:{line}:{col}: malformed XML ({exc.msg})") from exc
+    except (LookupError, ValueError) as exc:  # encoding="u-f-8", multi-byte encodings
+        raise error(f"{where}: unsupported XML encoding ({one_line(str(exc), 80)})") from exc
 
 
 def local(tag: str) -> str:

@@ -106,10 +106,13 @@ def assemble(
     s_codes, s_names = pd.factorize(np.asarray(src, dtype=object))
     d_codes, d_names = pd.factorize(np.asarray(dst, dtype=object))
     vals = np.asarray(values, dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0))
+    bad = np.flatnonzero(~np.isfinite(vals) | (vals < 0) | (vals > csvdemand.MAX_VALUE))
     if bad.size:
         i = int(bad[0])
-        raise DemandError(f"{where(i)}: value {vals[i]!r} is negative or not finite")
+        raise DemandError(
+            f"{where(i)}: value {float(vals[i])!r} is negative, not finite or beyond float32 "
+            f"(> {csvdemand.MAX_VALUE:.4g} Mbit/s)"
+        )
     seen = {str(x) for x in s_names} | {str(x) for x in d_names}
     if topology is not None:
         universe = list(topology.nodes)

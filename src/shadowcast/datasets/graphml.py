@@ -23,6 +23,7 @@ from shadowcast.datasets._common import (
     unit_factor,
 )
 from shadowcast.errors import TopologyError
+from shadowcast.parsing import clip
 from shadowcast.records import Link, Topology
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def read_graphml(
     coords: dict[str, tuple[float, float]] = {}
     for (nid, attrs), lb in zip(raw_nodes, labels, strict=True):
         if nid in name_of:
-            raise TopologyError(f"{where}: node id {nid!r} declared twice")
+            raise TopologyError(f"{where}: node id {clip(nid)} declared twice")
         name = lb if lb and counts[lb] == 1 else (f"{lb}-{nid}" if lb else nid)
         name_of[nid] = name
         lon, lat = attrs.get("Longitude", ""), attrs.get("Latitude", "")
@@ -89,7 +90,7 @@ def read_graphml(
             try:
                 x, y = float(lon), float(lat)
             except ValueError as exc:
-                raise TopologyError(f"{where}: node {nid!r}: bad Longitude/Latitude") from exc
+                raise TopologyError(f"{where}: node {clip(nid)}: bad Longitude/Latitude") from exc
             if math.isfinite(x) and math.isfinite(y):
                 coords[name] = (x, y)
 
@@ -100,7 +101,7 @@ def read_graphml(
         for end in (s, t):
             if end not in name_of:
                 raise TopologyError(
-                    f"{where}: edge #{i} ({s}->{t}) refers to undeclared node {end!r} "
+                    f"{where}: edge #{i} ({s}->{t}) refers to undeclared node {clip(end)} "
                     "(dangling link)"
                 )
         if s == t:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import tarfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,14 +22,18 @@ from xml.parsers import expat
 import numpy as np
 import numpy.typing as npt
 
+from shadowcast.datasets import archive
 from shadowcast.datasets._common import (
     DEFAULT_CAPACITY_BPS,
+    MAX_DOCUMENT_BYTES,
+    MAX_EXPANDED_BYTES,
     distinct_keys,
     local,
     namespace,
     parse_xml,
 )
 from shadowcast.errors import DemandError, TopologyError
+from shadowcast.parsing import clip, one_line, read_input
 from shadowcast.records import F64, Link, Topology
 
 log = logging.getLogger(__name__)
@@ -91,7 +94,7 @@ def _nodes(
         if not name:
             raise error(f"{where}: <node> without an id")
         if name in coords or name in names:
-            raise error(f"{where}: node {name!r} declared twice")
+            raise error(f"{where}: node {clip(name)} declared twice")
         names.append(name)
         x, y = (
             _text(node.find(f"{ns}coordinates/{ns}x")),
@@ -101,7 +104,9 @@ def _nodes(
             try:
                 coords[name] = (float(x), float(y))
             except ValueError as exc:
-                raise error(f"{where}: node {name!r}: bad coordinates {x!r}, {y!r}") from exc
+                raise error(
+                    f"{where}: node {clip(name)}: bad coordinates {clip(x)}, {clip(y)}"
+                ) from exc
     return names, coords
 
 
@@ -127,16 +132,21 @@ def read_network(
         for end in (s, t):
             if end not in known:
                 raise TopologyError(
-                    f"{where}: link {lid!r} refers to undeclared node {end!r} (dangling link)"
+                    f"{where}: link {clip(lid)} refers to undeclared node {clip(end)} "
+                    "(dangling link)"
                 )
         cap_text = _text(link.find(f"{ns}preInstalledModule/{ns}capacity"))
         if cap_text:
             try:
                 cap = float(cap_text) * MBIT
             except ValueError as exc:
-                raise TopologyError(f"{where}: link {lid!r}: bad capacity {cap_text!r}") from exc
+                raise TopologyError(
+                    f"{where}: link {clip(lid)}: bad capacity {clip(cap_text)}"
+                ) from exc
             if not math.isfinite(cap) or cap <= 0:
-                raise TopologyError(f"{where}: link {lid!r}: capacity {cap_text!r} is not > 0")
+                raise TopologyError(
+                    f"{where}: link {clip(lid)}: capacity {clip(cap_text)} is not > 0"
+                )
         else:
             cap = default_capacity_bps
             defaulted += 1
@@ -163,6 +173,8 @@ def parse_matrix(data: bytes, where: str) -> Matrix:
         raise DemandError(
             f"{where}:{exc.lineno}:{exc.offset}: malformed XML ({expat.ErrorString(exc.code)})"
         ) from exc
+    except (LookupError, ValueError) as exc:  # encoding="u-f-8", multi-byte encodings
+        raise DemandError(f"{where}: unsupported XML encoding ({one_line(str(exc), 80)})") from exc
     fast = _fast_matrix(data, where)
     return fast if fast is not None else _tree_matrix(data, where)
 
@@ -243,7 +255,7 @@ def _tree_matrix(data: bytes, where: str) -> Matrix:
     if bad.size:
         i = int(bad[0])
         raise DemandError(
-            f"{where}: demand {src[i].strip()}->{dst[i].strip()}: value {raws[i].strip()!r} "
+            f"{where}: demand {src[i].strip()}->{dst[i].strip()}: value {clip(raws[i].strip())} "
             "is not a finite number >= 0"
         )
     for ends in (src, dst):
@@ -254,7 +266,7 @@ def _tree_matrix(data: bytes, where: str) -> Matrix:
             if end not in known:
                 raise DemandError(
                     f"{where}: demand {src[i].strip()}->{dst[i].strip()} names undeclared "
-                    f"node {end!r}"
+                    f"node {clip(end)}"
                 )
     meta = root.find(f"{ns}meta")
     time_text = _text(meta.find(f"{ns}time")) if meta is not None else ""
@@ -279,35 +291,46 @@ def _float_or_nan(raw: str) -> float:
 
 
 def is_archive(path: Path) -> bool:
-    return path.is_file() and tarfile.is_tarfile(path)
+    return archive.is_tar(path)
 
 
-def iter_documents(path: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(where, bytes)`` for every ``*.xml`` in a folder or tar archive, streaming."""
+def read_document(path: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """The bytes of one matrix file; DemandError when unreadable or larger than ``max_bytes``."""
+    return read_input(path, DemandError, "demand matrix", max_bytes)
+
+
+def iter_documents(
+    path: Path,
+    *,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    max_expanded_bytes: int = MAX_EXPANDED_BYTES,
+) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(where, bytes)`` for every ``*.xml`` in a folder or tar archive, streaming.
+
+    A document larger than ``max_document_bytes``, or an archive whose members add up to more
+    than ``max_expanded_bytes``, is refused with DemandError before it is read (see
+    :mod:`shadowcast.datasets.archive`).
+    """
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
         if not files:
             raise DemandError(f"{path}: folder holds no .xml demand matrices")
         for p in files:
-            yield str(p), p.read_bytes()
+            yield str(p), read_document(p, max_document_bytes)
         return
-    try:
-        with tarfile.open(path, "r|*") as tf:
-            for member in tf:
-                if not member.isfile() or not member.name.lower().endswith(".xml"):
-                    continue
-                fh = tf.extractfile(member)
-                if fh is None:
-                    continue
-                yield f"{path}!{member.name}", fh.read()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DemandError(f"{path}: unreadable or truncated archive ({exc})") from exc
+    yield from archive.iter_tar(
+        path,
+        ".xml",
+        error=DemandError,
+        max_member_bytes=max_document_bytes,
+        max_total_bytes=max_expanded_bytes,
+    )
 
 
 def read_matrices(path: Path) -> list[Matrix]:
     """All matrices of a folder / archive / single file, sorted by time stamp."""
     if path.is_file() and not is_archive(path):
-        mats = [parse_matrix(path.read_bytes(), str(path))]
+        mats = [parse_matrix(read_document(path), str(path))]
     else:
         mats = [parse_matrix(data, where) for where, data in iter_documents(path)]
         if not mats:
@@ -324,14 +347,21 @@ def step_totals(path: str | Path) -> tuple[npt.NDArray[np.datetime64], F64]:
     :func:`read_matrices` (a plain scan of the values); for checking a replay against its input.
     """
     p = Path(path)
-    docs = [(str(p), p.read_bytes())] if p.is_file() and not is_archive(p) else iter_documents(p)
+    docs = [(str(p), read_document(p))] if p.is_file() and not is_archive(p) else iter_documents(p)
     out: list[tuple[np.datetime64, float]] = []
     for where, data in docs:
         m = re.search(rb"<time>\s*([^<]*?)\s*</time>", data)
-        t = parse_time(m.group(1).decode() if m else "") or parse_time(Path(where).name)
+        t = parse_time(m.group(1).decode(errors="replace") if m else "") or parse_time(
+            Path(where).name
+        )
         if t is None:
             raise DemandError(f"{where}: no time stamp")
-        out.append((t, math.fsum(float(v) for v in _VALUE.findall(data))))
+        try:
+            out.append((t, math.fsum(float(v) for v in _VALUE.findall(data))))
+        except ValueError as exc:
+            raise DemandError(
+                f"{where}: a demandValue is not a number ({one_line(str(exc), 80)})"
+            ) from exc
     out.sort(key=lambda x: x[0])
     times = np.array([t for t, _ in out], dtype="datetime64[s]")
     return times, np.array([v for _, v in out], dtype=np.float64)

@@ -20,8 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from shadowcast.datasets import graphml, sndlib
-from shadowcast.datasets._common import DEFAULT_CAPACITY_BPS, distinct_keys, local, parse_xml
+from shadowcast.datasets._common import (
+    DEFAULT_CAPACITY_BPS,
+    MAX_DOCUMENT_BYTES,
+    distinct_keys,
+    local,
+    parse_xml,
+)
 from shadowcast.errors import TopologyError
+from shadowcast.parsing import clip, load_json, read_input
 from shadowcast.records import Link, Topology
 
 log = logging.getLogger(__name__)
@@ -46,10 +53,7 @@ def load_topology(
 
 
 def _load_one(p: Path, default_capacity_bps: float) -> Topology:
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise TopologyError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    data = read_input(p, TopologyError, "topology", MAX_DOCUMENT_BYTES)
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith((b"{", b"[")):
         return read_node_link(data, p, default_capacity_bps=default_capacity_bps)
@@ -79,11 +83,7 @@ def read_node_link(
     """networkx node-link JSON: ``nodes`` [{id, lon/lat...}], ``links`` (or ``edges``)
     [{source, target, capacity (bit/s), key?}]. ``"directed": false`` gives both directions."""
     where = str(path)
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        pos = f":{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise TopologyError(f"{where}{pos}: malformed JSON ({exc})") from exc
+    doc = load_json(data, where, TopologyError)
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
         raise TopologyError(f"{where}: node-link JSON needs an object with a 'nodes' list")
     edges = doc.get("links", doc.get("edges"))
@@ -97,7 +97,7 @@ def read_node_link(
             raise TopologyError(f"{where}: nodes[{i}] has no 'id'")
         name = str(node["id"])
         if name in coords or name in names:
-            raise TopologyError(f"{where}: nodes[{i}]: id {name!r} declared twice")
+            raise TopologyError(f"{where}: nodes[{i}]: id {clip(name)} declared twice")
         names.append(name)
         lon, lat = _coord(node, _LON), _coord(node, _LAT)
         if lon is not None and lat is not None:
@@ -112,7 +112,7 @@ def read_node_link(
         for end in (s, t):
             if end not in known:
                 raise TopologyError(
-                    f"{where}: links[{i}] ({s}->{t}) refers to undeclared node {end!r} "
+                    f"{where}: links[{i}] ({s}->{t}) refers to undeclared node {clip(end)} "
                     "(dangling link)"
                 )
         cap_raw = e.get("capacity")
@@ -124,11 +124,11 @@ def read_node_link(
                 cap = float(cap_raw)
             except (TypeError, ValueError) as exc:
                 raise TopologyError(
-                    f"{where}: links[{i}].capacity = {cap_raw!r} is not a number"
+                    f"{where}: links[{i}].capacity = {clip(cap_raw)} is not a number"
                 ) from exc
             if not math.isfinite(cap) or cap <= 0:
                 raise TopologyError(
-                    f"{where}: links[{i}].capacity = {cap_raw!r} is not > 0 (bit/s)"
+                    f"{where}: links[{i}].capacity = {clip(cap_raw)} is not > 0 (bit/s)"
                 )
         key = str(e["key"]) if "key" in e else ""
         links.append(Link(s, t, cap, key))

@@ -135,12 +135,12 @@ def score(
     """Feedback: score the stored forecasts against what was measured at their targets
     (NMAE, interval coverage, upper-bound coverage), per model and horizon."""
     from shadowcast.forecast.score import score_stored
-    from shadowcast.store.config import open_store
+    from shadowcast.store.remote import open_for_reading
     from shadowcast.units import format_duration
 
     try:
         path = _pick_store(ctx, store)
-        st = open_store(settings_of(ctx).store.at(path))
+        st = open_for_reading(settings_of(ctx).store.at(path), settings_of(ctx).data_dir)
         try:
             doc = score_stored(st, kind)
         finally:
@@ -207,6 +207,7 @@ def _run(
     from shadowcast.forecast.config import ForecastConfig
     from shadowcast.settings import format_validation_error
     from shadowcast.store.config import open_store
+    from shadowcast.store.remote import open_for_reading
 
     settings = settings_of(ctx)
     over: dict[str, Any] = {}
@@ -241,7 +242,7 @@ def _run(
             topology = path.with_suffix(TOPOLOGY_SIDECAR)
         if topology is not None:
             topo = datasets.load_topology(topology, capacities_from=capacities)
-        st = open_store(settings.store.at(path))
+        st = open_for_reading(settings.store.at(path), settings.data_dir)
         try:
             fill = missing_value(missing or "nan")
             frame = series_from_store(st, by_app=by_app, days=days, missing=fill)

@@ -92,12 +92,38 @@ class LinkMapper:
                     self._errs[h].append(a - mean)
         self._since += 1
 
-    def map(self, issued_s: int, fc: Forecast, routing: sp.csr_matrix) -> LinkPrediction:
-        """Link prediction of the stacked forecast ``fc`` under ``routing`` (stacked)."""
+    def map(
+        self,
+        issued_s: int,
+        fc: Forecast,
+        routing: sp.csr_matrix,
+        columns: Sequence[int] | None = None,
+    ) -> LinkPrediction:
+        """Link prediction of the stacked forecast ``fc`` under ``routing`` (stacked): the
+        mean at every step ahead, the upper bounds at ``columns`` (steps ahead, 1-based; all
+        when None) and NaN at the others (bounds cost a pass over the routing per step)."""
         if self._loadings is None or self._since >= self.refresh:
             self._loadings = self._fresh_loadings(fc.mean.shape[0])
             self._since = 0
-        _, up = link_bounds(fc, routing, self._loadings, lower=False)
+        H = fc.mean.shape[1]
+        cols = list(range(1, H + 1)) if columns is None else sorted(c for c in columns if c <= H)
+        sub = Forecast(
+            mean=fc.mean[:, [c - 1 for c in cols]],
+            upper={lv: v[:, [c - 1 for c in cols]] for lv, v in fc.upper.items()},
+            lower={lv: v[:, [c - 1 for c in cols]] for lv, v in fc.lower.items()},
+            model=fc.model,
+        )
+        lags = sorted(self._loadings)
+        by_col = {
+            j + 1: self._loadings[max([lag for lag in lags if lag <= c] or lags[:1])]
+            for j, c in enumerate(cols)
+        }
+        _, sub_up = link_bounds(sub, routing, by_col if lags else None, lower=False)
+        up: dict[float, F64] = {}
+        for lv, v in sub_up.items():
+            full = np.full((routing.shape[0], H), np.nan)
+            full[:, [c - 1 for c in cols]] = v
+            up[lv] = full
         for h in self.lags:  # remember the mean at each lag's target to learn its error
             if h <= fc.mean.shape[1]:
                 self._made[h].append((issued_s + (h - 1) * self.step_s, fc.mean[:, h - 1].copy()))

@@ -66,7 +66,15 @@ def sample_loadings(samples: F64, k: int = 5) -> F64:
     z -= z.mean(axis=0)
     sd = z.std(axis=0)
     z = np.where(sd > 0, z / np.where(sd > 0, sd, 1.0), 0.0)
-    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    if z.shape[1] > 2 * z.shape[0]:
+        # many series, few samples: the top singular pairs from the small Gram matrix
+        # (S x S) instead of an SVD of S x n: the same loadings (up to sign) at a fraction
+        w, u = np.linalg.eigh(z @ z.T)
+        top = np.argsort(w)[::-1][:k]
+        s = np.sqrt(np.maximum(w[top], 0.0))
+        vt = (u[:, top].T @ z) / np.where(s > 0, s, 1.0)[:, None]
+    else:
+        _, s, vt = np.linalg.svd(z, full_matrices=False)
     L = vt[:k].T * (s[:k] / np.sqrt(z.shape[0]))
     norms = np.linalg.norm(L, axis=1)
     cap = np.where(norms > 0.95, 0.95 / np.maximum(norms, 1e-12), 1.0)

@@ -109,6 +109,8 @@ class ProfileEW(BaseForecaster):
         warm = max(0, lo - max(int(8 / a), self._season))
         idx = np.arange(warm, hi + 1, dtype=np.int64)
         e = sub[warm : hi + 1] - prof[self._phase(idx)]
+        if lo == hi:  # one origin (every online step): the same sums as one weighted dot
+            return self._level_at_end(e, a)
         if a >= 1.0:
             lev = e
         else:
@@ -119,6 +121,20 @@ class ProfileEW(BaseForecaster):
         start = np.maximum(r + 1 - self._season, 0)
         mean = (c[r + 1] - c[start]) / (r + 1 - start)[:, None]
         return np.asarray(lev[lo - warm :], dtype=np.float64), np.asarray(mean)
+
+    def _level_at_end(self, e: F64, a: float) -> tuple[F64, F64]:
+        """``_levels`` at the last row of ``e`` only: the EW recursion unrolled into weights
+        (``a (1-a)^j`` on ``e[-1-j]``, ``(1-a)^k`` on the first row, as ``lfilter`` started
+        with ``zi = (1-a) e[0]`` gives) and the mean of the last ``season`` rows."""
+        k = e.shape[0]
+        if a >= 1.0:
+            lev = e[-1]
+        else:
+            w = a * (1.0 - a) ** np.arange(k - 1, -1, -1, dtype=np.float64)
+            w[0] += (1.0 - a) ** k  # the start value (1 - a) e[0], decayed k - 1 more times
+            lev = w @ e
+        mean = e[max(0, k - self._season) :].mean(axis=0)
+        return np.asarray(lev[None, :], dtype=np.float64), np.asarray(mean[None, :])
 
     def _select(self, y: F64, first: int) -> None:
         T, n = y.shape

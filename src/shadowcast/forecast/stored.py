@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from shadowcast.errors import StoreError
+from shadowcast.errors import DataError
 from shadowcast.forecast.exog import column_codes
 from shadowcast.records import F64, Forecast
 from shadowcast.store.base import Store
@@ -39,7 +39,7 @@ def read_od_forecast(store: Store, *, per_app: bool | None = None) -> StoredFore
     (False), or per application when the latest cycle has it, else all traffic (None)."""
     tab = store.read("forecasts", where={"kind": "od"})
     if tab.num_rows == 0:
-        raise StoreError(
+        raise DataError(  # bad input (exit 2): there is nothing to plan from yet
             "no OD forecasts in the store: run `shadowcast forecast --write` or a replay first"
         )
     issued_ms = tab.column("issued").cast(pa.int64()).to_numpy()
@@ -51,7 +51,7 @@ def read_od_forecast(store: Store, *, per_app: bool | None = None) -> StoredFore
     sel = last & (app_subject == per_app)
     if not sel.any():
         what = "per-application" if per_app else "all-traffic"
-        raise StoreError(
+        raise DataError(
             f"the latest stored OD forecast has no {what} series"
             + (": run `shadowcast forecast --by-app --write`" if per_app else "")
         )

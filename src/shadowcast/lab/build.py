@@ -15,11 +15,14 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
+from pydantic import TypeAdapter, ValidationError
 
 from shadowcast.errors import ProbeError, TopologyError
 from shadowcast.lab import netns
+from shadowcast.parsing import load_json, one_line, read_input
 from shadowcast.records import Topology
 
 log = logging.getLogger(__name__)
@@ -164,7 +167,7 @@ def up(plan: LabPlan) -> bool:
     Commands go through ``ip -batch`` / ``tc -batch`` per namespace (a few processes per
     namespace, not one per route)."""
     state = STATE_DIR / f"{plan.prefix}state.json"
-    if state.exists() and json.loads(state.read_text()).get("digest") == plan.digest():
+    if state.exists() and _read_state(state).get("digest") == plan.digest():
         if all(ns in netns.list_netns(plan.prefix) for ns in plan.routers.values()):
             return False
     down(plan.prefix)
@@ -173,6 +176,9 @@ def up(plan: LabPlan) -> bool:
         "net.ipv4.icmp_ratelimit": "0",
         "net.ipv4.conf.all.rp_filter": "0",
         "net.ipv4.conf.default.rp_filter": "0",
+        # multipath routes hash the 5-tuple, as backbone routers do (flows, not hosts,
+        # spread over the next hops; a tunnel's pinned source port picks its path)
+        "net.ipv4.fib_multipath_hash_policy": "1",
         # no IPv6 chatter (DAD, router solicitations, MLD) in counters and tc bytes
         "net.ipv6.conf.all.disable_ipv6": "1",
         "net.ipv6.conf.default.disable_ipv6": "1",
@@ -246,9 +252,26 @@ def load_plan(prefix: str = DEFAULT_PREFIX) -> LabPlan:
     path = STATE_DIR / f"{prefix}state.json"
     if not path.exists():
         raise TopologyError(f"no lab is up with prefix {prefix!r} ({path} missing)")
-    d = json.loads(path.read_text())["plan"]
-    return LabPlan(
-        d["prefix"], d["topology"], d["scale"], d["routers"],
-        tuple(LabLink(**lk) for lk in d["links"]),
-        {r: LabEdge(**e) for r, e in d["edges"].items()}, d["paths"],
-    )  # fmt: skip
+    try:
+        return TypeAdapter(LabPlan).validate_python(_read_state(path, strict=True).get("plan"))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = one_line(".".join(str(p) for p in err["loc"]), 120) or "plan"
+        raise TopologyError(
+            f"{path}: damaged lab state ({loc}: {err['msg']}); run `shadowcast lab down`"
+        ) from exc
+
+
+def _read_state(path: Path, strict: bool = False) -> dict[str, Any]:
+    """The lab's state file as a dict; a damaged one is ``{}`` (TopologyError if ``strict``)."""
+    try:
+        doc = load_json(read_input(path, TopologyError, "lab state"), path, TopologyError)
+    except TopologyError:
+        if strict:
+            raise
+        return {}
+    if not isinstance(doc, dict):
+        if strict:
+            raise TopologyError(f"{path}: damaged lab state (not a JSON object)")
+        return {}
+    return doc

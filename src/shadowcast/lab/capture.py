@@ -35,6 +35,16 @@ def link_counters(ns: str) -> dict[str, tuple[int, int]]:
     }
 
 
+def device_bytes(ns: str) -> dict[str, tuple[int, int]]:
+    """``{device: (rx_bytes, tx_bytes)}`` for every device in ``ns``."""
+    out = json.loads(netns.ip(ns, "-s", "-j", "link", "show"))
+    return {
+        d["ifname"]: (int(d["stats64"]["rx"]["bytes"]), int(d["stats64"]["tx"]["bytes"]))
+        for d in out
+        if "stats64" in d
+    }
+
+
 def qdisc_bytes(ns: str, dev: str) -> int:
     """Bytes the root qdisc of ``dev`` has sent (tc counters: the ground truth of load)."""
     out = json.loads(netns.run(["ip", "netns", "exec", ns, "tc", "-s", "-j", "qdisc", "show",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shadowcast.errors import ProbeError
 from shadowcast.lab.build import LabPlan
+from shadowcast.lab.scenario import Flow
 from shadowcast.records import DemandSeries
 from shadowcast.shadow.config import StampConfig
 
@@ -71,6 +73,36 @@ def iperf_udp(
         ["iperf3", "-c", d.addr_host, "-p", str(port), "-u", "-b", f"{mbps * 1e6:.0f}",
          "-l", "1200", "-t", str(max(1, round(seconds))), "--pacing-timer", "200"],
     )  # fmt: skip
+
+
+def iperf_client(
+    plan: LabPlan,
+    src: str,
+    dst: str,
+    *,
+    port: int,
+    mbps: float,
+    seconds: float,
+    udp: bool,
+    streams: int = 1,
+    length: int = 1200,
+    tos: int = 0,
+) -> subprocess.Popen[bytes]:
+    """An iperf3 client from ``src``'s edge host to ``dst``'s: ``mbps`` in all, paced, over
+    ``streams`` parallel streams (each its own source port), TCP or UDP, in writes of
+    ``length`` bytes, DSCP ``tos``."""
+    if not have_iperf3():
+        raise ProbeError("iperf3 is not installed (apt-get install iperf3)")
+    a, d = plan.edges[src], plan.edges[dst]
+    n = max(1, streams)
+    args = ["iperf3", "-c", d.addr_host, "-p", str(port), "-P", str(n),
+            "-b", f"{mbps * 1e6 / n:.0f}", "-t", str(max(1, round(seconds)))]  # fmt: skip
+    args += ["-l", str(length)]  # TCP too: paced in small writes, not 128 KiB bursts
+    if udp:
+        args += ["-u", "--pacing-timer", "200"]
+    if tos:
+        args += ["-S", str(tos)]
+    return _spawn(a.ns, args)
 
 
 def reflector(
@@ -144,3 +176,55 @@ def replay_demands(
                 on_step(t)
             time.sleep(max(0.0, step_seconds - (time.time() - t0)))
     return {"steps": float(demands.steps), "pairs": float(len(top)), "offered_mbit": sent_mbit}
+
+
+class TrafficRunner:
+    """Plays a schedule of iperf3 clients (:class:`Flow`) on the lab from a
+    thread: a server per (destination, port) first, each client at its start time; ``stop``
+    (or the end of the schedule) ends every process it started."""
+
+    def __init__(self, plan: LabPlan, flows: Sequence[Flow], tos: Mapping[str, int]) -> None:
+        self.plan = plan
+        self.flows = sorted(flows, key=lambda f: f.start_s)
+        self.tos = dict(tos)
+        self.procs = Processes()
+        self.started_at = 0.0
+        self.clients = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> float:
+        """Start the servers, then play the schedule; returns its time zero (Unix s)."""
+        for dst, port in sorted({(f.dst, f.port) for f in self.flows}):
+            self.procs.procs.append(iperf_server(self.plan, dst, port))
+        self.started_at = time.time()
+        self._thread = threading.Thread(target=self._play, name="lab-traffic", daemon=True)
+        self._thread.start()
+        return self.started_at
+
+    def _play(self) -> None:
+        end = self.started_at + max((f.start_s + f.seconds for f in self.flows), default=0.0)
+        clients = []
+        for f in self.flows:
+            if self._stop.wait(max(0.0, self.started_at + f.start_s - time.time())):
+                return
+            p = iperf_client(self.plan, f.src, f.dst, port=f.port, mbps=f.mbps,
+                             seconds=f.seconds, udp=f.udp, streams=f.streams,
+                             length=f.length, tos=self.tos.get(f.category, 0))  # fmt: skip
+            self.procs.procs.append(p)
+            clients.append((f, p))
+            self.clients += 1
+        self._stop.wait(max(0.0, end + 5 - time.time()))
+        for f, p in clients:
+            if p.poll() not in (None, 0):
+                self.failed.append(f"{f.category} {f.src}->{f.dst}:{f.port} exit {p.returncode}")
+
+    def done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.procs.stop()

@@ -8,15 +8,18 @@ force (each with a human reason) and the predicted utilisation it leads to.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from shadowcast.errors import PlanError
+from shadowcast.parsing import load_json, one_line, read_input
 from shadowcast.records import Topology
 
 SPLIT_TOL = 1e-6
@@ -128,33 +131,28 @@ class Plan:
         return "\n".join(lines)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Plan:
-        """Rebuild a plan from ``to_dict``/JSON output."""
-
-        def tup(v: Any) -> Any:
-            return tuple(v) if isinstance(v, list) else v
-
-        def many(kind: type[Any], items: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
-            return tuple(kind(**{k: tup(v) for k, v in it.items()}) for it in items)
-
+    def from_dict(cls, d: Any) -> Plan:
+        """Rebuild a plan from ``to_dict``/JSON output; PlanError names the first bad field."""
         try:
-            return cls(
-                plan_id=d["plan_id"],
-                topology=d["topology"],
-                issued=d["issued"],
-                horizon_s=int(d["horizon_s"]),
-                method=d["method"],
-                splits=many(PathSplit, d["splits"]),
-                changes=many(Change, d.get("changes", [])),
-                reservations=many(Reservation, d.get("reservations", [])),
-                shaping=many(Shaping, d.get("shaping", [])),
-                outlook=many(LinkOutlook, d.get("outlook", [])),
-                mlu_planned=float(d.get("mlu_planned", 0.0)),
-                mlu_current=float(d.get("mlu_current", 0.0)),
-                notes=tuple(d.get("notes", ())),
-            )
-        except (KeyError, TypeError) as exc:
-            raise PlanError(f"not a plan: {exc}") from exc
+            return _plan_adapter().validate_python(d)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = one_line(".".join(str(p) for p in err["loc"]), 120) or "plan"
+            raise PlanError(f"not a plan: {loc}: {err['msg']}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        """A plan saved with ``to_json`` (``plan --save``); PlanError names the file."""
+        doc = load_json(read_input(path, PlanError, "plan"), path, PlanError)
+        try:
+            return cls.from_dict(doc)
+        except PlanError as exc:
+            raise PlanError(f"{path}: {exc}") from exc
+
+
+@functools.cache
+def _plan_adapter() -> TypeAdapter[Plan]:
+    return TypeAdapter(Plan)
 
 
 def planned_link_load(plan: Plan, n_links: int) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -208,6 +206,8 @@ def check_plan(
             )
     reserved = np.zeros(len(topology.links))
     for r in plan.reservations:
+        if not all(0 <= e < len(reserved) for e in r.links):
+            raise PlanError(f"reservation {r.cls} {r.src}->{r.dst} names a link not in topology")
         reserved[list(r.links)] += r.mbps
     over_r = np.flatnonzero(reserved > caps * (1 + CAPACITY_TOL) + 1e-9)
     if over_r.size:

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from shadowcast.act.base import Actuator, Audit, apply_plan
 from shadowcast.errors import ActuationError, PlanError
+from shadowcast.logs import fields
 from shadowcast.network.state import RoutingState, shares_of_plan
 from shadowcast.plan.base import Plan
 from shadowcast.plan.config import PlanConfig
@@ -39,6 +39,12 @@ from shadowcast.store.schema import TS
 log = logging.getLogger(__name__)
 
 MODES = ("observe", "advise", "auto")
+
+# Checks and applies a plan (``allow_overload``: a plan that lowers an overload it cannot
+# remove may pass the checker); True when it changed the network, False for a dry run.
+# Raises PlanError (refused by the checker) or ActuationError (failed, rolled back).
+# The wiring binds it to ``act.base.apply_plan`` and the configured actuator.
+ApplyFn = Callable[[Plan, bool], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +83,12 @@ class PlanCycle:
         mode: str = "observe",
         trigger: float = 0.8,
         min_interval_s: int = 900,
-        actuator: Actuator | None = None,
-        dry_run: bool = True,
-        max_changes: int | None = 20,
-        audit: Audit | None = None,
+        apply: ApplyFn | None = None,
         on_applied: Callable[[Plan], None] | None = None,
     ) -> None:
         if mode not in MODES:
             raise PlanError(f"service mode must be one of {MODES}, got {mode!r}")
-        if mode == "auto" and actuator is None:
+        if mode == "auto" and apply is None:
             raise PlanError("auto mode needs an actuator")
         self.topology = topology
         self.paths = paths
@@ -95,10 +98,7 @@ class PlanCycle:
         self.mode = mode
         self.trigger = trigger
         self.min_interval_s = min_interval_s
-        self.actuator = actuator
-        self.dry_run = dry_run
-        self.max_changes = max_changes
-        self.audit = audit
+        self.apply_fn = apply
         self.on_applied = on_applied
         self.capacity = topology.capacities / 1e6
         self.current = np.tile(paths.shortest_split(), (len(self.classes), 1))
@@ -151,24 +151,16 @@ class PlanCycle:
 
     def apply(self, now_s: int, plan: Plan, peak: float) -> Decision:
         """Check and apply ``plan`` (auto mode, or an approved proposal)."""
-        if self.actuator is None:
+        if self.apply_fn is None:
             return Decision(now_s, "rejected", "no actuator configured", peak, plan)
         allow = plan.mlu_planned < plan.mlu_current
         try:
-            res = apply_plan(
-                self.actuator,
-                plan,
-                self.topology,
-                dry_run=self.dry_run,
-                max_changes=self.max_changes,
-                audit=self.audit,
-                allow_overload=allow,
-            )
+            changed = self.apply_fn(plan, allow)
         except PlanError as exc:
             return Decision(now_s, "rejected", f"checker: {exc}", peak, plan)
         except ActuationError as exc:
             return Decision(now_s, "failed", f"rolled back: {exc}", peak, plan)
-        if res.dry_run:
+        if not changed:
             return Decision(now_s, "dry-run", plan.explain(), peak, plan)
         self.current = plan_split_matrix(plan, self.paths, self.classes)
         self.routing.install(shares_of_plan(plan.splits, self.routing.od_index))
@@ -182,7 +174,9 @@ class PlanCycle:
         if d.action not in ("none",):
             log.info(
                 "plan decision",
-                extra={"action": d.action, "peak": round(d.predicted_peak, 3), **d.detail()},
+                extra=fields(
+                    {"action": d.action, "peak": round(d.predicted_peak, 3), **d.detail()}
+                ),
             )
         return d
 

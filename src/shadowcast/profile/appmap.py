@@ -19,6 +19,7 @@ import pyarrow.compute
 import yaml
 
 from shadowcast.errors import ConfigError
+from shadowcast.parsing import clip, load_yaml, read_input
 
 log = logging.getLogger(__name__)
 pc: Any = pyarrow.compute
@@ -53,10 +54,8 @@ class AppMap:
         text = resources.files("shadowcast.profile").joinpath("data/apps.yaml").read_text()
         cats, dominant = _parse(yaml.safe_load(text), "shipped apps.yaml", taxonomy)
         if extra is not None:
-            try:
-                doc = yaml.safe_load(Path(extra).read_text())
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"{extra}: cannot read application map: {exc}") from exc
+            data = read_input(extra, ConfigError, "application map")
+            doc = load_yaml(data, extra, ConfigError)
             more, more_dom = _parse(doc, str(extra), taxonomy, allow_override=True)
             cats.update(more)
             dominant |= more_dom
@@ -116,7 +115,7 @@ def _parse(
         raise ConfigError(f"{where}: expected a mapping with key 'categories'")
     unknown_keys = set(doc) - {"categories", "master_dominant"}
     if unknown_keys:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown_keys)}")
+        raise ConfigError(f"{where}: unknown key(s) {clip(sorted(map(str, unknown_keys)))}")
     cats = doc.get("categories") or {}
     if not isinstance(cats, dict):
         raise ConfigError(f"{where}: 'categories' must map category -> list of names")

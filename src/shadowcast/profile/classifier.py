@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute
 
 from shadowcast.errors import ConfigError, DataError
+from shadowcast.parsing import load_json, one_line
 from shadowcast.profile.base import Prediction
 
 log = logging.getLogger(__name__)
@@ -177,17 +178,20 @@ class BehaviourModel:
             else:
                 text = Path(path).read_text()
                 where = str(path)
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read behaviour model: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read behaviour model: {one_line(str(exc))}") from exc
         head, _, body = text.partition("\n")
         if not head.startswith("# shadowcast-behaviour "):
             raise ConfigError(f"{where}: not a shadowcast behaviour model (missing header)")
+        meta = load_json(head.removeprefix("# shadowcast-behaviour "), where, ConfigError)
+        classes = meta.get("classes") if isinstance(meta, dict) else None
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ConfigError(f"{where}: corrupt behaviour model: header has no 'classes' list")
         try:
-            meta = json.loads(head.removeprefix("# shadowcast-behaviour "))
             booster = lgb.Booster(model_str=body)
         except (ValueError, lgb.basic.LightGBMError) as exc:
-            raise ConfigError(f"{where}: corrupt behaviour model: {exc}") from exc
-        return cls(booster, tuple(meta["classes"]), bool(meta["use_ports"]))
+            raise ConfigError(f"{where}: corrupt behaviour model: {one_line(str(exc))}") from exc
+        return cls(booster, tuple(classes), bool(meta.get("use_ports", False)))
 
 
 # model backends by name (the shipped one is LightGBM)

@@ -24,15 +24,26 @@ pq: Any = pyarrow.parquet
 app = typer.Typer(help="Application behaviour profiles: who uses what, where, how.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="series folder")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="a DuckDB store file (default: the settings' store)")
+]
 
 
-def _config(ctx: typer.Context, data_dir: Path | None) -> ProfileConfig:
-    """The ``profile`` settings, ``--data-dir`` applied."""
-    cfg = settings_of(ctx).profile
-    if data_dir is not None:
-        cfg = cfg.model_copy(update={"data_dir": data_dir})
-    return cfg
+def _config(ctx: typer.Context) -> ProfileConfig:
+    return settings_of(ctx).profile
+
+
+def _open(ctx: typer.Context, path: Path | None, *, write: bool = False) -> Any:
+    """The store: the settings' (or ``--store``); read through a running service's socket
+    when it holds the file."""
+    from shadowcast.store.config import open_store
+    from shadowcast.store.remote import open_for_reading
+
+    settings = settings_of(ctx)
+    cfg = settings.store if path is None else settings.store.at(path)
+    if write:
+        return open_store(cfg)
+    return open_for_reading(cfg, settings.data_dir)
 
 
 def _duration(text: str) -> timedelta:
@@ -42,7 +53,7 @@ def _duration(text: str) -> timedelta:
         raise typer.BadParameter(f"--last: {exc}") from None
 
 
-def _window(cfg: ProfileConfig, last: str, now: datetime | None) -> tuple[str, Any]:
+def _window(cfg: ProfileConfig, st: Any, last: str, now: datetime | None) -> tuple[str, Any]:
     from shadowcast.profile.series import SeriesBuilder
     from shadowcast.profile.storage import SeriesStore
 
@@ -50,15 +61,9 @@ def _window(cfg: ProfileConfig, last: str, now: datetime | None) -> tuple[str, A
     # the finest tier that still holds the whole window
     tiers = sorted(cfg.tiers.items(), key=lambda kv: kv[1].grain_s)
     tier = next((n for n, t in tiers if t.retention_s >= span.total_seconds()), tiers[-1][0])
-    store = SeriesStore(cfg.data_dir, cfg.tiers, SeriesBuilder())
+    store = SeriesStore(st, cfg.tiers, SeriesBuilder())
     if now is None:  # measured back from the newest data (replays have old timestamps)
-        files = store._files(tier, None, None)
-        newest = max((int(p.stem.split("-")[2]) for p in files), default=None)
-        now = (
-            datetime.fromtimestamp(newest / 1000 + cfg.tiers[tier].grain_s, tz=UTC)
-            if newest is not None
-            else datetime.now(UTC)
-        )
+        now = store.newest(tier) or datetime.now(UTC)
     return tier, store.read(tier, now - span, now)
 
 
@@ -66,15 +71,18 @@ def _window(cfg: ProfileConfig, last: str, now: datetime | None) -> tuple[str, A
 def ingest(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="pcap/pcapng (nfstream) or flow parquet")],
-    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Profile flows from captures or FLOW_SCHEMA parquet files into the series store."""
+    """Profile flows from captures or FLOW_SCHEMA parquet files into the store's behaviour
+    series."""
     from shadowcast.profile.pcap import flows_from_pcap
     from shadowcast.profile.pipeline import ProfilePipeline
 
+    st = None
     try:
-        pipe = ProfilePipeline(_config(ctx, data_dir))
+        st = _open(ctx, store, write=True)
+        pipe = ProfilePipeline(_config(ctx), store=st)
         flows = series_rows = events = 0
         flow_bytes = series_bytes = 0
         with Progress(console=console, transient=True) as bar:
@@ -99,6 +107,9 @@ def ingest(
                 bar.advance(task)
     except ShadowcastError as exc:
         raise error_exit(exc) from None
+    finally:
+        if st is not None:
+            st.close()
     result = {
         "flows": flows,
         "flow_bytes": flow_bytes,
@@ -107,6 +118,7 @@ def ingest(
         "path_events": events,
         "by_layer": pipe.profiler.stats.by_layer,
         "unknown_exporters": pipe.profiler.locator.stats.unknown_exporters,
+        "geoip_errors": pipe.profiler.locator.stats.geoip_errors,
     }
     if as_json:
         emit_json(result)
@@ -120,7 +132,7 @@ def top_cmd(
     by: Annotated[str, typer.Option("--by", help="app | category | site-pair | edge-pair")] = "app",
     last: Annotated[str, typer.Option("--last", help="window, e.g. 15m, 1h, 7d")] = "1h",
     limit: Annotated[int, typer.Option("--limit")] = 20,
-    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Biggest applications, categories or site pairs over the last window."""
@@ -129,12 +141,17 @@ def top_cmd(
 
     if by not in BY:
         raise typer.BadParameter(f"--by must be one of {sorted(BY)}")
+    st = None
     try:
-        cfg = _config(ctx, data_dir)
-        tier, series = _window(cfg, last, None)
+        cfg = _config(ctx)
+        st = _open(ctx, store)
+        tier, series = _window(cfg, st, last, None)
         rows = top(series, by, SeriesBuilder(error_z=cfg.error_z), limit, cfg.taxonomy)
     except ShadowcastError as exc:
         raise error_exit(exc) from None
+    finally:
+        if st is not None:
+            st.close()
     if as_json:
         emit_json({"by": by, "last": last, "tier": tier, "rows": rows})
         return
@@ -159,19 +176,24 @@ def show(
     ctx: typer.Context,
     application: Annotated[str, typer.Argument(help="application name, e.g. NetFlix")],
     last: Annotated[str, typer.Option("--last")] = "1h",
-    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """One application's series and behaviour summary."""
     from shadowcast.profile.query import app_summary
     from shadowcast.profile.series import SeriesBuilder
 
+    st = None
     try:
-        cfg = _config(ctx, data_dir)
-        tier, series = _window(cfg, last, None)
+        cfg = _config(ctx)
+        st = _open(ctx, store)
+        tier, series = _window(cfg, st, last, None)
         summary = app_summary(series, application, SeriesBuilder(error_z=cfg.error_z), cfg.taxonomy)
     except ShadowcastError as exc:
         raise error_exit(exc) from None
+    finally:
+        if st is not None:
+            st.close()
     summary["tier"] = tier
     if as_json:
         emit_json(summary)

@@ -66,7 +66,6 @@ class ProfileConfig(BaseModel):
     tiers: dict[str, TierConfig] = Field(
         default_factory=_default_tiers, min_length=1, max_length=16
     )
-    data_dir: Path = Path("data/profile")
     event_idle_s: int = Field(default=3600, gt=0, le=31 * 86400)  # idle this long: "returns"
     event_rate_per_min: int = Field(default=60, gt=0, le=1_000_000)  # events/min at most
 

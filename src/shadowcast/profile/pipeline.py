@@ -12,6 +12,7 @@ from shadowcast.profile.events import AppPathEvent, PathEvents
 from shadowcast.profile.identify import Profiler
 from shadowcast.profile.series import SeriesBuilder
 from shadowcast.profile.storage import SeriesStore
+from shadowcast.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +27,14 @@ class Processed:
 class ProfilePipeline:
     """Construct once per process; ``process`` every flow batch."""
 
-    def __init__(self, config: ProfileConfig | None = None, *, store: bool = True) -> None:
+    def __init__(self, config: ProfileConfig | None = None, *, store: Store | None = None) -> None:
         self.config = config or ProfileConfig()
         cfg = self.config
         self.profiler = Profiler(cfg)
         self.builder = SeriesBuilder(
             cfg.peak_s, cfg.renormalise, cfg.error_z, cfg.sketch_alpha, cfg.max_spread_s
         )
-        self.store = SeriesStore(cfg.data_dir, cfg.tiers, self.builder) if store else None
+        self.store = SeriesStore(store, cfg.tiers, self.builder) if store is not None else None
         self.events = PathEvents(cfg.event_idle_s, cfg.event_rate_per_min)
 
     def process(self, flows: pa.Table) -> Processed:

@@ -30,10 +30,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shadowcast.errors import ConfigError
+from shadowcast.parsing import load_yaml, one_line, read_input
 from shadowcast.profile.prefixes import PrefixTable, split_addresses
 
 pc: Any = pyarrow.compute
@@ -63,6 +63,14 @@ class Rule(BaseModel):
                 ipaddress.ip_network(c, strict=False)
             except ValueError as exc:
                 raise ValueError(f"item {i}: {c!r} is not a CIDR prefix") from exc
+        return v
+
+    @field_validator("asns")
+    @classmethod
+    def _asns(cls, v: list[int]) -> list[int]:
+        for i, a in enumerate(v):
+            if not 0 <= a < 1 << 32:
+                raise ValueError(f"item {i}: {a} is not an AS number (0..4294967295)")
         return v
 
     @field_validator("ports")
@@ -123,12 +131,7 @@ class RuleSet:
 
     @classmethod
     def load(cls, path: Path, categories: set[str] | None = None) -> RuleSet:
-        try:
-            doc: Any = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read rules file: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        doc: Any = load_yaml(read_input(path, ConfigError, "rules file"), path, ConfigError)
         if doc is None:
             doc = {}
         try:
@@ -136,7 +139,7 @@ class RuleSet:
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-            raise ConfigError(f"{path}: {loc.lstrip('.')}: {err['msg']}") from exc
+            raise ConfigError(f"{path}: {one_line(loc.lstrip('.'), 120)}: {err['msg']}") from exc
         for i, r in enumerate(parsed.rules):
             if not r.has_condition():
                 raise ConfigError(f"{path}: rules[{i}]: a rule needs at least one condition")

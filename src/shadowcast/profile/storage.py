@@ -1,100 +1,61 @@
-"""Behaviour series on disk: one Parquet folder per tier under the profile data dir.
+"""Behaviour series tiers in the store: the ``behaviour`` table, one tier per ``grain_s``.
 
-Layout: ``<data_dir>/<tier>/part-<first ms>-<last ms>-<id>.parquet`` with
-:data:`shadowcast.profile.series.SERIES_SCHEMA`. Each write appends a file (atomically:
-written under a temporary name, then renamed); reads merge rows of the same key and
-bucket with :meth:`SeriesBuilder.rollup`, so batches that overlap in time add up.
-``retain`` deletes files entirely older than the tier's retention; ``compact`` rewrites a
-tier as one merged file. The schema is ours (the store's ``TABLES`` has no such table).
+Each write adds the 1-minute series rolled up to every tier (rows tagged with the tier's
+``grain_s``); reads merge rows of the same key and bucket with
+:meth:`SeriesBuilder.rollup`, so batches that overlap in time add up. ``retain`` deletes
+each tier's rows older than its retention. One store for everything: the profiler's series
+live beside the flows, OD series and forecasts, on every backend.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from collections.abc import Mapping
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute
-import pyarrow.parquet
 
 from shadowcast.errors import StoreError
 from shadowcast.profile.config import TierConfig
 from shadowcast.profile.series import SERIES_SCHEMA, SeriesBuilder
-
-pq: Any = pyarrow.parquet
+from shadowcast.store.base import AggQuery, Store
 
 log = logging.getLogger(__name__)
-pc: Any = pyarrow.compute
-
-
-def _ms(t: datetime) -> int:
-    return int(t.timestamp() * 1000)
+TABLE = "behaviour"
 
 
 class SeriesStore:
-    """Parquet-backed tiers of behaviour series."""
+    """Tiers of behaviour series in ``store``'s ``behaviour`` table."""
 
     def __init__(
-        self, root: Path, tiers: Mapping[str, TierConfig], builder: SeriesBuilder | None = None
+        self, store: Store, tiers: Mapping[str, TierConfig], builder: SeriesBuilder | None = None
     ) -> None:
-        self.root = Path(root)
+        self.store = store
         self.tiers = dict(tiers)
         self.builder = builder or SeriesBuilder()
 
-    def _dir(self, tier: str) -> Path:
+    def _grain(self, tier: str) -> int:
         if tier not in self.tiers:
             raise StoreError(f"unknown series tier {tier!r} (have {sorted(self.tiers)})")
-        return self.root / tier
+        return self.tiers[tier].grain_s
 
-    def write_minutes(self, series_1m: pa.Table) -> dict[str, int]:
-        """Write a batch of 1-minute series to every tier (rolled up); rows per tier."""
+    def rolled(self, series_1m: pa.Table) -> dict[str, pa.Table]:
+        """The 1-minute series rolled up to every tier (rows tagged with its grain)."""
         out = {}
         for name, tier in self.tiers.items():
-            t = series_1m if tier.grain_s == 60 else self.builder.rollup(series_1m, tier.grain_s)
-            out[name] = self.write(name, t)
+            out[name] = (
+                series_1m if tier.grain_s == 60 else self.builder.rollup(series_1m, tier.grain_s)
+            )
         return out
 
-    def write(self, tier: str, table: pa.Table) -> int:
-        if table.num_rows == 0:
-            return 0
-        d = self._dir(tier)
-        try:
-            table = table.select(SERIES_SCHEMA.names).cast(SERIES_SCHEMA)
-            times = pc.cast(table.column("time"), pa.int64())
-            lo, hi = pc.min(times).as_py(), pc.max(times).as_py()
-            d.mkdir(parents=True, exist_ok=True)
-            name = f"part-{lo}-{hi}-{uuid.uuid4().hex[:12]}.parquet"
-            tmp = d / f".{name}.tmp"
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, d / name)
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{d}: cannot write series: {exc}") from exc
-        return int(table.num_rows)
-
-    def _files(self, tier: str, start_ms: int | None, end_ms: int | None) -> list[Path]:
-        d = self._dir(tier)
-        if not d.is_dir():
-            return []
-        out = []
-        for p in sorted(d.glob("part-*.parquet")):
-            try:
-                _, lo, hi, _ = p.stem.split("-", 3)
-                lo_i, hi_i = int(lo), int(hi)
-            except ValueError:
-                log.warning("ignoring stray file in series store", extra={"path": str(p)})
-                continue
-            if start_ms is not None and hi_i < start_ms:
-                continue
-            if end_ms is not None and lo_i >= end_ms:
-                continue
-            out.append(p)
-        return out
+    def write_minutes(self, series_1m: pa.Table) -> dict[str, int]:
+        """Write a batch of 1-minute series to every tier, in one transaction; rows per tier."""
+        tiers = self.rolled(series_1m)
+        with self.store.transaction():
+            return {
+                name: self.store.write(TABLE, t) if t.num_rows else 0 for name, t in tiers.items()
+            }
 
     def read(
         self,
@@ -104,49 +65,36 @@ class SeriesStore:
         where: Mapping[str, str] | None = None,
     ) -> pa.Table:
         """Merged series of ``tier`` in ``[start, end)`` matching the equality filters."""
-        s_ms = _ms(start) if start else None
-        e_ms = _ms(end) if end else None
-        parts = []
-        try:
-            for p in self._files(tier, s_ms, e_ms):
-                t = pq.read_table(p)
-                mask = np.ones(t.num_rows, dtype=bool)
-                times = np.asarray(pc.cast(t.column("time"), pa.int64()).to_numpy())
-                if s_ms is not None:
-                    mask &= times >= s_ms
-                if e_ms is not None:
-                    mask &= times < e_ms
-                for col, val in (where or {}).items():
-                    if col not in SERIES_SCHEMA.names:
-                        raise StoreError(f"unknown series column {col!r}")
-                    mask &= np.asarray(pc.equal(t.column(col), val).to_numpy(False), dtype=bool)
-                if mask.any():
-                    parts.append(t.filter(pa.array(mask)))
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"{self._dir(tier)}: cannot read series: {exc}") from exc
-        if not parts:
+        grain = self._grain(tier)
+        for col in where or {}:
+            if col not in SERIES_SCHEMA.names:
+                raise StoreError(f"unknown series column {col!r}")
+        flt = {**{k: str(v) for k, v in (where or {}).items()}, "grain_s": str(grain)}
+        rows = self.store.read(TABLE, start, end, flt)
+        if rows.num_rows == 0:
             return SERIES_SCHEMA.empty_table()
-        merged = pa.concat_tables(parts)
-        return self.builder.rollup(merged, self.tiers[tier].grain_s)
+        return self.builder.rollup(rows, grain)
+
+    def newest(self, tier: str) -> datetime | None:
+        """End of the newest bucket stored in ``tier`` (None when it is empty)."""
+        grain = self._grain(tier)
+        agg = self.store.aggregate(
+            AggQuery(TABLE, grain, values=("bytes",), agg="count", where={"grain_s": str(grain)})
+        )
+        if agg.num_rows == 0:
+            return None
+        last = int(np.asarray(agg.column("bucket").cast(pa.int64()).to_numpy()).max())
+        return datetime.fromtimestamp(last / 1000 + grain, tz=UTC)
 
     def retain(self, now: datetime) -> dict[str, int]:
-        """Delete files older than each tier's retention; files deleted per tier."""
+        """Delete each tier's rows older than its retention; rows deleted per tier."""
         out = {}
         for name, tier in self.tiers.items():
-            cut = _ms(now) - tier.retention_s * 1000
-            old = [p for p in self._files(name, None, None) if int(p.stem.split("-")[2]) < cut]
-            for p in old:
-                p.unlink(missing_ok=True)
-            out[name] = len(old)
+            deleted = self.store.retain(
+                timedelta(seconds=tier.retention_s),
+                now,
+                tables=[TABLE],
+                where={"grain_s": str(tier.grain_s)},
+            )
+            out[name] = deleted.get(TABLE, 0)
         return out
-
-    def compact(self, tier: str) -> int:
-        """Rewrite ``tier`` as one merged file; rows after merging."""
-        files = self._files(tier, None, None)
-        if len(files) < 2:
-            return int(sum(pq.ParquetFile(p).metadata.num_rows for p in files))
-        merged = self.read(tier)
-        self.write(tier, merged)
-        for p in files:
-            p.unlink(missing_ok=True)
-        return int(merged.num_rows)

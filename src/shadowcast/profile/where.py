@@ -16,7 +16,9 @@ Fallbacks, never a dropped flow:
 - an address in no site prefix is looked up in the GeoIP database (MaxMind mmdb): site
   ``external``, region = ``geo_regions[country]`` or the ISO country code; without a
   database (not configured, or the file is missing: logged once) or without an answer it
-  is site ``unknown``, region ``unknown``;
+  is site ``unknown``, region ``unknown``. A database that is not an mmdb, or is corrupt
+  (it is walked once in a child process before use: a corrupt one can crash the C reader),
+  is a ConfigError; a lookup that fails anyway is counted in ``stats.geoip_errors``;
 - ingress edge = ``interfaces[in_if]`` of the flow's exporter, else the exporter's site;
   an exporter not in the file gives ``exporter:<name>`` (counted in ``stats``);
 - egress edge = the destination's site when it is one of ours, else ``interfaces[out_if]``
@@ -26,6 +28,9 @@ Fallbacks, never a dropped flow:
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +39,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shadowcast.errors import ConfigError
+from shadowcast.parsing import load_yaml, one_line, read_input
 from shadowcast.profile.prefixes import U64, PrefixTable, split_addresses, to_text
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ pc: Any = pyarrow.compute
 Obj = npt.NDArray[np.object_]
 UNKNOWN = "unknown"
 EXTERNAL = "external"
+#: Longest a GeoIP database may take to be checked (walked once in a child process).
+WALK_TIMEOUT_S = 300
 
 
 class SiteSpec(BaseModel):
@@ -77,6 +84,7 @@ class WhereStats:
     unknown_exporters: dict[str, int] = field(default_factory=dict)
     geoip_missing: bool = False
     geoip_lookups: int = 0
+    geoip_errors: int = 0  # lookups that failed on a corrupt database (answered "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +119,14 @@ class Locator:
     def from_files(cls, sites_file: Path | None, geoip_db: Path | None) -> Locator:
         if sites_file is None:
             return cls(None, geoip_db)
-        try:
-            doc = yaml.safe_load(Path(sites_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{sites_file}: cannot read sites file: {exc}") from exc
+        data = read_input(sites_file, ConfigError, "sites file")
+        doc = load_yaml(data, sites_file, ConfigError) or {}
         try:
             spec = SitesFile.model_validate(doc)
             PrefixTable([(p, 0) for s in spec.sites.values() for p in s.prefixes])
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
+            loc = one_line(".".join(str(p) for p in err["loc"]), 120)
             raise ConfigError(f"{sites_file}: {loc}: {err['msg']}") from exc
         except ValueError as exc:
             raise ConfigError(f"{sites_file}: sites.*.prefixes: {exc}") from exc
@@ -171,8 +177,16 @@ class Locator:
     def _geo_lookup(self, address: str) -> str:
         self.stats.geoip_lookups += 1
         try:
-            rec = self._geo.get(address)
+            with warnings.catch_warnings():
+                # maxminddb's C extension warns about its own API use on some records
+                warnings.simplefilter("ignore", DeprecationWarning)
+                rec = self._geo.get(address)
         except ValueError:
+            return ""
+        except RuntimeError as exc:  # maxminddb.InvalidDatabaseError: a corrupt data section
+            if not self.stats.geoip_errors:
+                log.warning("geoip database is corrupt, lookups fail", extra={"error": str(exc)})
+            self.stats.geoip_errors += 1
             return ""
         if not isinstance(rec, dict):
             return ""
@@ -255,6 +269,52 @@ def _open_geoip(path: Path, stats: WhereStats) -> Any:
         stats.geoip_missing = True
         return None
     try:
-        return maxminddb.open_database(str(path))
+        db = maxminddb.open_database(str(path))
     except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
-        raise ConfigError(f"{path}: not a MaxMind mmdb database: {exc}") from exc
+        raise ConfigError(f"{path}: not a MaxMind mmdb database: {one_line(str(exc))}") from exc
+    why = _walk_in_child(path)
+    if why is not None:
+        db.close()
+        raise ConfigError(f"{path}: corrupt MaxMind mmdb database: {why}")
+    return db
+
+
+# A corrupt database can crash maxminddb's C extension (a segfault, not an exception: seen
+# with maxminddb 3.2.0 and one byte deleted from the data section). So before a database is
+# used, a child process walks every network and record of it with the same reader; the
+# verdict is kept per (file, size, mtime) for the life of the process.
+_WALK = """
+import sys, warnings
+import maxminddb
+warnings.simplefilter("ignore")
+with maxminddb.open_database(sys.argv[1]) as db:
+    for _ in db:
+        pass
+"""
+_walked: dict[tuple[str, int, int], str | None] = {}
+
+
+def _walk_in_child(path: Path) -> str | None:
+    """Why walking ``path`` failed in a child process, or None when it read cleanly."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _walked:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", _WALK, str(path)],
+                capture_output=True,
+                text=True,
+                timeout=WALK_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            _walked[key] = f"reading it took over {WALK_TIMEOUT_S} s"
+        else:
+            err = proc.stderr.strip().splitlines()
+            if proc.returncode < 0:
+                _walked[key] = f"it crashes the reader (signal {-proc.returncode})"
+            elif proc.returncode:
+                _walked[key] = one_line(err[-1] if err else f"exit {proc.returncode}", 200)
+            else:
+                _walked[key] = None
+    return _walked[key]

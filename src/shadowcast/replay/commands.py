@@ -219,6 +219,21 @@ def _print_report(console: Any, report: dict[str, Any]) -> None:
         + (f"{ratio:.2f} x no action" if ratio is not None else "none either way")
     )
     console.print(f"[dim]{loop['what_happens_above_capacity']}[/dim]")
+    if report["actions"]:
+        dtab = Table(title="What the service did (latest 10 plans)")
+        for col in ("time", "action", "predicted peak", "max util now -> planned", "changes"):
+            dtab.add_column(col)
+        for a in report["actions"][-10:]:
+            mlu = (
+                f"{a['mlu_current']:.0%} -> {a['mlu_planned']:.0%}"
+                if a["mlu_current"] is not None
+                else "-"
+            )
+            what = f"{a['changes']} moves, {a['shaping']} limits, {a['reservations']} reservations"
+            dtab.add_row(a["time"][:16], a["action"], f"{a['predicted_peak']:.0%}", mlu, what)
+        console.print(dtab)
+        for line in report["actions"][-1]["reasons"][:3]:
+            console.print(f"  [dim]{line}[/dim]")
     tab = Table(title="Busiest links: now and predicted (peak over the horizon)")
     for col in ("link", "capacity", "now", "replay peak", "no-action peak", "predicted", "upper"):
         tab.add_column(col, justify="right" if col != "link" else "left")
@@ -234,14 +249,22 @@ def _print_report(console: Any, report: dict[str, Any]) -> None:
             f"{row['util_pred_upper']:.0%}" if row["util_pred_upper"] is not None else "-",
         )
     console.print(tab)
-    console.print(
-        f"alerts: {report['alerts']} raised; {report['alerts_confirmed_without_action']} would "
-        f"have come true without action, {report['alerts_confirmed']} did with it; overload "
-        f"episodes (>= 90 %) without action announced in advance: "
-        f"{report['overload_episodes_without_action_alerted']}/"
-        f"{report['overload_episodes_without_action']}, median lead "
-        f"{_lead(report['alert_lead_s_median'])}"
-    )
+    if report["alerts"] == 0 and report["actions"]:
+        console.print(
+            "alerts: none raised: the service acted before any link was predicted at or above "
+            "the alert threshold under the routing in force (see the plans above); "
+            f"{report['overload_episodes_without_action']} overload episodes (>= 90 %) would "
+            "have happened without action"
+        )
+    else:
+        console.print(
+            f"alerts: {report['alerts']} raised; {report['alerts_confirmed_without_action']} "
+            f"would have come true without action, {report['alerts_confirmed']} did with it; "
+            f"overload episodes (>= 90 %) without action announced in advance: "
+            f"{report['overload_episodes_without_action_alerted']}/"
+            f"{report['overload_episodes_without_action']}, median lead "
+            f"{_lead(report['alert_lead_s_median'])}"
+        )
     ftab = Table(title=f"Forecast accuracy ({report['model']}, online, OD x class series)")
     heads = ("horizon", "NMAE", "NMAE persistence", "x pers", "cover 80", "cover 95")
     for col in (*heads, "link <= hi80", "link <= hi95"):

@@ -13,11 +13,10 @@ class ReplayConfig(BaseModel):
     weeks: float = Field(1.0, gt=0, le=52, description="synthetic replay length")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     routing_weight: str = Field("hops", pattern="^(hops|inv_capacity)$")
-    models: list[str] = Field(
-        default_factory=lambda: ["profile", "persistence"],
-        min_length=1,
-        max_length=16,
-        description="forecasters run side by side; the first drives alerts",
+    model: str = Field(
+        "profile",
+        max_length=64,
+        description="the service's forecaster in replays (auto blends LightGBM too: slower)",
     )
     horizons: list[Duration] = Field(
         default_factory=lambda: ["15m", "1h"], min_length=1, max_length=32
@@ -25,11 +24,6 @@ class ReplayConfig(BaseModel):
     levels: list[float] = Field(default_factory=lambda: [80.0, 95.0], max_length=16)
     warmup: Duration = Field(
         "2d", description="history the models are fitted on before forecasting starts"
-    )
-    link_intervals: str = Field(
-        "correlated",
-        pattern="^(correlated|comonotone)$",
-        description="link bounds: OD half-widths combined with their correlation, or summed",
     )
     checkpoint_every: Duration = Field(
         "1d", description="simulated time between checkpoints (store flush, models saved)"

@@ -70,6 +70,7 @@ class ReplayState:
     pred_upper: dict[int, F64]
     alerts: list[Alert] = field(default_factory=list)
     decisions: dict[str, int] = field(default_factory=dict)
+    actions: list[dict[str, Any]] = field(default_factory=list)  # decisions that did something
     feed: FeedStats = field(default_factory=FeedStats)
     service_seconds: float = 0.0
 
@@ -89,17 +90,21 @@ class ReplayRun:
 def replay_settings(settings: Any, source: TrafficSource) -> Any:
     """The settings a replay runs the service with: the source's step, no lateness (the
     replay waits for each step's records), the replay's model, horizons and levels, and
-    profile tiers no finer than the step."""
+    the coarsest profile tier."""
     r = settings.replay
     rollup = settings.rollup.model_copy(update={"step": f"{source.step_s}s", "lateness_s": 0})
-    tiers = {k: v for k, v in settings.profile.tiers.items() if v.grain_s >= source.step_s}
+    # behaviour series: the coarsest tier only (hourly by default) — a replay's flows are
+    # step-long aggregates, and a week of finer per-application series would outweigh the
+    # rest of the store; `shadowcast run` keeps every configured tier
+    coarse = max(settings.profile.tiers.items(), key=lambda kv: kv[1].grain_s)
+    tiers = dict([coarse]) if coarse[1].grain_s >= source.step_s else {}
     taxonomy = dict(settings.profile.taxonomy)
     taxonomy.setdefault(AGGREGATE, "medium")  # matrices without applications: never shaped
     profile = settings.profile.model_copy(
         update={"tiers": tiers, "taxonomy": taxonomy, "use_model": False, "peak_s": 60}
     )
     forecast = settings.forecast.model_copy(
-        update={"model": r.models[0], "horizons": list(r.horizons), "levels": list(r.levels)}
+        update={"model": r.model, "horizons": list(r.horizons), "levels": list(r.levels)}
     )
     service = settings.service.model_copy(
         update={"warmup": r.warmup, "checkpoint_every": r.checkpoint_every}
@@ -169,6 +174,20 @@ def run_replay(
                         t + h
                     ] = up[:, h - 1]
         state.alerts.extend(rep.alerts)
+        d = rep.decision
+        if d is not None and d.action != "none":
+            first = d.reason.splitlines()
+            state.actions.append(
+                {
+                    "time": str(np.datetime64(d.time_s, "s")),
+                    "action": d.action,
+                    "plan_id": d.plan.plan_id if d.plan else "",
+                    "predicted_peak": round(d.predicted_peak, 4),
+                    **d.detail(),
+                    "summary": first[0] if first else "",
+                    "reasons": [x.strip() for x in first[1:6]],
+                }
+            )
 
     last_loads: list[F64] = [np.zeros(n_links)]
     env = Environment(
@@ -198,7 +217,6 @@ def run_replay(
     try:
         if ipfix:
             from shadowcast.collect.loopback import LoopbackCollector
-            from shadowcast.collect.synth import ipfix_export
 
             lc = LoopbackCollector(
                 store,
@@ -227,9 +245,8 @@ def run_replay(
             expected += flows.num_rows
             feed.bytes_sent += int(np.asarray(flows.column("bytes").to_numpy()).sum())
             if lc is not None:
-                for router, part in exporter.by_router(flows):
-                    packets = ipfix_export(part, app_mode="id", per_packet=30)
-                    lc.send(packets, part.num_rows, source=exporter_address(router))
+                for router, packets, records in exporter.messages(flows):
+                    lc.send(packets, records, source=exporter_address(router))
                     feed.packets_sent += len(packets)
             else:
                 intake.put(as_collected(flows))

@@ -139,7 +139,7 @@ def busiest(run: ReplayRun, k: int = 10) -> list[dict[str, Any]]:
     label = next((lb for lb, v in svc.s.horizons.items() if v == h), "")
     pred = link.util[:, :h].max(axis=1) if link is not None else None
     top = max(link.upper) if link is not None and link.upper else None
-    upper = link.util_upper(top)[:, :h].max(axis=1) if link is not None and top else None
+    upper = np.nanmax(link.util_upper(top)[:, :h], axis=1) if link is not None and top else None
     order = np.argsort(-(pred if pred is not None else now))[:k]
     cap = run.source.topology.capacities / 1e6
     return [
@@ -239,6 +239,7 @@ def build_report(run: ReplayRun, threshold: float, within_s: int, store: str) ->
         "overload_episodes_without_action_alerted": base.detected,
         "alert_lead_s_median": base.lead_s_median,
         "decisions": st.decisions,
+        "actions": st.actions[-50:],
         "accuracy": accuracy_rows(run),
         "busiest_links": busiest(run),
         "rollup": health["stages"]["rollup"],

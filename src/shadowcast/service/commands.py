@@ -15,6 +15,9 @@ def run_cmd(
     mode: Annotated[
         str | None, typer.Option(help="override service.mode: observe | advise | auto")
     ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="print the final health and counters as JSON on exit")
+    ] = False,
 ) -> None:
     """Run the service: collect flows, profile, roll up, forecast, alert, plan and act,
     probe shadow tunnels, on the wall clock, until SIGTERM/SIGINT.
@@ -23,7 +26,7 @@ def run_cmd(
     routers). While it runs, `shadowcast forecast`, `profile top`, `store stats` and `plan`
     read the store through its socket (<data_dir>/shadowcast.sock).
     """
-    from shadowcast.cli_support import settings_of
+    from shadowcast.cli_support import emit_json, settings_of
     from shadowcast.service.run import Runner
 
     settings: Any = settings_of(ctx)
@@ -38,3 +41,5 @@ def run_cmd(
         runner.loop()
     finally:
         runner.shutdown()
+    if json_out:
+        emit_json(runner.service.health())

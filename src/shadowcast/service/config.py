@@ -41,6 +41,9 @@ class ServiceConfig(BaseModel):
     probe_interval: Duration = Field("5m", description="a round of shadow probes this often")
     probes_per_round: int = Field(16, ge=0, le=10_000)
     checkpoint_every: Duration = Field("1h", description="flush the store and save the models")
+    retention_every: Duration = Field(
+        "1h", description="delete rows past store.retention_days (and profile tiers') this often"
+    )
     flush_s: float = Field(5.0, gt=0, le=3600, description="stage output flushed this often")
     read_socket: bool = Field(
         True, description="serve read-only store access to other commands over a Unix socket"

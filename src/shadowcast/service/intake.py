@@ -59,6 +59,8 @@ class FlowIntake:
         events: PathEvents,
         *,
         queue_batches: int = 64,
+        series_rows: int = 50_000,
+        series_s: float = 5.0,
     ) -> None:
         self.profiler = profiler
         self.builder = builder
@@ -68,6 +70,13 @@ class FlowIntake:
         self.writer = writer
         self.events = events
         self.stats = IntakeStats()
+        # behaviour series and path events are built per ``series_rows`` records or
+        # ``series_s`` seconds (fixed costs shared by a bigger batch; coarse tiers merge)
+        self.series_rows = series_rows
+        self.series_s = series_s
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._pending_since = time.monotonic()
         self._q: queue.Queue[pa.Table | None] = queue.Queue(maxsize=queue_batches)
         self._inbox = _Inbox()
         self._inbox_lock = threading.Lock()
@@ -79,12 +88,13 @@ class FlowIntake:
         self._thread.start()
 
     def stop(self) -> None:
-        """Process what is queued, then stop."""
+        """Process what is queued and the series held, then stop."""
         if self._thread is None:
             return
         self._q.put(None)
         self._thread.join()
         self._thread = None
+        self.flush_series()
 
     def put(self, flows: pa.Table) -> None:
         if flows.num_rows == 0:
@@ -96,21 +106,39 @@ class FlowIntake:
             self._q.put(flows)
 
     def process(self, flows: pa.Table) -> None:
-        """One batch, in the calling thread (the worker, or tests)."""
+        """One batch, in the calling thread (the worker, or tests): identified and rolled up
+        at once; its behaviour series and path events with the next series batch."""
         t0 = time.perf_counter()
         profiled = self.profiler.identify(flows)
         with self.rollup_lock:
             self.rollup.accept(profiled)
+        self._pending.append(profiled)
+        self._pending_rows += profiled.num_rows
+        if (
+            self._pending_rows >= self.series_rows
+            or time.monotonic() - self._pending_since >= self.series_s
+        ):
+            self.flush_series()
+        self.stats.seconds += time.perf_counter() - t0
+
+    def flush_series(self) -> None:
+        """Behaviour series (every tier) and path events of the records held so far."""
+        if not self._pending:
+            return
+        profiled = pa.concat_tables(self._pending, promote_options="permissive")
+        self._pending, self._pending_rows = [], 0
+        self._pending_since = time.monotonic()
         minutes = self.builder.build(profiled)
-        for grain in self.tiers:
-            tier = minutes if grain == 60 else self.builder.rollup(minutes, grain)
+        finest = minutes
+        for grain in self.tiers:  # each tier rolled from the previous one (fewer rows)
+            tier = minutes if grain == 60 else self.builder.rollup(finest, grain)
+            finest = tier
             self.writer.add("behaviour", tier)
         new = self.events.observe(profiled)
         apps = {str(a) for a in profiled.column("app").unique().to_pylist() if a}
         with self._inbox_lock:
             self._inbox.events.extend(new)
             self._inbox.apps |= apps
-        self.stats.seconds += time.perf_counter() - t0
 
     def take_inbox(self) -> tuple[list[AppPathEvent], set[str]]:
         with self._inbox_lock:

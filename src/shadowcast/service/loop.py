@@ -47,6 +47,7 @@ from shadowcast.feedback.ledger import Ledger, accuracy_table
 from shadowcast.forecast.cycle import CycleForecast, ForecastCycle
 from shadowcast.forecast.linkmap import LinkMapper, LinkPrediction, stack, stacked_routing
 from shadowcast.forecast.tables import link_forecast_rows, od_forecast_table
+from shadowcast.logs import fields
 from shadowcast.network.state import RoutingState, shares_of_plan
 from shadowcast.plan.base import Plan
 from shadowcast.plan.cycle import Decision, PlanCycle, decisions_table
@@ -57,7 +58,7 @@ from shadowcast.rollup.tables import link_rows, od_rows
 from shadowcast.service.config import ServiceConfig
 from shadowcast.service.intake import FlowIntake
 from shadowcast.service.writer import StageWriter
-from shadowcast.shadow.cycle import ShadowCycle
+from shadowcast.shadow.cycle import ShadowCycle, od_measurements
 from shadowcast.shadow.results import to_table as shadow_table
 from shadowcast.store.base import Store
 
@@ -88,6 +89,7 @@ class Stages:
     shadow: ShadowCycle | None
     horizons: Mapping[str, int]  # label -> steps ahead
     alert_level: float = 0.0  # 0: alert on the mean; 80/95: on that upper bound
+    retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
 
 
 @dataclass
@@ -129,6 +131,14 @@ class Service:
         self.stage_seconds: dict[str, float] = {}
         self._routing_cache: tuple[int, sp.csr_matrix] | None = None
         self._horizon_steps = sorted(set(stages.horizons.values()))
+        self.restored: dict[str, Any] = {}
+        self.last_retention_s: int | None = None
+        n_od = len(stages.rollup.od_pairs)
+        self.od_index = {od: k for k, od in enumerate(stages.rollup.od_pairs)}
+        self._probe_latest: dict[str, F64] = {
+            k: np.full(n_od, np.nan) for k in ("abw_mbps", "rtt_ms", "loss", "jitter_ms")
+        }
+        self.retained: dict[str, int] = {}
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -139,6 +149,7 @@ class Service:
         for b in buckets:
             self._step(b)
         self._shadow(now_s)
+        self._retain(now_s)
         every = self.config.seconds("checkpoint_every")
         if self.last_checkpoint_s is None:
             self.last_checkpoint_s = now_s
@@ -166,12 +177,12 @@ class Service:
             s.ledger.observe("link", t, load)
             s.linkmap.observe(t, stacked)
         with self._timed("forecast"):
-            s.forecast.observe(t, values)
+            s.forecast.observe(t, values, self._exog(load))
             fc = s.forecast.predict()
         if fc is not None:
             with self._timed("links"):
                 st = stack(fc.by_class, s.classes)
-                link = s.linkmap.map(end, st, self._stacked_routing())
+                link = s.linkmap.map(end, st, self._stacked_routing(), self._bound_columns())
                 report.forecast, report.link = fc, link
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
@@ -218,6 +229,58 @@ class Service:
             results = sh.cycle(float(now_s))
             if results:
                 self.s.writer.add("shadow", shadow_table(results))
+                n = len(self.od_index)
+                for k, v in od_measurements(results, self.od_index, n).items():
+                    seen = np.isfinite(v)
+                    self._probe_latest[k][seen] = v[seen]
+
+    def _retain(self, now_s: int) -> None:
+        """Retention on the service's clock (a replay's simulated time, or now)."""
+        if self.s.retention is None:
+            return
+        if self.last_retention_s is None:
+            self.last_retention_s = now_s
+            return
+        if now_s - self.last_retention_s < self.config.seconds("retention_every"):
+            return
+        self.last_retention_s = now_s
+        try:
+            self._flush_if_due()
+            for table, n in self.s.retention(now_s).items():
+                self.retained[table] = self.retained.get(table, 0) + n
+        except StoreError as exc:
+            log.error("retention failed", extra={"error": str(exc)})
+
+    def _exog(self, load: F64) -> dict[str, F64]:
+        """The forecasters' exogenous inputs for this step, per OD pair: the latest shadow-path
+        measurements (NaN where no tunnel measured the pair) and, under the routing in force,
+        the bottleneck capacity and headroom ``min_e (capacity_e [- load_e]) / R[e, k]``."""
+        names = self.s.forecast.exog_names
+        if not names:
+            return {}
+        out = {k: v.copy() for k, v in self._probe_latest.items() if k in names}
+        if "capacity_mbps" in names or "headroom_mbps" in names:
+            mats = [self.s.routing.matrix(c) for c in self.s.classes]
+            R = (sum(mats[1:], mats[0]) / len(mats)).tocoo()
+            n = len(self.od_index)
+            for name, per_link in (
+                ("capacity_mbps", self.capacity),
+                ("headroom_mbps", np.clip(self.capacity - load, 0.0, None)),
+            ):
+                if name in names:
+                    res = np.full(n, np.inf)
+                    ok = R.data > 0
+                    np.minimum.at(res, R.col[ok], per_link[R.row[ok]] / R.data[ok])
+                    out[name] = np.where(np.isfinite(res), res, np.nan)
+        return out
+
+    def _bound_columns(self) -> list[int]:
+        """Steps ahead whose link bounds someone reads: the ledger's horizons, and every
+        step of the alert window when alerts are on an upper bound."""
+        cols = set(self._horizon_steps)
+        if self.s.alert_level:
+            cols.update(range(1, self.s.rule.within_steps + 1))
+        return sorted(cols)
 
     def _stacked_routing(self) -> sp.csr_matrix:
         r = self.s.routing
@@ -278,7 +341,9 @@ class Service:
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
         if now_s is not None:
             self.last_checkpoint_s = now_s
-        log.info("checkpoint", extra={**state, "seconds": round(time.perf_counter() - t0, 3)})
+        log.info(
+            "checkpoint", extra=fields({**state, "seconds": round(time.perf_counter() - t0, 3)})
+        )
 
     def restore(self) -> dict[str, Any]:
         """Resume from the store and the saved models: the routing in force (the last applied
@@ -308,6 +373,7 @@ class Service:
             out["resume_at_s"] = last + self.step_s
             self.steps = len(rows)
         out["model_version"] = s.forecast.version
+        self.restored = out
         log.info("service restored", extra=out)
         return out
 
@@ -387,9 +453,14 @@ class Service:
                 },
                 "plan": {"mode": s.plan.mode, "decisions": dict(s.plan.counts)},
                 "shadow": None if s.shadow is None else s.shadow.counters(),
-                "store": {"flushes": s.writer.flushes, "failures": s.writer.failures},
+                "store": {
+                    "flushes": s.writer.flushes,
+                    "failures": s.writer.failures,
+                    "retained": dict(self.retained),
+                },
             },
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "restored": self.restored,
         }
 
 

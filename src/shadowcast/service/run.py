@@ -16,12 +16,14 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from shadowcast.clock import WallClock
 from shadowcast.errors import ConfigError
+from shadowcast.logs import fields
 from shadowcast.service.loop import Service
 from shadowcast.service.wiring import Environment, build_service
 from shadowcast.store.remote import StoreSocket, socket_path
@@ -43,9 +45,21 @@ def load_topology(settings: Any) -> Any:
 
 
 class Runner:
-    """The production service: collector + loop + read socket, until ``stop()``."""
+    """The production service: collector + loop + read socket, until ``stop()``.
 
-    def __init__(self, settings: Any, *, duration_s: float | None = None) -> None:
+    ``environment`` adds to what :class:`Environment` gets besides the settings (an
+    actuator, a tunnel backend and VTEPs, a probe backend, ``on_step``: the namespace lab
+    passes its real ones); ``collector_netns`` opens the collector's sockets inside that
+    network namespace (the lab's management namespace) instead of this one."""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        duration_s: float | None = None,
+        environment: Mapping[str, Any] | None = None,
+        collector_netns: str | None = None,
+    ) -> None:
         from shadowcast.store.config import open_store
 
         self.settings = settings
@@ -59,9 +73,14 @@ class Runner:
         self.service: Service = build_service(
             settings,
             Environment(
-                topology=topo, store=self.store, clock=self.clock, state_dir=self.state_dir
+                topology=topo,
+                store=self.store,
+                clock=self.clock,
+                state_dir=self.state_dir,
+                **dict(environment or {}),
             ),
         )
+        self.collector_netns = collector_netns
         self.socket: StoreSocket | None = None
         self.socket_path = socket_path(data_dir)
         self.collector: Any = None
@@ -87,7 +106,13 @@ class Runner:
         self.collector = CollectServer(
             self.settings.collect, self.store, sinks=[self.service.s.intake.put]
         )
-        ports = self.collector.bind()
+        collector = self.collector
+        if self.collector_netns is None:
+            ports = collector.bind()
+        else:
+            from shadowcast.shadow.sockets import call_in_netns
+
+            ports = call_in_netns(self.collector_netns, collector.bind)
         ready = threading.Event()
         self._collector_thread = threading.Thread(
             target=self.collector.serve,
@@ -100,7 +125,7 @@ class Runner:
             raise ConfigError(f"the collector did not start: {self.collector.failures}")
         log.info(
             "service started",
-            extra={"mode": self.service.s.plan.mode, "listen": ports, **restored},
+            extra=fields({"mode": self.service.s.plan.mode, "listen": ports, **restored}),
         )
         return {"ports": ports, **restored}
 

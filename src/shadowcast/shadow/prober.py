@@ -6,16 +6,32 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from shadowcast.shadow.abw import combine, estimate_train, train_gap_s, wire_bytes
+from shadowcast.shadow.base import TunnelKey
 from shadowcast.shadow.pathcheck import trace
 from shadowcast.shadow.results import ProbeResult
 from shadowcast.shadow.stamp import PathMetrics, Sender
-from shadowcast.shadow.tunnels import Tunnel, TunnelManager
+from shadowcast.shadow.tunnels import Tunnel
 from shadowcast.shadow.wire import STAMP_PORT, base_len
 
 log = logging.getLogger(__name__)
+
+
+class ProbeBudget(Protocol):
+    """What probing needs of the tunnel manager: link capacities, the probe budget
+    (``admit``) and the counters (a :class:`~shadowcast.shadow.tunnels.TunnelManager`)."""
+
+    @property
+    def capacities(self) -> Mapping[tuple[str, str], float]: ...
+
+    @property
+    def counters(self) -> Counter[str]: ...
+
+    def admit(self, key: TunnelKey, nbytes: int) -> bool: ...
 
 
 class Prober:
@@ -24,7 +40,7 @@ class Prober:
 
     def __init__(
         self,
-        manager: TunnelManager,
+        manager: ProbeBudget,
         netns_of: Mapping[str, str | None],
         owner: Callable[[str], str] = lambda a: a,
         *,

@@ -87,6 +87,35 @@ def simulate_path(
     }
 
 
+def link_metrics(topology: Topology, loads_mbps: F64, *, buffer_ms: float = 50.0) -> dict[str, F64]:
+    """Per-link terms of the model for one step's loads ``[n_links]`` (the same as
+    :func:`simulate_path`, which sums them along a path)."""
+    load = np.nan_to_num(np.asarray(loads_mbps, dtype=np.float64), nan=0.0).clip(min=0.0)
+    cap = topology.capacities / 1e6
+    rho = np.divide(load, cap, out=np.full_like(load, np.inf), where=cap > 0)
+    service_s = np.divide(PACKET_BITS, cap * 1e6, out=np.zeros_like(cap), where=cap > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wait = np.where(rho < 1.0, rho / (1.0 - rho) * service_s, np.inf)
+        loss = np.where(rho > 1.0, 1.0 - 1.0 / rho, 0.0)
+    wait = np.minimum(wait, buffer_ms / 1e3)
+    prop = np.array([propagation_s(topology, [e]) for e in range(len(topology.links))])
+    return {"headroom": cap - load, "wait": wait, "loss": loss, "prop": prop}
+
+
+def path_metrics(links: dict[str, F64], path: Sequence[int]) -> dict[str, float]:
+    """One path's metrics from :func:`link_metrics`: abw_mbps, owd_ms, rtt_ms, jitter_ms, loss."""
+    idx = np.asarray(path, dtype=np.int64)
+    wait, prop = links["wait"][idx], float(links["prop"][idx].sum())
+    jitter = math.sqrt(float((wait**2).sum())) * (2.0 / math.sqrt(math.pi)) / math.sqrt(2.0)
+    return {
+        "abw_mbps": float(max(0.0, links["headroom"][idx].min())),
+        "owd_ms": (prop + float(wait.sum())) * 1e3,
+        "rtt_ms": (2.0 * prop + float(wait.sum())) * 1e3,
+        "jitter_ms": jitter * 1e3,
+        "loss": float(1.0 - np.prod(1.0 - links["loss"][idx])),
+    }
+
+
 def shadow_rows(
     topology: Topology,
     paths: dict[str, Sequence[int]],

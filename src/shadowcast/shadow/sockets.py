@@ -10,7 +10,8 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from shadowcast.errors import ProbeError
 
@@ -22,6 +23,7 @@ _ANC = socket.CMSG_SPACE(_TS.size) + 2 * socket.CMSG_SPACE(4)
 MAX_DATAGRAM = 65_535
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/var/run/netns"
+T = TypeVar("T")
 
 
 def _setns(ns: str) -> None:
@@ -35,28 +37,42 @@ def _setns(ns: str) -> None:
         os.close(fd)
 
 
-def socket_in_netns(ns: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket created inside namespace ``ns`` (None: this one). A socket stays in the
-    namespace it was born in, whichever thread uses it later; it is made in a throw-away
-    thread so this process's own threads keep their namespace. Root only."""
-    if ns is None:
-        return socket.socket(family, kind, proto)
-    box: list[socket.socket | BaseException] = []
+def call_in_netns(ns: str, fn: Callable[[], T]) -> T:
+    """``fn()`` run inside namespace ``ns``, in a throw-away thread, so this process's own
+    threads keep their namespace; what ``fn`` creates there (sockets) stays in ``ns``
+    whichever thread uses it later. Root only; a failure to enter ``ns`` raises ProbeError,
+    ``fn``'s own exceptions are re-raised as they are."""
+    box: list[tuple[bool, object]] = []
 
     def worker() -> None:
         try:
             _setns(ns)
-            box.append(socket.socket(family, kind, proto))
+        except OSError as exc:
+            box.append((False, ProbeError(f"cannot enter netns {ns}: {exc}")))
+            return
+        try:
+            box.append((True, fn()))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            box.append(exc)
+            box.append((False, exc))
 
     th = threading.Thread(target=worker, name=f"netns-{ns}")
     th.start()
     th.join()
-    res = box[0]
-    if isinstance(res, BaseException):
-        raise ProbeError(f"cannot open a socket in netns {ns}: {res}") from res
-    return res
+    ok, res = box[0]
+    if not ok:
+        assert isinstance(res, BaseException)
+        raise res
+    return res  # type: ignore[return-value]
+
+
+def socket_in_netns(ns: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside namespace ``ns`` (None: this one); see :func:`call_in_netns`."""
+    if ns is None:
+        return socket.socket(family, kind, proto)
+    try:
+        return call_in_netns(ns, lambda: socket.socket(family, kind, proto))
+    except OSError as exc:
+        raise ProbeError(f"cannot open a socket in netns {ns}: {exc}") from exc
 
 
 def open_udp(host: str, port: int, netns: str | None = None) -> socket.socket:

@@ -60,9 +60,11 @@ class Store(Protocol):
         max_age: timedelta,
         now: datetime | None = None,
         tables: Sequence[str] | None = None,
+        where: dict[str, str] | None = None,
     ) -> dict[str, int]:
-        """Delete rows older than ``now - max_age`` from every table (or only ``tables``);
-        rows deleted per table."""
+        """Delete rows older than ``now - max_age`` from every table (or only ``tables``),
+        only those matching the equality filters ``where`` when given; rows deleted per
+        table."""
         ...
 
     def close(self) -> None: ...

@@ -32,12 +32,16 @@ def _config(ctx: typer.Context, path: Path | None) -> StoreConfig:
     return base.at(path) if path is not None else base
 
 
-def _open_existing(cfg: StoreConfig) -> Store:
+def _open_existing(cfg: StoreConfig, *, read_only: bool = False) -> Store:
+    """The store at ``cfg``; with ``read_only``, through a running service's socket when
+    the service holds the file."""
+    from shadowcast.store.remote import open_for_reading
+
     if cfg.backend == "duckdb" and cfg.resolved_path() != ":memory:":
         p = Path(cfg.resolved_path())
         if not p.is_file():
             raise ConfigError(f"no store at {p}")
-    return open_store(cfg)
+    return open_for_reading(cfg) if read_only else open_store(cfg)
 
 
 def _iso(ts: object) -> str | None:
@@ -68,9 +72,10 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
         if segments.is_dir():
             files += list(segments.rglob("*.parquet"))
         size = sum(f.stat().st_size for f in files if f.is_file())
+    where = repr(store) if cfg.backend == "clickhouse" else path  # servers and database
     return {
         "backend": cfg.backend,
-        "path": path,
+        "path": where,
         "file_bytes": size,
         "tables": tables,
         "damaged_segments": damaged,
@@ -79,9 +84,10 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
 
 @app.command("stats")
 def stats(ctx: typer.Context, path: PathOpt = None, as_json: JsonOpt = False) -> None:
-    """Rows per table, time range and file size."""
+    """Rows per table, time range and file size (through the running service when it holds
+    the store)."""
     cfg = _config(ctx, path)
-    store = _open_existing(cfg)
+    store = _open_existing(cfg, read_only=True)
     try:
         result = store_stats(store, cfg)
     finally:
@@ -182,3 +188,84 @@ def retain(
     for name, n in deleted.items():
         table.add_row(name, f"{n:,}")
     out.print(table)
+
+
+# -- schema migrations and copies between backends (ClickHouse) -------------------------------
+
+
+def _spec_config(ctx: typer.Context, spec: str) -> StoreConfig:
+    """A store named on the command line: ``duckdb:PATH``, ``clickhouse`` (settings'
+    store.clickhouse) or ``clickhouse:DATABASE``."""
+    base = _config(ctx, None)
+    kind, _, arg = spec.partition(":")
+    if kind == "duckdb" and arg:
+        return base.model_copy(update={"backend": "duckdb", "path": str(Path(arg).resolve())})
+    if kind == "clickhouse":
+        ch = base.clickhouse.model_copy(update={"database": arg}) if arg else base.clickhouse
+        return StoreConfig.model_validate(
+            {**base.model_dump(), "backend": "clickhouse", "clickhouse": ch.model_dump()}
+        )
+    raise ConfigError(
+        f"bad store {spec!r}: expected duckdb:PATH, clickhouse or clickhouse:DATABASE"
+    )
+
+
+@app.command("migrate")
+def migrate(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Create or upgrade the store's schema (idempotent; ClickHouse: on every shard)."""
+    cfg = _config(ctx, None)
+    servers: dict[str, Any] = {}
+    if cfg.backend == "clickhouse":
+        from shadowcast.store.clickhouse import ClickHouseStore
+
+        with ClickHouseStore.from_config(cfg, to_migrate=True) as ch:
+            servers = ch.migrate(ttl=True)
+    else:
+        open_store(cfg).close()  # DuckDB and memory stores create and upgrade when opened
+    result = {"backend": cfg.backend, "servers": servers}
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("server", "version", "created", "columns added", title="store migrate")
+    for server, r in servers.items():
+        made = ", ".join(r["created"]) or "-"
+        table.add_row(
+            server, f"{r['version_before']} -> {r['version']}", made, str(len(r["added_columns"]))
+        )
+    out.print(table if servers else f"{cfg.backend} store: schema up to date")
+
+
+@app.command("copy")
+def copy(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option("--from", help="duckdb:PATH, clickhouse[:DATABASE]")],
+    dest: Annotated[str, typer.Option("--to", help="clickhouse[:DATABASE] or duckdb:PATH")],
+    table: Annotated[list[str] | None, typer.Option(help="only these tables")] = None,
+    window_hours: Annotated[float, typer.Option(help="rows read per time window", min=0.01)] = 6.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy every table from one store to another, checking row counts and sums."""
+    from shadowcast.store.clickhouse_copy import copy_store
+
+    src_cfg, dst_cfg = _spec_config(ctx, source), _spec_config(ctx, dest)
+    src = _open_existing(src_cfg)
+    try:
+        dst = open_store(dst_cfg)
+        try:
+            report = copy_store(src, dst, table, window=timedelta(hours=window_hours))
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    result = {
+        "from": source,
+        "to": dest,
+        "tables": {r.table: {"rows": r.rows, "checked": r.ok} for r in report},
+    }
+    if as_json:
+        emit_json(result)
+        return
+    out_table = Table("table", "rows", "checked", title=f"store copy {source} -> {dest}")
+    for r in report:
+        out_table.add_row(r.table, f"{r.rows:,}", "counts and sums match" if r.ok else "no")
+    out.print(out_table)

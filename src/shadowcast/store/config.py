@@ -29,6 +29,9 @@ TABLE_NAMES: tuple[str, ...] = (
     "alerts",
     "interface_counters",
     "flow_features",
+    "behaviour",
+    "decisions",
+    "accuracy",
 )
 #: DuckDB threads allowed in the settings: four per CPU of this machine (at least 16).
 MAX_THREADS = max(16, (os.cpu_count() or 1) * 4)
@@ -50,12 +53,51 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
 }
 
 
+class ClickHouseConfig(BaseModel):
+    """Where the clickhouse backend connects (YAML key ``store.clickhouse``).
+
+    Credentials come from the environment, never from the settings file:
+    ``SHADOWCAST_CLICKHOUSE_USER`` (default ``default``) and ``SHADOWCAST_CLICKHOUSE_PASSWORD``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Servers to connect to, "host:port" (native protocol, port 9000 by default); the
+    # first that answers is used. With ``cluster``, the shards are read from the server's
+    # remote_servers and every one of them gets the schema and retention.
+    hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1:9000"], min_length=1)
+    database: str = Field(default="shadowcast", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # A cluster of remote_servers: rows kept in <table>_local on each shard, read and
+    # written through Distributed tables. None: one server.
+    cluster: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Keep flows rollups (1 min, 5 min, 1 h; materialised views, filled from the flows
+    # already there when added) and read them in aggregate() when a query allows. They
+    # cost most of a flows insert on the server: false for the fastest writes.
+    rollups: bool = True
+    migrate_on_open: bool = True  # create or upgrade the schema when the store is opened
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        from shadowcast.errors import StoreError
+        from shadowcast.store.clickhouse_io import parse_host
+
+        for spec in value:
+            try:
+                parse_host(spec)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
 class StoreConfig(BaseModel):
     """Where and how shadowcast keeps its data (YAML key ``store``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["duckdb", "memory"] = "duckdb"
+    backend: Literal["duckdb", "memory", "clickhouse"] = "duckdb"
     data_dir: Path = Path("var")  # same default as the top-level data_dir
     # The DuckDB file; relative paths are under data_dir. ":memory:" keeps it in memory.
     path: str = "shadowcast.duckdb"
@@ -69,6 +111,7 @@ class StoreConfig(BaseModel):
     segment_compression: Literal["lz4", "zstd", "snappy", "none"] = "lz4"
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. "4GB" or "50%"
     threads: int | None = Field(default=None, ge=1)
+    clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
 
     @field_validator("retention_days")
     @classmethod
@@ -120,6 +163,7 @@ class Backend(Protocol):
 BACKENDS: dict[str, str] = {
     "duckdb": "shadowcast.store.duckdb:DuckDBStore",
     "memory": "shadowcast.store.memory:MemoryStore",
+    "clickhouse": "shadowcast.store.clickhouse:ClickHouseStore",
 }
 
 

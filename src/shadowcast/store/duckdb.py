@@ -442,19 +442,26 @@ class DuckDBStore:
         max_age: timedelta,
         now: datetime | None = None,
         tables: Sequence[str] | None = None,
+        where: dict[str, str] | None = None,
     ) -> dict[str, int]:
         """Delete rows whose time column is older than ``now - max_age`` (rows with no
-        time are kept); all tables in one transaction."""
+        time are kept), only those matching ``where`` when given; all tables in one
+        transaction."""
         names = cf.retain_tables(tables)
+        if where and any(n in SEGMENTED for n in names):
+            raise StoreError("retention with a filter is not offered on segmented tables")
         cutoff = cf.utc(now or datetime.now(UTC)) - max_age
         deleted: dict[str, int] = {}
         with self._maint, self.transaction():
             cur = self._cursor()
             for name in names:
                 tcol = q(cf.time_column(name))
+                flt = cf.check_where(name, where)
+                extra = "".join(f" AND {q(c)} = ?" for c in flt)
                 try:
                     row = cur.execute(
-                        f"DELETE FROM {q(name)} WHERE {tcol} < ?", [cutoff]
+                        f"DELETE FROM {q(name)} WHERE {tcol} < ?{extra}",
+                        [cutoff, *(v.as_py() for v in flt.values())],
                     ).fetchone()
                 except duckdb.Error as exc:
                     raise StoreError(f"retention on {name!r} failed: {exc}") from exc
@@ -462,7 +469,7 @@ class DuckDBStore:
                 if name in SEGMENTED:
                     pending = self._local.pending
                     deleted[name] += self._segments.retain(cur, name, cutoff, pending)
-        log.info("store retention", extra={"cutoff": cutoff.isoformat(), "deleted": deleted})
+        log.debug("store retention", extra={"cutoff": cutoff.isoformat(), "deleted": deleted})
         return deleted
 
     def close(self) -> None:

@@ -204,6 +204,7 @@ class MemoryStore:
         max_age: timedelta,
         now: datetime | None = None,
         tables: Sequence[str] | None = None,
+        where: dict[str, str] | None = None,
     ) -> dict[str, int]:
         names = cf.retain_tables(tables)
         cutoff = pa.scalar(cf.utc(now or datetime.now(UTC)) - max_age, TS)
@@ -213,6 +214,8 @@ class MemoryStore:
             for name in names:
                 data = self._all(name)
                 old = pc.fill_null(pc.less(data.column(cf.time_column(name)), cutoff), False)
+                for col, val in cf.check_where(name, where).items():
+                    old = pc.and_(old, pc.fill_null(pc.equal(data.column(col), val), False))
                 n = int(np.count_nonzero(old.to_numpy(zero_copy_only=False)))
                 if n:
                     self._tables[name] = [data.filter(pc.invert(old))]

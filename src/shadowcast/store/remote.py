@@ -265,7 +265,11 @@ class RemoteStore:
         return int(json.loads(self._call("POST", "/store/count", {"table": table}))["rows"])
 
     def retain(
-        self, max_age: timedelta, now: datetime | None = None, tables: Sequence[str] | None = None
+        self,
+        max_age: timedelta,
+        now: datetime | None = None,
+        tables: Sequence[str] | None = None,
+        where: dict[str, str] | None = None,
     ) -> dict[str, int]:
         raise StoreError("read-only: retention runs in the service that owns the store")
 

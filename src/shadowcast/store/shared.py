@@ -60,9 +60,10 @@ class SharedStore:
         max_age: timedelta,
         now: datetime | None = None,
         tables: Sequence[str] | None = None,
+        where: dict[str, str] | None = None,
     ) -> dict[str, int]:
         with self._lock:
-            return self.inner.retain(max_age, now, tables)
+            return self.inner.retain(max_age, now, tables, where)
 
     def close(self) -> None:
         with self._lock:

@@ -4,19 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp
 
-.PHONY: demo test fuzz faults lint typecheck check clean venv
+.PHONY: demo dashboard test fuzz faults lint typecheck check clean venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
 	  [ "$$(id -u)" = 0 ] && apt-get install -y -qq python3-venv >/dev/null && $(PY) -m venv $(VENV); }
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,pcap,dask,stats,plot,clickhouse]'
+	@$(BIN)/python -m pip install -q -e '.[dev,pcap,dask,stats,plot,clickhouse,api]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/shadowcast replay --weeks 1
+
+# The dashboard on http://127.0.0.1:8650 over the synthetic week (stays up until Ctrl-C).
+dashboard: $(STAMP)
+	$(BIN)/shadowcast run --replay synthetic --speed max
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -4,9 +4,17 @@ Measures, in this run:
 
 - ``category_accuracy``: full pipeline (nfstream/nDPI -> identify) on the labelled nDPI
   captures vs nDPI's expected results (.out files), both mapped through the app map;
-- ``behavioural_macro_f1``: the behavioural classifier alone (no nDPI names, no ports)
-  trained on 70 % of the capture FILES and scored on the other 30 % (seeded split), plus
-  a 5-fold by-file cross-validation mean;
+- ``behavioural_macro_f1``: the behavioural classifier alone (no nDPI names, no ports),
+  leave-groups-out. The nDPI captures (group = capture file, label = nDPI's category) and
+  the lab generator's flows (group = session, label = the generator that made the flow;
+  the shipped ``profile/data/lab_flows.parquet`` or ``--lab``) are dealt into ``--folds``
+  folds of whole groups; every flow is predicted by the model trained on the other folds.
+  The headline and ``behavioural_per_class`` (precision / recall) are on the held-out lab
+  sessions; ``*_ndpi_captures`` on the held-out captures, ``*_all_groups`` on both; each
+  with packet features, as a plain two-way record (``*_flow_export_features``) and as each
+  direction's one-way record (``*_one_way_records``, what NetFlow/IPFIX carries).
+  ``old_model_*``: the former recipe (nDPI captures only, former settings) trained and
+  scored on the same folds; ``--old-model FILE`` also scores a saved model as it is;
 - ``records_per_s``: flow records/s through identify + placement + 1-minute series
   (both kinds) on synthetic batches, next to the collector's lossless rate (0.6 M/s) and a
   per-flow Python loop baseline.
@@ -14,7 +22,8 @@ Measures, in this run:
 The machine is shared (2 cores, other jobs running): wall-clock figures are noisy, so
 CPU-time rates are printed beside them.
 
-    .venv/bin/python bench/profile.py [--json] [--pcaps DIR] [--flows N]
+    .venv/bin/python bench/profile.py [--json] [--pcaps DIR] [--flows N] [--lab FILE]
+        [--folds K] [--old-model FILE] [--skip-throughput]
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +50,11 @@ from shadowcast.profile.config import ProfileConfig  # noqa: E402
 from shadowcast.profile.identify import Profiler  # noqa: E402
 from shadowcast.profile.series import SeriesBuilder  # noqa: E402
 from shadowcast.profile.training import (  # noqa: E402
-    file_split,
+    CrossValidation,
+    class_report,
+    combine,
+    cross_validate,
+    load_lab,
     load_labelled,
     macro_f1,
     pipeline_accuracy,
@@ -65,35 +79,99 @@ def bench_accuracy(pcaps: Path, results: Path) -> dict[str, float]:
     }
 
 
-def bench_behavioural(pcaps: Path, seed: int = 7) -> dict[str, float]:
-    lab = load_labelled(pcaps, AppMap.load())
-    keep_lab = np.isin(lab.labels, CLASSES)
-    tr, te = file_split(lab.files, 0.3, seed)
-    model = BehaviourModel.train(lab.flows.filter(pa.array(tr)), lab.labels[tr], seed=seed)
-    keep = te & keep_lab
-    test = lab.flows.filter(pa.array(keep))
-    f1 = macro_f1(lab.labels[keep], model.predict(test).category)
-    f1_plain = macro_f1(lab.labels[keep], model.predict(test, hide_rich=True).category)
-    # 5-fold cross-validation by file
-    names = np.array(sorted(set(lab.files.tolist())), dtype=object)
-    folds = np.array_split(np.random.default_rng(seed).permutation(names), 5)
-    pred = np.full(len(lab.labels), "", dtype=object)
-    for fold in folds:
-        held = np.isin(lab.files, fold)
-        m = BehaviourModel.train(lab.flows.filter(pa.array(~held)), lab.labels[~held], seed=seed)
-        pred[held] = m.predict(lab.flows.filter(pa.array(held))).category
-    cv = macro_f1(lab.labels[keep_lab], pred[keep_lab])
-    # majority-class baseline on the same held-out flows
-    values, counts = np.unique(lab.labels[tr & keep_lab], return_counts=True)
-    majority = np.full(int(keep.sum()), values[counts.argmax()], dtype=object)
-    return {
-        "behavioural_macro_f1": f1,
-        "behavioural_macro_f1_flow_export_features": f1_plain,
-        "behavioural_macro_f1_cv5_by_file": cv,
-        "behavioural_majority_baseline_f1": macro_f1(lab.labels[keep], majority),
-        "behavioural_test_files": len(set(lab.files[te].tolist())),
-        "behavioural_test_flows": int(keep.sum()),
-    }
+# the classifier as it was trained before the lab set (nDPI captures only, these settings)
+OLD_RECIPE: dict[str, Any] = {
+    "num_rounds": 30,
+    "one_way_copies": False,
+    "params": {
+        "learning_rate": 0.08,
+        "num_leaves": 7,
+        "min_data_in_leaf": 5,
+        "feature_fraction": 0.9,
+        "bagging_fraction": 0.9,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+    },
+}
+
+
+NOTE = (
+    "behavioural_macro_f1 and behavioural_per_class: held-out lab sessions (labels = the "
+    "generator that made the flow); *_ndpi_captures: held-out nDPI capture files (labels = "
+    "nDPI's application, noisy); *_all_groups: both; flows weighted alike. Folds hold whole "
+    "sessions and whole captures. old_model_*: the former recipe (nDPI captures only, former "
+    "settings) trained and scored on the same folds"
+)
+
+
+def _f1(y: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> float:
+    return macro_f1(y[mask], pred[mask]) if mask.any() else float("nan")
+
+
+def _views(
+    name: str, y: np.ndarray, cv: CrossValidation, masks: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Macro-F1 of one model per population (lab, ndpi, all) and view; per-class on lab."""
+    out: dict[str, Any] = {}
+    ow_y = y[cv.one_way_rows]
+    for pop, m in masks.items():
+        suffix = "" if pop == "lab" else f"_{pop}"
+        out[f"{name}_macro_f1{suffix}"] = _f1(y, cv.full, m)
+        out[f"{name}_macro_f1{suffix}_flow_export_features"] = _f1(y, cv.plain, m)
+        out[f"{name}_macro_f1{suffix}_one_way_records"] = _f1(ow_y, cv.one_way, m[cv.one_way_rows])
+    lab = masks["lab"]
+    out[f"{name}_per_class"] = class_report(y[lab], cv.full[lab])
+    out[f"{name}_per_class_flow_export_features"] = class_report(y[lab], cv.plain[lab])
+    return out
+
+
+def bench_behavioural(
+    pcaps: Path, lab_path: Path | None, seed: int = 7, k: int = 5, old_model: Path | None = None
+) -> dict[str, Any]:
+    """Leave-groups-out (k folds of whole capture files and lab sessions) on the nDPI
+    captures plus the lab generator's flows; the old recipe on the same folds."""
+    data = combine(load_labelled(pcaps, AppMap.load()), load_lab(lab_path))
+    y = data.labels
+    known = np.isin(y, CLASSES)
+    scored = known & data.view_mask("flow")  # whole flows; cut records scored apart
+    lab, ndpi = data.source_mask("lab") & scored, data.source_mask("ndpi") & scored
+    chunks = data.view_mask("chunk") & known
+    masks = {"lab": lab, "ndpi_captures": ndpi, "all_groups": scored}
+    new = cross_validate(
+        data, lambda t, yy, g: BehaviourModel.train(t, yy, seed=seed, groups=g), k, seed
+    )
+    old = cross_validate(
+        data,
+        lambda t, yy, g: BehaviourModel.train(t, yy, seed=seed, **OLD_RECIPE),
+        k,
+        seed,
+        fit_mask=data.source_mask("ndpi"),
+    )
+    out: dict[str, Any] = {"behavioural_note": NOTE}
+    out.update(_views("behavioural", y, new, masks))
+    out["behavioural_per_class_ndpi_captures"] = class_report(y[ndpi], new.full[ndpi])
+    out["behavioural_macro_f1_30s_records_flow_export_features"] = _f1(y, new.plain, chunks)
+    out.update(_views("old_model", y, old, masks))
+    values, counts = np.unique(y[lab], return_counts=True)
+    out["behavioural_majority_baseline_f1"] = macro_f1(
+        y[lab], np.full(int(lab.sum()), values[counts.argmax()], dtype=object)
+    )
+    out.update(
+        {
+            "behavioural_folds": k,
+            "behavioural_lab_sessions": len(set(data.files[lab].tolist())),
+            "behavioural_lab_flows": int(lab.sum()),
+            "behavioural_lab_30s_records": int(chunks.sum()),
+            "behavioural_ndpi_captures": len(set(data.files[ndpi].tolist())),
+            "behavioural_ndpi_flows": int(ndpi.sum()),
+        }
+    )
+    if old_model is not None:  # the shipped file: it saw every nDPI capture (leak there)
+        m = BehaviourModel.load(old_model)
+        pred = m.predict(data.flows).category
+        out["old_shipped_model_macro_f1"] = _f1(y, pred, lab)
+        out["old_shipped_model_macro_f1_ndpi_captures_seen_in_training"] = _f1(y, pred, ndpi)
+    return out
 
 
 def naive_series(flows: pa.Table) -> dict[tuple[str, int], int]:
@@ -153,14 +231,19 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--pcaps", type=Path, default=_data_dir() / "pcaps" / "ndpi" / "pcap")
     ap.add_argument("--flows", type=int, default=300_000, help="flows per throughput batch")
+    ap.add_argument("--lab", type=Path, default=None, help="lab flows (default: the shipped set)")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--old-model", type=Path, default=None, help="a model file to score too")
+    ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args()
     out: dict[str, object] = {}
     if args.pcaps.is_dir():
         out.update(bench_accuracy(args.pcaps, args.pcaps.parent / "result"))
-        out.update(bench_behavioural(args.pcaps))
+        out.update(bench_behavioural(args.pcaps, args.lab, k=args.folds, old_model=args.old_model))
     else:
         out["note"] = f"{args.pcaps} missing: accuracy and macro-F1 not measured"
-    out.update(bench_throughput(args.flows))
+    if not args.skip_throughput:
+        out.update(bench_throughput(args.flows))
     out["machine_note"] = "2 shared cores with concurrent jobs: wall-clock rates are noisy"
     if args.json:
         print(json.dumps(out))

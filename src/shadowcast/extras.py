@@ -17,6 +17,10 @@ EXTRAS: dict[str, str] = {
     "statsforecast": "stats",
     "matplotlib": "plot",
     "clickhouse_driver": "clickhouse",
+    "fastapi": "api",
+    "uvicorn": "api",
+    "jinja2": "api",
+    "python_multipart": "api",
 }
 
 

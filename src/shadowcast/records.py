@@ -149,6 +149,8 @@ class Alert:
     at: np.datetime64
     lead_s: int
     message: str
+    # routing labels for notifiers (application class driving the link, team)
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shadowcast.act.config import ActConfig
 from shadowcast.alert.config import AlertConfig
+from shadowcast.api.config import ApiConfig
 from shadowcast.collect.config import CollectConfig
 from shadowcast.datasets.config import DatasetsConfig
 from shadowcast.errors import ConfigError
@@ -63,6 +64,7 @@ class Settings(BaseModel):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     rollup: RollupConfig = Field(default_factory=RollupConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
 
 class _NoAliasLoader(yaml.SafeLoader):

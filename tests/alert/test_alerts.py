@@ -4,6 +4,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,10 +41,14 @@ def test_rule_fires_once_with_lead_time_and_clears_with_hysteresis() -> None:
 
 class _Sink(BaseHTTPRequestHandler):
     received: list[tuple[str, object]] = []
+    signed: list[tuple[Any, str, bytes]] = []
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Sink.received.append((self.path, json.loads(body)))
+        if "X-Shadowcast-Signature" in self.headers:
+            sig = self.headers["X-Shadowcast-Signature"]
+            _Sink.signed.append((json.loads(body), sig, body))
         self.send_response(200)
         self.end_headers()
 
@@ -54,6 +59,7 @@ class _Sink(BaseHTTPRequestHandler):
 @pytest.fixture
 def sink() -> Iterator[str]:
     _Sink.received = []
+    _Sink.signed = []
     srv = HTTPServer(("127.0.0.1", 0), _Sink)
     th = threading.Thread(target=srv.serve_forever, daemon=True)
     th.start()
@@ -117,3 +123,47 @@ def test_the_service_rule_takes_alert_clear_ratio(tmp_path) -> None:  # type: ig
             n += len(rule.evaluate(t, np.array([[u]])))
         counts.append(n)
     assert counts == [3, 2]
+
+
+def test_rule_hands_back_what_cleared_and_keeps_what_fires() -> None:
+    rule = CapacityRule(["l1", "l2"], threshold=0.9, within_steps=2, step_s=300)
+    rule.evaluate(T0, np.array([[0.95, 0.95], [0.5, 0.5]]))
+    assert list(rule.firing) == [0] and rule.resolved == []
+    rule.evaluate(T0, np.array([[0.88, 0.88], [0.5, 0.5]]))  # under threshold, above clear
+    assert list(rule.firing) == [0] and rule.resolved == []
+    rule.evaluate(T0, np.array([[0.5, 0.5], [0.5, 0.5]]))
+    assert [a.subject for a in rule.resolved] == ["l1"] and rule.firing == {}
+
+
+def test_teams_first_glob_wins() -> None:
+    from shadowcast.alert.stage import team_of
+
+    teams = {"fra->*": "core", "*->ams": "edge", "*": "noc"}
+    assert team_of("fra->ams", teams) == "core"
+    assert team_of("lon->ams", teams) == "edge"
+    assert team_of("lon->par", teams) == "noc"
+    assert team_of("x", {}) == "unassigned"
+    with pytest.raises(ValidationError, match="teams"):
+        AlertConfig(teams={"": "x"})
+
+
+def test_webhook_body_is_signed_and_resolutions_follow(
+    sink: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shadowcast.alert.signing import HEADER, verify
+    from shadowcast.alert.stage import deliver
+
+    secret = b"s3cret-for-the-test"
+    monkeypatch.setenv("SHADOWCAST_WEBHOOK_SECRET", secret.decode())
+    (n,) = build_notifiers(AlertConfig(notifiers=["webhook"], webhook_url=sink + "/hook"))
+    assert isinstance(n, WebhookNotifier) and n.secret == secret
+    rule = CapacityRule(["a->b"], threshold=0.9, within_steps=2, step_s=300)
+    deliver(rule, [n], T0, np.array([[0.95, 1.0]]), teams={"a->*": "west"})
+    deliver(rule, [n], T0 + 300, np.array([[0.2, 0.2]]))
+    (b1, h1, raw), (b2, _, _) = _Sink.signed
+    assert b1["status"] == "firing" and b1["labels"] == {"team": "west"}
+    assert b2["status"] == "resolved" and b2["resolved"].startswith("2026-01-01T00:05")
+    assert verify(secret, h1, raw)  # what the receiver got is what was signed
+    assert not verify(b"other", h1, raw) and not verify(secret, h1, raw + b" ")
+    assert not verify(secret, h1, raw, now=int(h1.split(",")[0][2:]) + 3600)  # too old
+    assert HEADER == "X-Shadowcast-Signature"

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -169,17 +170,23 @@ def test_collect_interface_captures_live_flows(tmp_path: Path) -> None:
                     tmp_path / "stderr.txt"
                 ).read_text()
                 time.sleep(0.1)
-            time.sleep(3)  # the capture opens after the collector says ready
-            with (
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
-            ):
-                a.bind(("127.0.0.1", 0))
-                b.bind(("127.0.0.1", 0))
-                for _ in range(25):
-                    a.sendto(b"y" * 100, b.getsockname())
-                    time.sleep(0.005)
-                port = b.getsockname()[1]
+            # The capture opens some time after the collector says ready (longer on a loaded
+            # machine) and says nothing when it does: the same exchange goes out in several
+            # rounds, each on its own port pair; the rounds after the capture opened are whole.
+            ports = []
+            for _ in range(5):
+                time.sleep(2)
+                with (
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+                ):
+                    a.bind(("127.0.0.1", 0))
+                    b.bind(("127.0.0.1", 0))
+                    for _ in range(25):
+                        a.sendto(b"y" * 100, b.getsockname())
+                        time.sleep(0.005)
+                    ports.append(b.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
                 for _ in range(8):
                     time.sleep(0.5)
                     a.sendto(b"tick", ("127.0.0.1", 9))
@@ -194,8 +201,11 @@ def test_collect_interface_captures_live_flows(tmp_path: Path) -> None:
     with DuckDBStore(db) as store:
         flows = store.read("flows", where={"exporter": "if:lo"})
         assert store.count("flow_features") > 0
-    mine = flows.filter(pc.equal(flows["dst_port"], port))
-    assert mine.num_rows == 1
-    assert mine["packets"][0].as_py() == 25
-    assert mine["bytes"][0].as_py() == 25 * (100 + 8 + 20 + 14)  # payload+UDP+IPv4+Ethernet
+    mine = flows.filter(pc.is_in(flows["dst_port"], pa.array(ports, flows["dst_port"].type)))
+    assert mine.num_rows >= 1, f"none of the {len(ports)} rounds was captured"
+    assert len(set(mine["dst_port"].to_pylist())) == mine.num_rows  # one flow per round
+    assert max(mine["packets"].to_pylist()) == 25 >= min(mine["packets"].to_pylist())
+    last = mine.filter(pc.equal(mine["packets"], 25)).slice(0, 1)
+    assert last["bytes"][0].as_py() == 25 * (100 + 8 + 20 + 14)  # payload+UDP+IPv4+Ethernet
+    mine = last
     assert mine["app_source"][0].as_py() == "ndpi"

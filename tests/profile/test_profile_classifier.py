@@ -78,3 +78,26 @@ def test_retrain_on_operator_labelled_flows(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert BehaviourModel.load(out).classes == CLASSES
+
+
+HELDOUT = Path(__file__).parent / "testdata" / "heldout_lab_flows.parquet"
+
+
+def test_shipped_model_on_heldout_lab_sessions() -> None:
+    """26 lab sessions the shipped model never saw (see testdata/README.md): floors on the
+    macro-F1 with packet features, as plain two-way records and as one-way records."""
+    import pyarrow as pa
+
+    from shadowcast.profile.classifier import one_way
+    from shadowcast.profile.training import load_lab, macro_f1
+
+    held = load_lab(HELDOUT)
+    assert set(held.files.tolist()).isdisjoint(load_lab().files.tolist())  # really held out
+    whole = held.view_mask("flow")
+    t, y = held.flows.filter(pa.array(whole)), held.labels[whole]
+    assert set(y.tolist()) == set(CLASSES)
+    m = BehaviourModel.load()
+    assert macro_f1(y, m.predict(t).category) >= 0.85
+    assert macro_f1(y, m.predict(t, hide_rich=True).category) >= 0.75
+    ow, rows = one_way(t)
+    assert macro_f1(y[rows], m.predict(ow, hide_rich=True).category) >= 0.6

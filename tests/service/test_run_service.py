@@ -57,6 +57,7 @@ profile:
 rollup: {{step: {STEP}s, lateness_s: 2}}
 forecast: {{model: persistence, horizons: [10s, 1m]}}
 alert: {{within_s: 60, notifiers: [log]}}
+api: {{listen: "127.0.0.1:0"}}
 service:
   topology: {tmp / "topo.json"}
   mode: observe

@@ -1,7 +1,9 @@
 """The capacity rule: a link predicted at or above a utilisation threshold within a window.
 
 Stateful with hysteresis: a link alerts once when its prediction first crosses, and may
-alert again only after its prediction fell below ``threshold x clear_ratio``.
+alert again only after its prediction fell below ``threshold x clear_ratio``. The rule keeps
+the alert that opened each link's episode (``firing``) and hands back, after each
+evaluation, the ones whose link cleared (``resolved``): notifiers send their resolution.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class CapacityRule:
     step_s: int = 300
     clear_ratio: float = 0.95
     active: npt.NDArray[np.bool_] = field(init=False)
+    firing: dict[int, Alert] = field(init=False, default_factory=dict)  # link -> opening alert
+    resolved: list[Alert] = field(init=False, default_factory=list)  # cleared at the last call
 
     def __post_init__(self) -> None:
         self.active = np.zeros(len(self.links), dtype=bool)
@@ -36,7 +40,9 @@ class CapacityRule:
         hits = crossing.any(axis=1)
         cleared = peak < self.threshold * self.clear_ratio
         new = hits & ~self.active
+        gone = np.flatnonzero(self.active & cleared)
         self.active = (self.active | hits) & ~cleared
+        self.resolved = [self.firing.pop(i) for i in map(int, gone) if i in self.firing]
         alerts: list[Alert] = []
         window_txt = format_duration(self.within_steps * self.step_s)
         for i in map(int, np.flatnonzero(new)):
@@ -60,4 +66,5 @@ class CapacityRule:
                     ),
                 )
             )
+            self.firing[i] = alerts[-1]
         return alerts

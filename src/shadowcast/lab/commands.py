@@ -172,3 +172,32 @@ def demo_cmd(
     else:
         for line in render(report):
             out.print(line, markup=False, highlight=False)
+
+
+@app.command("gen-training")
+def gen_training_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Parquet file of labelled flows")],
+    sessions: Annotated[int, typer.Option(help="sessions (labels and kinds in turn)")] = 60,
+    slots: Annotated[int, typer.Option(help="sessions at a time")] = 3,
+    budget_s: Annotated[float, typer.Option(help="start no session after this")] = 3600.0,
+    seed: int = 1,
+    kinds: Annotated[str, typer.Option(help="comma-separated kinds (default: all)")] = "",
+    max_duration_s: Annotated[float, typer.Option(help="cap each session (0: none)")] = 0.0,
+    keep_pcaps: Annotated[Path | None, typer.Option(help="folder to keep captures in")] = None,
+    prefix: Annotated[str, PREFIX_OPT] = "scgen-",
+    as_json: Annotated[bool, JSON_OPT] = False,
+) -> None:
+    """Labelled training flows from real programs (video, bulk, ssh, games, SIP, web, DNS)
+    in scgen-* namespaces, labelled by the generator (see shadowcast.lab.trafficgen)."""
+    from shadowcast.lab import trafficgen
+
+    _root()
+    plan = trafficgen.plan_sessions(
+        sessions, seed, [k for k in kinds.split(",") if k] or None, max_duration_s
+    )
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("sessions", total=len(plan))
+        res = trafficgen.generate(out, plan, slots=slots, budget_s=budget_s,
+                                  keep_pcaps=keep_pcaps, prefix=prefix,
+                                  on_done=lambda s, r: bar.advance(task))  # fmt: skip
+    _emit(res, as_json)

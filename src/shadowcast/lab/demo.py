@@ -31,12 +31,14 @@ from typing import Any
 
 import yaml
 
+from shadowcast.act.base import AuditRecord, apply_plan, audit_table
 from shadowcast.act.linux import LinuxActuator
 from shadowcast.errors import ShadowcastError
 from shadowcast.lab import build, faults, netns, noc, scenario
 from shadowcast.lab.record import KernelSampler, StepLog
 from shadowcast.lab.traffic import Processes, TrafficRunner, have_iperf3, reflector
-from shadowcast.plan.cycle import Decision, decisions_table
+from shadowcast.plan.base import Plan
+from shadowcast.plan.cycle import ApplyFn, Decision, decisions_table
 from shadowcast.service.loop import StepReport
 from shadowcast.settings import Settings
 from shadowcast.shadow.linux import LinuxVxlanBackend
@@ -212,6 +214,21 @@ class LabDemo:
             self._fault_due = False
             self._inject(run, rep)
 
+    def _apply_with(self, actuator: LinuxActuator, settings: Settings) -> ApplyFn:
+        """The service's apply step (rolled back on failure, audited) through ``actuator``."""
+        s = self.runner.service.s
+
+        def audit(rec: AuditRecord) -> None:
+            s.writer.add("actions", audit_table([rec]))
+
+        def apply(p: Plan, allow_overload: bool) -> bool:
+            res = apply_plan(actuator, p, s.topology, dry_run=False, audit=audit,
+                             max_changes=settings.act.max_changes,
+                             allow_overload=allow_overload)  # fmt: skip
+            return not res.dry_run
+
+        return apply
+
     def _inject(self, run: DemoRun, rep: StepReport) -> None:
         s = self.runner.service.s
         cycle, topo = s.plan, s.topology
@@ -226,13 +243,13 @@ class LabDemo:
         )  # fmt: skip
         for kind, bad, actuator in cases:
             before = faults.kernel_state(run.plan)
-            real = cycle.actuator
+            real = cycle.apply_fn
             if actuator is not None:
-                cycle.actuator = actuator
+                cycle.apply_fn = self._apply_with(actuator, run.settings)
             try:
                 d = cycle.apply(now, bad, peak)
             finally:
-                cycle.actuator = real
+                cycle.apply_fn = real
             diff = faults.differs(before, faults.kernel_state(run.plan))
             d = Decision(d.time_s, d.action, f"injected {kind}: {d.reason}", d.predicted_peak,
                          d.plan)  # fmt: skip

@@ -2,8 +2,12 @@
 
 LightGBM multiclass on features every flow record has (duration, bytes, packets, mean
 packet size, rates, protocol, ports class) plus, where a packet-level source gives them,
-direction ratio and packet-size / inter-arrival statistics (NaN otherwise; training
-duplicates every flow with those hidden so the model also works on plain flow exports).
+direction ratio and packet-size / inter-arrival statistics (NaN otherwise). Training sees
+every flow three more times as a plain flow export would carry it, packet statistics
+hidden: the two-way record, and each direction alone (what a unidirectional NetFlow/IPFIX
+record of it holds, where the source gives per-direction counters), so the model also
+works on plain flow exports. Rows can be weighted by group (capture or lab session) so a
+session with thousands of flows does not outvote one with a few.
 The model is a LightGBM text file; the shipped one is ``profile/data/behaviour.txt``.
 """
 
@@ -53,7 +57,29 @@ RICH_FEATURES: tuple[str, ...] = (
 )
 FEATURES: tuple[str, ...] = BASE_FEATURES + PORT_FEATURES + RICH_FEATURES
 DEFAULT_MODEL = "data/behaviour.txt"
-__all__ = ["BehaviourModel", "Prediction", "features", "CLASSES", "FEATURES", "MODELS"]
+# LightGBM settings of the shipped model (seeded, single-threaded: reproducible). Few wide
+# trees: prediction costs ~ the number of trees (30 rounds x 6 classes: ~6 us a flow)
+PARAMS: dict[str, object] = {
+    "learning_rate": 0.15,
+    "num_leaves": 31,
+    "min_data_in_leaf": 10,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+}
+NUM_ROUNDS = 30
+ONE_WAY = ("up", "down")
+__all__ = [
+    "BehaviourModel",
+    "Prediction",
+    "features",
+    "one_way",
+    "CLASSES",
+    "FEATURES",
+    "MODELS",
+    "PARAMS",
+]
 
 
 def _num(table: pa.Table, name: str) -> F64:
@@ -93,6 +119,48 @@ def features(table: pa.Table, hide_ports: bool = False, hide_rich: bool = False)
     return out
 
 
+def one_way(table: pa.Table) -> tuple[pa.Table, npt.NDArray[np.int64]]:
+    """Each direction of every two-way flow as its own plain record (bytes, packets,
+    duration of that direction; ports as that direction's sender and receiver see them),
+    and for every record the row it came from. Directions without packets are left out;
+    a table without per-direction counters gives no records."""
+    names = ("time_start", "time_end", "src_port", "dst_port", "proto", "bytes", "packets")
+    if not all(f"{d}_packets" in table.column_names for d in ONE_WAY):
+        return pa.table({n: table.column(n).slice(0, 0) for n in names}), np.zeros(0, np.int64)
+    start = _num(table, "time_start")
+    parts, rows = [], []
+    for d in ONE_WAY:
+        pk = _num(table, f"{d}_packets")
+        keep = np.flatnonzero(pk > 0)
+        sp, dp = ("src_port", "dst_port") if d == "up" else ("dst_port", "src_port")
+        t0 = start[keep].astype(np.int64)
+        dur = np.maximum(_num(table, f"{d}_duration_ms")[keep], 0).astype(np.int64)
+        idx = pa.array(keep)
+        parts.append(
+            pa.table(
+                {
+                    "time_start": pa.array(t0),
+                    "time_end": pa.array(t0 + dur),
+                    "src_port": table.column(sp).take(idx),
+                    "dst_port": table.column(dp).take(idx),
+                    "proto": table.column("proto").take(idx),
+                    "bytes": table.column(f"{d}_bytes").take(idx),
+                    "packets": table.column(f"{d}_packets").take(idx),
+                }
+            )
+        )
+        rows.append(keep)
+    return pa.concat_tables(parts), np.concatenate(rows).astype(np.int64)
+
+
+def group_weights(groups: npt.NDArray[np.object_] | None, n: int) -> F64:
+    """``1 / sqrt(flows in the row's group)``: big groups count more, but sublinearly."""
+    if groups is None:
+        return np.ones(n)
+    _, inv, counts = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+    return np.asarray(1.0 / np.sqrt(counts[inv]), dtype=np.float64)
+
+
 class BehaviourModel:
     """A trained LightGBM booster plus the class list and the feature policy."""
 
@@ -109,10 +177,16 @@ class BehaviourModel:
         *,
         seed: int = 7,
         use_ports: bool = False,
-        num_rounds: int = 30,
+        num_rounds: int = NUM_ROUNDS,
+        groups: npt.NDArray[np.object_] | None = None,
+        params: dict[str, object] | None = None,
+        one_way_copies: bool = True,
+        weights: F64 | None = None,
     ) -> BehaviourModel:
         """Fit on ``table`` with one category per row (rows labelled outside CLASSES are
-        left out). Seeded and single-threaded, so the same input gives the same model."""
+        left out); ``groups`` (capture or session per row) weights rows by group size,
+        ``weights`` multiplies each row's weight. Seeded and single-threaded, so the same
+        input gives the same model."""
         import lightgbm as lgb
 
         keep = np.isin(labels, CLASSES)
@@ -120,30 +194,33 @@ class BehaviourModel:
             raise DataError(f"need at least 10 labelled flows in {CLASSES}, got {keep.sum()}")
         t = table.filter(pa.array(keep))
         y = np.array([CLASSES.index(c) for c in labels[keep]], dtype=np.int64)
-        x_full = features(t, hide_ports=not use_ports)
-        x_plain = features(t, hide_ports=not use_ports, hide_rich=True)
-        x = np.vstack([x_full, x_plain])
-        y2 = np.concatenate([y, y])
-        # balance classes: weight each class to the same total
-        counts = np.bincount(y2, minlength=len(CLASSES)).astype(np.float64)
-        w = (len(y2) / (len(CLASSES) * np.maximum(counts, 1)))[y2]
-        params = {
+        g = group_weights(None if groups is None else groups[keep], len(y))
+        if weights is not None:
+            g = g * weights[keep]
+        xs = [features(t, hide_ports=not use_ports), features(t, hide_ports=not use_ports,
+                                                              hide_rich=True)]  # fmt: skip
+        ys, gs = [y, y], [g, g]
+        if one_way_copies:
+            ow, rows = one_way(t)
+            if len(rows):
+                xs.append(features(ow, hide_ports=not use_ports, hide_rich=True))
+                ys.append(y[rows])
+                gs.append(g[rows] / 2)  # two records per flow: one flow's weight in all
+        x, y2, g2 = np.vstack(xs), np.concatenate(ys), np.concatenate(gs)
+        # balance classes: every class gets the same total weight
+        totals = np.bincount(y2, weights=g2, minlength=len(CLASSES))
+        w = g2 * (g2.sum() / (len(CLASSES) * np.maximum(totals, 1e-9)))[y2]
+        full = {
             "objective": "multiclass",
             "num_class": len(CLASSES),
-            "learning_rate": 0.08,
-            "num_leaves": 7,
-            "min_data_in_leaf": 5,
-            "feature_fraction": 0.9,
-            "bagging_fraction": 0.9,
-            "bagging_freq": 1,
-            "lambda_l2": 1.0,
+            **(PARAMS if params is None else params),
             "seed": seed,
             "deterministic": True,
             "num_threads": 1,
             "verbose": -1,
         }
         data = lgb.Dataset(x, label=y2, weight=w, feature_name=list(FEATURES))
-        booster = lgb.train(params, data, num_boost_round=num_rounds)
+        booster = lgb.train(full, data, num_boost_round=num_rounds)
         return cls(booster, CLASSES, use_ports)
 
     def predict_proba(self, table: pa.Table, hide_rich: bool = False) -> F64:

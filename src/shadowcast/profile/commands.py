@@ -215,12 +215,16 @@ def train(
     flows: Annotated[
         Path | None, typer.Option("--flows", help="operator-labelled flows (parquet, 'label')")
     ] = None,
+    lab: Annotated[
+        Path | None, typer.Option("--lab", help="lab generator flows to add (lab gen-training)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train the behavioural classifier (nDPI labels from captures, or your own flows)."""
+    """Train the behavioural classifier (nDPI labels from captures plus lab generator
+    flows, or your own flows)."""
     from shadowcast.profile.appmap import AppMap
     from shadowcast.profile.classifier import CLASSES, BehaviourModel
-    from shadowcast.profile.training import file_split, load_labelled, macro_f1
+    from shadowcast.profile.training import combine, file_split, load_lab, load_labelled, macro_f1
 
     try:
         if flows is not None:
@@ -235,13 +239,15 @@ def train(
         else:
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task("reading captures", total=None)
-                lab = load_labelled(pcaps, AppMap.load(), lambda n: bar.update(task, description=n))
-            t, labels, files = lab.flows, lab.labels, lab.files
+                got = load_labelled(pcaps, AppMap.load(), lambda n: bar.update(task, description=n))
+            if lab is not None:
+                got = combine(got, load_lab(lab))
+            t, labels, files = got.flows, got.labels, got.files
         result: dict[str, Any] = {"flows": int(t.num_rows), "seed": seed}
         if holdout > 0:
             tr, te = file_split(files, holdout, seed)
             model = BehaviourModel.train(
-                t.filter(pa.array(tr)), labels[tr], seed=seed, use_ports=use_ports
+                t.filter(pa.array(tr)), labels[tr], seed=seed, use_ports=use_ports, groups=files[tr]
             )
             keep = te & np.isin(labels, CLASSES)
             pred = model.predict(t.filter(pa.array(keep)))
@@ -250,7 +256,7 @@ def train(
                 holdout_flows=int(keep.sum()),
                 holdout_macro_f1=macro_f1(labels[keep], pred.category),
             )
-        model = BehaviourModel.train(t, labels, seed=seed, use_ports=use_ports)
+        model = BehaviourModel.train(t, labels, seed=seed, use_ports=use_ports, groups=files)
         model.save(out)
         result["out"] = str(out)
     except (ShadowcastError, OSError, pa.ArrowException) as exc:

@@ -34,6 +34,13 @@ EXTRA_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("iat_max_ms", pa.float32()),
     ("up_mean_ps", pa.float32()),
     ("down_mean_ps", pa.float32()),
+    # each direction alone: what a unidirectional NetFlow/IPFIX record of it would carry
+    ("up_bytes", pa.uint64()),
+    ("up_packets", pa.uint64()),
+    ("up_duration_ms", pa.int64()),
+    ("down_bytes", pa.uint64()),
+    ("down_packets", pa.uint64()),
+    ("down_duration_ms", pa.int64()),
 )
 PCAP_SCHEMA = pa.schema(list(FLOW_SCHEMA) + [pa.field(n, t) for n, t in EXTRA_FIELDS])
 
@@ -49,8 +56,11 @@ def _packed(addresses: list[str]) -> list[bytes]:
     return out
 
 
-def flows_from_pcap(path: Path, exporter: str = "pcap", idle_timeout: int = 120) -> pa.Table:
-    """All flows of one capture as a :data:`PCAP_SCHEMA` table (``app_source="ndpi"``)."""
+def flows_from_pcap(
+    path: Path, exporter: str = "pcap", idle_timeout: int = 120, active_timeout: int = 1800
+) -> pa.Table:
+    """All flows of one capture as a :data:`PCAP_SCHEMA` table (``app_source="ndpi"``);
+    a flow longer than ``active_timeout`` seconds is cut into records, as exporters do."""
     nfstream = need("nfstream", "reading pcaps")
     try:
         with warnings.catch_warnings():
@@ -60,6 +70,7 @@ def flows_from_pcap(path: Path, exporter: str = "pcap", idle_timeout: int = 120)
                 statistical_analysis=True,
                 n_dissections=20,
                 idle_timeout=idle_timeout,
+                active_timeout=active_timeout,
             ).to_pandas()
     except Exception as exc:
         raise DataError(f"{path}: nfstream could not read the capture: {exc}") from exc
@@ -109,6 +120,10 @@ def flows_from_pcap(path: Path, exporter: str = "pcap", idle_timeout: int = 120)
     }
     for ours, theirs in stats.items():
         cols[ours] = pa.array(df[theirs].to_numpy(np.float32))
+    for ours, theirs in (("up", "src2dst"), ("down", "dst2src")):
+        cols[f"{ours}_bytes"] = pa.array(df[f"{theirs}_bytes"].to_numpy(np.uint64))
+        cols[f"{ours}_packets"] = pa.array(df[f"{theirs}_packets"].to_numpy(np.uint64))
+        cols[f"{ours}_duration_ms"] = pa.array(df[f"{theirs}_duration_ms"].to_numpy(np.int64))
     return pa.Table.from_arrays(
         [cols[f.name].cast(f.type) for f in PCAP_SCHEMA], schema=PCAP_SCHEMA
     )

@@ -130,7 +130,14 @@ def run_replay(
     progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     workers: int = 1,
+    pace: Callable[[int], None] | None = None,
+    on_service: Callable[[Service, Callable[[], Any] | None], None] | None = None,
 ) -> ReplayRun:
+    """Replay ``source`` through a service built from ``settings`` (module docstring).
+
+    ``pace(t_s)`` is called before each step is played (``shadowcast run --replay``
+    sleeps there to play at a chosen speed); ``on_service(service, collector_snapshot)``
+    once the service and its collector are up (the API attaches to them)."""
     t_start = time.perf_counter()
     rs = replay_settings(settings, source)
     topo, step = source.topology, source.step_s
@@ -226,6 +233,8 @@ def run_replay(
                 sinks=[intake.put],
             )
             lc.__enter__()
+        if on_service is not None:
+            on_service(service, lc.snapshot if lc is not None else None)
         feed = state.feed
         expected = 0  # records this run has handed over (the barrier; a resumed run restarts it)
         for t in range(state.next_t, source.steps):
@@ -233,6 +242,8 @@ def run_replay(
                 interrupted = True
                 break
             t_s = source.time_s(t)
+            if pace is not None:
+                pace(t_s)
             offered = source.offered(t)
             base = state.baseline.step(t_s, offered)
             act = state.acting.step(t_s, offered)

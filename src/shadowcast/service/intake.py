@@ -114,6 +114,9 @@ class FlowIntake:
             self.rollup.accept(profiled)
         self._pending.append(profiled)
         self._pending_rows += profiled.num_rows
+        apps = {str(a) for a in profiled.column("app").unique().to_pylist() if a}
+        with self._inbox_lock:  # at once: applications still seen keep their tunnels alive
+            self._inbox.apps |= apps
         if (
             self._pending_rows >= self.series_rows
             or time.monotonic() - self._pending_since >= self.series_s
@@ -135,10 +138,8 @@ class FlowIntake:
             finest = tier
             self.writer.add("behaviour", tier)
         new = self.events.observe(profiled)
-        apps = {str(a) for a in profiled.column("app").unique().to_pylist() if a}
         with self._inbox_lock:
             self._inbox.events.extend(new)
-            self._inbox.apps |= apps
 
     def take_inbox(self) -> tuple[list[AppPathEvent], set[str]]:
         with self._inbox_lock:

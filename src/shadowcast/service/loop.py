@@ -39,8 +39,10 @@ import pyarrow as pa
 import pyarrow.compute
 import scipy.sparse as sp
 
+from shadowcast.act.base import Actuator, Audit
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.rules import CapacityRule
+from shadowcast.alert.stage import deliver, dominant_class
 from shadowcast.alert.tables import alerts_table
 from shadowcast.errors import PlanError, StoreError
 from shadowcast.feedback.ledger import Ledger, accuracy_table
@@ -59,6 +61,7 @@ from shadowcast.service.config import ServiceConfig
 from shadowcast.service.intake import FlowIntake
 from shadowcast.service.writer import StageWriter
 from shadowcast.shadow.cycle import ShadowCycle, od_measurements
+from shadowcast.shadow.results import ProbeResult
 from shadowcast.shadow.results import to_table as shadow_table
 from shadowcast.store.base import Store
 
@@ -90,6 +93,9 @@ class Stages:
     horizons: Mapping[str, int]  # label -> steps ahead
     alert_level: float = 0.0  # 0: alert on the mean; 80/95: on that upper bound
     retention: Callable[[int], dict[str, int]] | None = None  # now (s) -> rows deleted
+    teams: Mapping[str, str] = field(default_factory=dict)  # link glob -> team (alert label)
+    actuator: Actuator | None = None  # what plans are applied through (operator rollbacks too)
+    audit: Audit | None = None  # the actuator's audit trail (the store's ``actions``)
 
 
 @dataclass
@@ -102,6 +108,8 @@ class StepReport:
     link: LinkPrediction | None = None
     alerts: list[Alert] = field(default_factory=list)
     decision: Decision | None = None
+    link_util: F64 | None = None  # measured utilisation of every link in this step
+    resolved: list[Alert] = field(default_factory=list)
 
 
 class Service:
@@ -131,6 +139,11 @@ class Service:
         self.stage_seconds: dict[str, float] = {}
         self._routing_cache: tuple[int, sp.csr_matrix] | None = None
         self._horizon_steps = sorted(set(stages.horizons.values()))
+        # held for a whole tick, an approval and a checkpoint: the API's threads read and
+        # act between steps, never in the middle of one (see ``api/state.py``)
+        self.lock = threading.RLock()
+        self.resolved: deque[tuple[Alert, int]] = deque(maxlen=1000)  # (alert, cleared at)
+        self.probes: dict[str, ProbeResult] = {}  # latest result per tunnel
         self.restored: dict[str, Any] = {}
         self.last_retention_s: int | None = None
         n_od = len(stages.rollup.od_pairs)
@@ -144,6 +157,10 @@ class Service:
 
     def tick(self, now_s: int) -> int:
         """Run every step that is complete at ``now_s``; returns how many."""
+        with self.lock:
+            return self._tick(now_s)
+
+    def _tick(self, now_s: int) -> int:
         with self.s.rollup_lock:
             buckets = self.s.rollup.close(now_s)
         for b in buckets:
@@ -173,6 +190,7 @@ class Service:
             load = s.routing.loads({c: values[c] for c in s.classes})
             s.writer.add("od_series", od_rows(b))
             s.writer.add("link_series", link_rows(t, self.link_names, load, self.capacity))
+            report.link_util = load / np.maximum(self.capacity, 1e-12)
             s.ledger.observe("od", t, stacked)
             s.ledger.observe("link", t, load)
             s.linkmap.observe(t, stacked)
@@ -195,14 +213,19 @@ class Service:
                 )  # fmt: skip
             with self._timed("alert"):
                 util = link.util_upper(s.alert_level) if s.alert_level else link.util
-                new = s.rule.evaluate(np.datetime64(end, "s"), util)
-                for a in new:
-                    for n in s.notifiers:
-                        n.send(a)
+                new, cleared = deliver(
+                    s.rule,
+                    s.notifiers,
+                    np.datetime64(end, "s"),
+                    util,
+                    teams=s.teams,
+                    class_of_link=lambda i: dominant_class(s.routing, s.classes, fc.by_class, i),
+                )
                 if new:
                     s.writer.add("alerts", alerts_table(new))
                     self.alerts.extend(new)
-                report.alerts = new
+                self.resolved.extend((a, end) for a in cleared)
+                report.alerts, report.resolved = new, cleared
             with self._timed("plan"):
                 d = s.plan.decide(end, dict(fc.by_class), self.step_s)
                 report.decision = d
@@ -233,6 +256,9 @@ class Service:
                 for k, v in od_measurements(results, self.od_index, n).items():
                     seen = np.isfinite(v)
                     self._probe_latest[k][seen] = v[seen]
+                live = {t.spec.name for t in sh.manager.tunnels.values()}
+                self.probes = {k: v for k, v in self.probes.items() if k in live}
+                self.probes.update((r.tunnel, r) for r in results)
 
     def _retain(self, now_s: int) -> None:
         """Retention on the service's clock (a replay's simulated time, or now)."""
@@ -303,16 +329,23 @@ class Service:
 
     def approve(self, plan: Plan) -> Decision:
         """Apply an operator-approved plan now (through the checker and actuator)."""
-        now = self.last.start_s + self.step_s if self.last else 0
-        peak = self.last.decision.predicted_peak if self.last and self.last.decision else 0.0
-        d = self.s.plan.apply(now, plan, peak)
-        self.s.writer.add("decisions", decisions_table([d], "approved"))
-        return d
+        with self.lock:
+            now = self.last.start_s + self.step_s if self.last else 0
+            peak = self.last.decision.predicted_peak if self.last and self.last.decision else 0.0
+            d = self.s.plan.apply(now, plan, peak)
+            self.s.writer.add("decisions", decisions_table([d], "approved"))
+            self.decisions.append(d)
+            self.s.plan.counts[d.action] = self.s.plan.counts.get(d.action, 0) + 1
+            return d
 
     # -- state -------------------------------------------------------------------------------
 
     def checkpoint(self, now_s: int | None = None) -> None:
         """Flush every buffered row, then save the models (the store is never behind them)."""
+        with self.lock:
+            self._checkpoint(now_s)
+
+    def _checkpoint(self, now_s: int | None) -> None:
         t0 = time.perf_counter()
         try:
             self.s.writer.flush()

@@ -85,6 +85,7 @@ class Runner:
         self.socket_path = socket_path(data_dir)
         self.collector: Any = None
         self._collector_thread: threading.Thread | None = None
+        self.api: Any = None  # api/server.py ApiServer, when api.enabled
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
@@ -123,6 +124,14 @@ class Runner:
         self._collector_thread.start()
         if not ready.wait(60):
             raise ConfigError(f"the collector did not start: {self.collector.failures}")
+        if self.settings.api.enabled:
+            from shadowcast.api.server import ApiServer
+            from shadowcast.api.state import ApiState
+
+            state = ApiState(self.settings, self.store, self.service, self.collector.snapshot)
+            state.attach(self.service)
+            self.api = ApiServer(state, self.settings.api)
+            self.api.start()
         log.info(
             "service started",
             extra=fields({"mode": self.service.s.plan.mode, "listen": ports, **restored}),
@@ -147,6 +156,8 @@ class Runner:
                 break
 
     def shutdown(self) -> None:
+        if self.api is not None:
+            self.api.stop()
         if self.collector is not None:
             self.collector.stop()
         if self._collector_thread is not None:

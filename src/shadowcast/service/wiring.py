@@ -179,7 +179,7 @@ def build_service(settings: Any, env: Environment) -> Service:
     paths = candidate_paths(topo, od_pairs, pl.k_paths, disjoint=pl.disjoint, weight=pl.path_weight)
     mode = env.mode or cfg.mode
     actuator = env.actuator
-    if mode == "auto" and actuator is None:
+    if mode in ("auto", "advise") and actuator is None:  # advise: what approvals apply through
         from shadowcast.act.config import make_actuator
 
         actuator = make_actuator(settings.act)
@@ -270,5 +270,8 @@ def build_service(settings: Any, env: Environment) -> Service:
         horizons=horizons,
         alert_level=acfg.quantile_level,
         retention=retention,
+        teams=dict(acfg.teams),
+        actuator=actuator,
+        audit=audit,
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

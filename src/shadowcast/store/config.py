@@ -32,6 +32,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "behaviour",
     "decisions",
     "accuracy",
+    "audit",
 )
 #: DuckDB threads allowed in the settings: four per CPU of this machine (at least 16).
 MAX_THREADS = max(16, (os.cpu_count() or 1) * 4)
@@ -50,6 +51,7 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "behaviour": 400,
     "decisions": 365,
     "accuracy": 90,
+    "audit": 730,
 }
 
 

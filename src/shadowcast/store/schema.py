@@ -203,6 +203,19 @@ ACCURACY_SCHEMA = pa.schema(
     ]
 )
 
+# Every admin action of the REST API (``api/audit.py``): who (the token's name), what
+# (approve, reject, apply, rollback), on what, and how it ended.
+AUDIT_SCHEMA = pa.schema(
+    [
+        ("time", TS),
+        ("token", pa.string()),
+        ("action", pa.string()),
+        ("target", pa.string()),  # a plan id, or "" when the action names none
+        ("status", pa.string()),  # ok | rejected | failed
+        ("detail", pa.string()),  # JSON
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "flows": FLOW_SCHEMA,
     "od_series": OD_SERIES_SCHEMA,
@@ -216,6 +229,7 @@ TABLES: dict[str, pa.Schema] = {
     "behaviour": BEHAVIOUR_SCHEMA,
     "decisions": DECISION_SCHEMA,
     "accuracy": ACCURACY_SCHEMA,
+    "audit": AUDIT_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -232,4 +246,5 @@ TIME_COLUMN: dict[str, str] = {
     "behaviour": "time",
     "decisions": "time",
     "accuracy": "time",
+    "audit": "time",
 }

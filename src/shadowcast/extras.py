@@ -16,6 +16,7 @@ EXTRAS: dict[str, str] = {
     "distributed": "dask",
     "statsforecast": "stats",
     "matplotlib": "plot",
+    "torch": "neural",
     "clickhouse_driver": "clickhouse",
     "fastapi": "api",
     "uvicorn": "api",

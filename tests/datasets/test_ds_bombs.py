@@ -2,7 +2,7 @@
 
 The bombs are made here, small on disk: a 1 GiB zero member is streamed through deflate with a
 full flush per MiB, so one compressed MiB repeats (1 MB on disk, 1 s to make). The loaders run
-in a child process so that its peak RSS (``ru_maxrss``) and its time can be measured alone.
+in a child process so that its peak RSS (``VmHWM``) and its time can be measured alone.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _child(code: str) -> dict[str, object]:
     """Run ``code`` (which sets ``out``) in a fresh interpreter; add its time and peak RSS."""
     script = textwrap.dedent(
         """
-        import json, resource, sys, time
+        import json, sys, time
         t0 = time.perf_counter()
         out = {}
         """
@@ -78,7 +78,11 @@ def _child(code: str) -> dict[str, object]:
     script += textwrap.dedent(
         """
         out["seconds"] = time.perf_counter() - t0
-        out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big
+        # pytest process would report its parent's size (472 MB in a full run)
+        with open("/proc/self/status") as fh:
+            hwm = next(line for line in fh if line.startswith("VmHWM:"))
+        out["rss_mb"] = int(hwm.split()[1]) / 1024
         print(json.dumps(out))
         """
     )

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import pytest
 
 from shadowcast.forecast.synthetic import synthetic_frame
 from shadowcast.records import SeriesFrame
 
-# Small options so the LightGBM-based models stay fast in the contract suite.
+# Small options so the LightGBM-based and neural models stay fast in the contract suite.
+FAST_GBM = {"rounds": 20, "max_rows": 20_000}
+FAST_NEURAL = {"epochs": 3, "hidden": 16, "max_samples": 4000, "batch": 256, "threads": 1}
 FAST = {
-    "gbm": {"rounds": 20, "max_rows": 20_000},
-    "auto": {"member_options": {"gbm": {"rounds": 20, "max_rows": 20_000}}},
+    "gbm": FAST_GBM,
+    "neural": FAST_NEURAL,
+    "auto": {"member_options": {"gbm": FAST_GBM, "neural": FAST_NEURAL}},
 }
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(
+    not HAS_TORCH, reason="torch not installed (the optional neural extra)"
+)
+
+
+def model_names(names: Iterable[str]) -> list[Any]:
+    """Model names as pytest params, the neural one skipped without torch."""
+    return [pytest.param(n, marks=needs_torch) if n == "neural" else n for n in names]
 
 
 def opts(name: str) -> dict[str, object]:

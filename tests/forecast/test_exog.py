@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,7 @@ from shadowcast.shadow.stamp import PathMetrics
 from shadowcast.store.config import StoreConfig, open_store
 from shadowcast.store.schema import LINK_SERIES_SCHEMA
 
-from .conftest import opts
+from .conftest import model_names, opts
 
 STEP = 300
 DAY = 86400 // STEP
@@ -63,10 +64,19 @@ def _head(f: SeriesFrame, stop: int, exog: bool = True) -> SeriesFrame:
     return SeriesFrame(f.times[:stop], f.keys, f.values[:stop], f.step, exog=ex)
 
 
-def _online_nmae(f: SeriesFrame, split: int, exog: bool, stride: int = 3) -> dict[int, float]:
+def _online_nmae(
+    f: SeriesFrame,
+    split: int,
+    exog: bool,
+    stride: int = 3,
+    model: tuple[str, dict[str, Any]] | None = None,
+) -> dict[int, float]:
     """Fit on ``[:split]``, then forecast from every ``stride``-th origin after it, feeding
-    the rows (and, with ``exog``, their exogenous rows) through ``update``."""
-    m = GlobalGBM(rounds=60, max_rows=30_000).fit(_head(f, split, exog))
+    the rows (and, with ``exog``, their exogenous rows) through ``update``. ``model``: a
+    registered name and its options (default: the GBM)."""
+    m = (make_model(model[0], **model[1]) if model else GlobalGBM(rounds=60, max_rows=30_000)).fit(
+        _head(f, split, exog)
+    )
     T = f.values.shape[0]
     num = {3: 0.0, 12: 0.0}
     den = {3: 0.0, 12: 0.0}
@@ -156,7 +166,7 @@ def test_misshapen_exog_rows_raise_naming_the_key() -> None:
     assert m._y.shape[0] == before  # nothing appended by a refused update
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", model_names(sorted(MODELS)))
 def test_every_model_accepts_exog_in_update(name: str) -> None:
     f = driven_frame(n=6, days=3)
     split = f.values.shape[0] - 6
@@ -184,9 +194,11 @@ def test_ensemble_shares_exog_with_its_members() -> None:
     P = ens._member_points(ens._y, np.array([ens._len - 1]), np.array([12]), None)
     ens._xbuf["abw_mbps"][ens._len - 1] += 500.0
     Q = ens._member_points(ens._y, np.array([ens._len - 1]), np.array([12]), None)
-    gi = ens.members.index(gbm)
-    assert not np.array_equal(P[..., gi], Q[..., gi])
-    others = [j for j in range(len(ens.members)) if j != gi]
+    readers = [j for j, m in enumerate(ens.members) if "shadow" in m.input_groups]
+    assert ens.members.index(gbm) in readers  # (and the neural member, where installed)
+    for j in readers:
+        assert not np.array_equal(P[..., j], Q[..., j])
+    others = [j for j in range(len(ens.members)) if j not in readers]
     np.testing.assert_array_equal(P[..., others], Q[..., others])
 
 

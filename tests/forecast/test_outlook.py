@@ -253,7 +253,11 @@ def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) 
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["series"] == 2 and doc["step_s"] == 300 and doc["history_steps"] == len(ts)
-    assert doc["exog"] == ["abw_mbps", "loss", "rtt_ms"]
+    # every shadow measurement by default (forecast.exog); geography of the keys (no
+    # topology: the site names, no coordinates)
+    assert doc["exog"] == ["abw_mbps", "jitter_ms", "loss", "owd_ms", "rtt_ms"]
+    assert {"src_site", "dst_site", "distance_km"} <= set(doc["meta"])
+    assert "bottleneck_mbps" not in doc["meta"]
     assert doc["links"] == [] and doc["runout"] == []
     assert [r["key"] for r in doc["top_series"]] == ["A->B", "B->A"]
     # --days trims the series at the source: the shadow inputs stay attached
@@ -263,7 +267,7 @@ def test_forecast_command_reads_series_and_shadow_inputs_from_a_store(tmp_path) 
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
-    assert doc["history_steps"] == 288 and doc["exog"] == ["abw_mbps", "loss", "rtt_ms"]
+    assert doc["history_steps"] == 288 and len(doc["exog"]) == 5
     bad = CliRunner().invoke(app, ["forecast", "--store", str(tmp_path / "none.duckdb")])
     assert bad.exit_code == 2 and "no such file" in bad.output
     hz = CliRunner().invoke(app, ["forecast", "--store", str(path), "--horizon", "abc"])

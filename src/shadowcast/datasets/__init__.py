@@ -1,7 +1,8 @@
 """Datasets: topologies, demand series (real and synthetic).
 
 * :func:`load_topology` — SNDlib XML, Topology Zoo GraphML, networkx node-link JSON.
-* :func:`load_demands` — SNDlib dynamic matrices (folder / ``.tar.gz`` / file), long CSV.
+* :func:`load_demands` — SNDlib dynamic matrices (folder / ``.tar.gz`` / file), long CSV;
+  :func:`demand_coords` — the node coordinates an SNDlib demand set carries.
 * :func:`synthetic_dataset` — a seeded synthetic week on a vendored Topology Zoo graph.
 * :func:`step_totals` — per-step sums read straight from SNDlib files (for checks).
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shadowcast.datasets.config import DEFAULT_CAPACITY_BPS
     from shadowcast.datasets.csvdemand import write_csv
-    from shadowcast.datasets.demands import load_demands, totals
+    from shadowcast.datasets.demands import demand_coords, load_demands, totals
     from shadowcast.datasets.sndlib import step_totals
     from shadowcast.datasets.synthetic import SyntheticDataset, synthetic_dataset
     from shadowcast.datasets.topology import load_topology
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "DEFAULT_CAPACITY_BPS": "config",
     "SyntheticDataset": "synthetic",
+    "demand_coords": "demands",
     "load_demands": "demands",
     "load_topology": "topology",
     "step_totals": "sndlib",
@@ -36,6 +38,7 @@ _WHERE = {
 __all__ = [
     "DEFAULT_CAPACITY_BPS",
     "SyntheticDataset",
+    "demand_coords",
     "load_demands",
     "load_topology",
     "step_totals",

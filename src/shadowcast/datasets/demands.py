@@ -269,6 +269,15 @@ def missing_value(missing: str) -> float:
         raise DemandError(f"missing={missing!r}: choose one of {sorted(MISSING)}") from None
 
 
+def demand_coords(path: str | Path) -> dict[str, tuple[float, float]]:
+    """Node coordinates ``{node: (lon, lat)}`` a demand file carries (SNDlib matrices list
+    their nodes with coordinates; a CSV carries none: {})."""
+    p = Path(path)
+    if p.is_dir() or sndlib.is_archive(p) or (p.is_file() and _looks_xml(p)):
+        return sndlib.read_coords(p)
+    return {}
+
+
 def _looks_xml(p: Path) -> bool:
     with p.open("rb") as fh:
         head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")

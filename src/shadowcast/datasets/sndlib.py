@@ -365,3 +365,19 @@ def step_totals(path: str | Path) -> tuple[npt.NDArray[np.datetime64], F64]:
     out.sort(key=lambda x: x[0])
     times = np.array([t for t, _ in out], dtype="datetime64[s]")
     return times, np.array([v for _, v in out], dtype=np.float64)
+
+
+def read_coords(path: str | Path) -> dict[str, tuple[float, float]]:
+    """Node coordinates ``{node: (lon, lat)}`` of an SNDlib demand set (folder, archive or
+    one file): the ``<nodes>`` of its first matrix (every matrix of a set lists the same);
+    {} when they are not geographical."""
+    p = Path(path)
+    if p.is_file() and not is_archive(p):
+        where, data = str(p), p.read_bytes()
+    else:
+        first = next(iter_documents(p), None)
+        if first is None:
+            raise DemandError(f"{p}: archive holds no .xml demand matrices")
+        where, data = first
+    root = parse_xml(data, where, DemandError)
+    return _nodes(root, namespace(root), where, DemandError)[1]

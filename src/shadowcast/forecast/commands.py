@@ -168,25 +168,6 @@ def score(
     )
 
 
-def _with_exog(
-    st: Store, frame: SeriesFrame, topo: Topology | None, names: list[str]
-) -> SeriesFrame:
-    """``frame`` with the configured exogenous inputs the store has measurements for."""
-    from dataclasses import replace
-
-    from shadowcast.forecast.exog import capacity_exog, shadow_exog
-
-    shadow = [c for c in names if c not in ("capacity_mbps", "headroom_mbps")]
-    ex = shadow_exog(st, frame.keys, frame.times, frame.step, shadow) if shadow else {}
-    if topo is not None and len(shadow) < len(names):
-        cap = capacity_exog(st, topo, frame.keys, frame.times, frame.step)
-        ex.update({k: v for k, v in cap.items() if k in names})
-    ex = {k: v for k, v in ex.items() if np.isfinite(v).any()}
-    if ex:
-        log.info("exogenous inputs", extra={"exog": sorted(ex)})
-    return replace(frame, exog=ex) if ex else frame
-
-
 def _run(
     ctx: typer.Context,
     store_path: Path | None,
@@ -205,6 +186,7 @@ def _run(
     from shadowcast import datasets
     from shadowcast.datasets.demands import missing_value
     from shadowcast.forecast.config import ForecastConfig
+    from shadowcast.forecast.enrich import demand_inputs, site_regions, store_inputs
     from shadowcast.settings import format_validation_error
     from shadowcast.store.config import open_store
     from shadowcast.store.remote import open_for_reading
@@ -231,7 +213,13 @@ def _run(
             raise ConfigError("--write stores into the store the series came from: use --store")
         topo = datasets.load_topology(topology, capacities_from=capacities) if topology else None
         dem = datasets.load_demands(demands, topology=topo, missing=missing or "zero")
-        frame = SeriesFrame.from_demands(dem)
+        frame = demand_inputs(
+            SeriesFrame.from_demands(dem),
+            topology=topo,
+            coords=datasets.demand_coords(demands),
+            regions=site_regions(settings.profile.sites_file),
+            exog=cfg.exog,
+        )
         if days is not None:
             frame = frame.rows(-max(4, int(days * 86400 // frame.step)))
         source = str(demands)
@@ -247,8 +235,13 @@ def _run(
             fill = missing_value(missing or "nan")
             frame = series_from_store(st, by_app=by_app, days=days, missing=fill)
             observed = links_from_store(st, topo.link_names() if topo else None)
-            if cfg.exog and not by_app:
-                frame = _with_exog(st, frame, topo, cfg.exog)
+            frame = store_inputs(
+                st,
+                frame,
+                topology=topo,
+                regions=site_regions(settings.profile.sites_file),
+                exog=[] if by_app else cfg.exog,  # measurements are per OD pair, not per app
+            )
         finally:
             st.close()
     links = _links(topo, frame) if topo is not None and not by_app else None
@@ -339,6 +332,7 @@ def _json(report: dict[str, Any], top: int) -> dict[str, Any]:
         "source": report["source"],
         "topology": report["topology"],
         "exog": sorted(frame.exog),
+        "meta": sorted(frame.meta),
         "model": ol.model,
         "issued": str(ol.issued) + "Z",
         "step_s": ol.step,

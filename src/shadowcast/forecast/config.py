@@ -21,6 +21,9 @@ EXOG_INPUTS = (
 )
 
 
+AUTO_MEMBERS = ("persistence", "profile", "gbm", "theta", "neural")
+
+
 class ForecastConfig(BaseModel):
     """What to forecast, how far ahead, with which model and intervals."""
 
@@ -37,6 +40,14 @@ class ForecastConfig(BaseModel):
     dask_scheduler: str | None = None
     gbm_rounds: int = Field(100, ge=1, le=10_000)
     gbm_max_rows: int = Field(150_000, ge=1000, le=100_000_000)
+    # The members `auto` blends (weights per horizon from its backtest); `neural` needs the
+    # neural extra (torch) and is left out without it.
+    auto_members: list[str] = Field(
+        default_factory=lambda: ["persistence", "profile", "gbm", "theta", "neural"],
+        max_length=8,
+    )
+    neural_epochs: int = Field(30, ge=1, le=1000)
+    neural_max_samples: int = Field(200_000, ge=1000, le=100_000_000)
     # Keys that come and go (forecast.keys): a series idle (no non-zero value) for
     # ``retire_after`` is not forecast any more (null: never); a new one is forecast cold
     # (persistence, pooled prior interval) and joins the fitted model ``join_after`` after
@@ -46,9 +57,11 @@ class ForecastConfig(BaseModel):
     # Link outlook (``shadowcast forecast``): P(load > threshold x capacity) per link and
     # horizon from ``link_samples`` joint draws; runout = when the p95 daily peak crosses
     # ``runout_target`` x capacity, looked for within ``runout_horizon``.
-    # Time-varying exogenous inputs read from the store when it has them (shadow-path
-    # measurements; bottleneck capacity/headroom from link_series with a topology).
-    exog: list[str] = Field(default_factory=lambda: ["abw_mbps", "rtt_ms", "loss"])
+    # Time-varying exogenous inputs, each read wherever it exists: shadow-path measurements
+    # from the store; bottleneck capacity/headroom of the series' path from link_series
+    # (with a topology), from the demands routed over the topology (demand files), or from
+    # the service's link loads. An input nothing measured is left out.
+    exog: list[str] = Field(default_factory=lambda: list(EXOG_INPUTS), max_length=16)
     threshold: float = Field(0.9, gt=0.0, le=2.0)
     link_samples: int = Field(2000, ge=100, le=100_000)
     runout_target: float = Field(0.8, gt=0.0, le=2.0)
@@ -75,6 +88,16 @@ class ForecastConfig(BaseModel):
         bad = sorted(set(v) - set(EXOG_INPUTS))
         if bad:
             raise ValueError(f"unknown exogenous input(s) {bad}; choose from {list(EXOG_INPUTS)}")
+        return v
+
+    @field_validator("auto_members")
+    @classmethod
+    def _check_members(cls, v: list[str]) -> list[str]:
+        bad = sorted(set(v) - set(AUTO_MEMBERS))
+        if bad:
+            raise ValueError(f"unknown member(s) {bad}; choose from {list(AUTO_MEMBERS)}")
+        if not v:
+            raise ValueError("at least one member")
         return v
 
     @property

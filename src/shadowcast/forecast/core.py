@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Self
 
 import numpy as np
@@ -38,6 +39,7 @@ from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import clean, finite_or_nan, input_report, regrow
 from shadowcast.forecast.conformal import Calibrator, ew_scales, horizon_grid, interp_grid
 from shadowcast.forecast.conformal import scale_floor as _scale_floor
+from shadowcast.forecast.inputs import check_groups, keep_inputs
 from shadowcast.forecast.keys import KeyBook, level_rows, pooled_prior
 from shadowcast.records import F64, Forecast, SeriesFrame
 from shadowcast.units import ceil_steps as horizon_steps
@@ -52,10 +54,12 @@ class BaseForecaster(KeyBook):
 
     ``retire_after``: a key idle (no finite non-zero value) this long is retired (default:
     never); ``join_after``: a cold key present this long makes the next update refit the
-    model (default one day; None: only an explicit ``refit()``)."""
+    model (default one day; None: only an explicit ``refit()``); ``exclude``: input groups
+    left out (:mod:`shadowcast.forecast.inputs`: what ``eval forecast --ablate`` varies)."""
 
     name = "base"
     refit_after_calibration = True
+    exclude: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -69,6 +73,7 @@ class BaseForecaster(KeyBook):
         seed: int = 0,
         retire_after: str | int | None = None,
         join_after: str | int | None = "1d",
+        exclude: Sequence[str] = (),
     ) -> None:
         self.horizons_s = [parse_duration(h) for h in horizons]
         self.calibration_s = parse_duration(calibration_window)
@@ -79,6 +84,7 @@ class BaseForecaster(KeyBook):
         self.seed = seed
         self.retire_s = None if retire_after is None else parse_duration(retire_after)
         self.join_s = None if join_after is None else parse_duration(join_after)
+        self.exclude = check_groups(exclude)
         self.keys: tuple[str, ...] = ()
         self._n_fit = 0
         self.report: dict[str, Any] = {}
@@ -114,6 +120,11 @@ class BaseForecaster(KeyBook):
         return {k: b[: self._len, : self._n_fit] for k, b in self._xbuf.items()}
 
     @property
+    def input_groups(self) -> tuple[str, ...]:
+        """The input groups (:mod:`shadowcast.forecast.inputs`) this model reads."""
+        return ()
+
+    @property
     def n_series(self) -> int:
         """Series forecast (``len(self.keys)``): the rows of ``predict``'s arrays."""
         return len(self.keys)
@@ -125,6 +136,12 @@ class BaseForecaster(KeyBook):
         raw = np.asarray(history.values, dtype=np.float64)
         if raw.ndim != 2 or raw.shape[0] < 1 or raw.shape[1] < 1:
             raise ForecastError(f"need values[T>=1, n>=1], got shape {raw.shape}")
+        if self.exclude:  # input groups left out (ablation): every model sees the same frame
+            history = replace(
+                history,
+                meta=keep_inputs(history.meta, self.exclude),
+                exog=keep_inputs(history.exog, self.exclude),
+            )
         self.step = int(history.step)
         self.exog_names = tuple(sorted(history.exog))
         self._t0 = int(np.asarray(history.times[:1], dtype="datetime64[s]").astype(np.int64)[0])

@@ -4,7 +4,9 @@ Every closed step brings one row per class (``values[od]``, Mbit/s). The cycle k
 ``keep_s`` of them in memory (restored from the store after a restart), fits each class's
 model once ``warmup_s`` of history is in, ``update()``s it with every new row (its conformal
 intervals adapt online), refits on a schedule (``retrain_every_s``), and predicts
-``horizon_steps`` ahead with intervals. Models are saved (``save``) so that a restart
+``horizon_steps`` ahead with intervals. The model also sees each OD pair's static inputs
+(``meta``: geography, bottleneck capacity; :mod:`shadowcast.forecast.enrich`), the same for
+every class. Models are saved (``save``) so that a restart
 continues where it stopped instead of refitting from scratch; a saved cycle whose classes,
 OD pairs or step differ from the running one is not loaded (it is refitted instead).
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import Forecaster
@@ -138,8 +141,10 @@ class ForecastCycle:
         retrain_every_s: int | None = 86400,
         keep_s: int = 14 * 86400,
         exog: Sequence[str] = (),
+        meta: Mapping[str, npt.NDArray[np.generic]] | None = None,
     ) -> None:
         self.make_model = make_model
+        self.meta = dict(meta or {})  # static per OD pair (geography, bottleneck capacity)
         self.model_name = model_name
         self.classes = tuple(classes)
         self.od_pairs = tuple(od_pairs)
@@ -211,6 +216,7 @@ class ForecastCycle:
             np.hstack([f.values for f in frames]),
             self.step_s,
             exog={x: np.tile(a, (1, len(self.classes))) for x, a in frames[0].exog.items()},
+            meta={k: np.tile(np.asarray(v), len(self.classes)) for k, v in self.meta.items()},
         )
         self.models = {STACKED: self.make_model().fit(stacked)}
         self.version += 1

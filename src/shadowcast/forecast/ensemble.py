@@ -6,9 +6,11 @@ grid; per calibrated horizon the blend with the least scale-normalised absolute 
 the window wins. The same window then gives the blend's conformal scores: choosing among the
 286 blends of four members is a mild selection, which the online ACI corrects if it shows.
 A weight of 1 on one member is per-horizon model *selection*; the default members are
-persistence, the profile model, the global LightGBM model and the Theta model (adding Theta:
+persistence, the profile model, the global LightGBM model, the Theta model (adding Theta:
 Abilene 0.832/0.885 -> 0.820/0.877 x persistence at 15 min / 1 h, GEANT unchanged; 10,000
-series 50 -> 63 s).
+series 50 -> 63 s) and, where torch is installed (the ``neural`` extra), the neural model
+(:mod:`shadowcast.forecast.neural`): it joins a horizon's blend only where the backtest
+gives it weight.
 
 Online (``online_rate`` > 0, "online expert aggregation"): every forecast's member
 predictions are kept until its target arrives through ``update``; then each candidate
@@ -21,27 +23,33 @@ Only observations seen before a forecast ever choose its weights.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from shadowcast.errors import ConfigError
 from shadowcast.forecast.baselines import Persistence
 from shadowcast.forecast.conformal import ew_scales
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.gbm import GlobalGBM
+from shadowcast.forecast.inputs import GROUPS
 from shadowcast.forecast.profile import ProfileEW
 from shadowcast.forecast.stats import Theta
 from shadowcast.records import F64, SeriesFrame
 
 I64 = npt.NDArray[np.int64]
+log = logging.getLogger(__name__)
 _SHARED = (
     "step",
     "keys",
     "meta",
     "exog_names",
+    "exclude",
     "_t0",
     "H",
     "grid",
@@ -50,6 +58,46 @@ _SHARED = (
     "_n_fit",
     "_col_keys",
 )
+
+
+def _neural(*args: Any, **kw: Any) -> BaseForecaster:
+    from shadowcast.forecast.neural import NeuralForecaster  # torch: imported on first use
+
+    return NeuralForecaster(*args, **kw)
+
+
+_neural.name = "neural"  # type: ignore[attr-defined]
+Member = Callable[..., BaseForecaster]
+#: Members by name (``forecast.auto_members``).
+MEMBERS: dict[str, Member] = {
+    "persistence": Persistence,
+    "profile": ProfileEW,
+    "gbm": GlobalGBM,
+    "theta": Theta,
+    "neural": _neural,
+}
+DEFAULT_MEMBERS = ("persistence", "profile", "gbm", "theta", "neural")
+
+
+def resolve_members(members: Sequence[str | Member]) -> list[Member]:
+    """Member factories from names or factories. ``neural`` needs torch (the ``neural``
+    extra): without it, it is left out (logged), so ``auto`` works everywhere and takes the
+    neural model where it is installed."""
+    out: list[Member] = []
+    for m in members:
+        if not isinstance(m, str):
+            out.append(m)
+            continue
+        if m not in MEMBERS:
+            raise ConfigError(f"forecast.auto_members: unknown member {m!r}; choose from "
+                              f"{sorted(MEMBERS)}")  # fmt: skip
+        if m == "neural" and importlib.util.find_spec("torch") is None:
+            log.info("auto: the neural member needs the neural extra (torch): left out")
+            continue
+        out.append(MEMBERS[m])
+    if not out:
+        raise ConfigError("forecast.auto_members: no member left")
+    return out
 
 
 def _simplex(k: int, steps: int = 10) -> list[tuple[float, ...]]:
@@ -69,12 +117,7 @@ class Ensemble(BaseForecaster):
         self,
         horizons: Sequence[str | int] = ("15m", "1h"),
         *,
-        members: Sequence[Callable[..., BaseForecaster]] = (
-            Persistence,
-            ProfileEW,
-            GlobalGBM,
-            Theta,
-        ),
+        members: Sequence[str | Member] = DEFAULT_MEMBERS,
         member_options: dict[str, dict[str, Any]] | None = None,
         online_rate: float = 0.05,
         shrinkage: float = 10.0,
@@ -85,13 +128,19 @@ class Ensemble(BaseForecaster):
         self.shrinkage = float(shrinkage)
         self._sloss: F64 | None = None  # [G, n, n_combos] the same per series
         self._wser: F64 | None = None  # [G, n, M] per-series weights
-        self._combos = np.array(_simplex(len(members)))
+        factories = resolve_members(members)
+        self._combos = np.array(_simplex(len(factories)))
         self._loss: F64 | None = None  # [G, n_combos] EW mean |error| per point
         self._made: dict[int, F64] = {}  # absolute origin -> member points [n, G, M]
         opts = member_options or {}
-        self.members = [m(horizons, **opts.get(m.name, {})) for m in members]  # type: ignore[attr-defined]
+        self.members = [m(horizons, **opts.get(m.name, {})) for m in factories]  # type: ignore[attr-defined]
         self._weights: F64 | None = None
         self._fits = 0
+
+    @property
+    def input_groups(self) -> tuple[str, ...]:
+        reads = {g for m in self.members for g in m.input_groups}
+        return tuple(g for g in GROUPS if g in reads)
 
     def _sync(self, m: BaseForecaster) -> None:
         for a in _SHARED:
@@ -185,15 +234,19 @@ class Ensemble(BaseForecaster):
             sc = ew_scales(sub, int(h), self.scale_rate, int(o[0]))[: o.size] + floor
             act = sub[o + h]
             pg = P[ok, :, g]
-            errs = [float(np.mean(np.abs(act - pg @ w) / sc)) for w in combos]
+            errs = np.empty(len(combos))
+            own = np.empty((act.shape[1], len(combos)))  # [m, C] mean |error| per series
+            for a in range(0, len(combos), 64):  # [o, m, 64] at a time: bounded memory
+                err = np.abs(act[:, :, None] - pg @ combos[a : a + 64].T)
+                errs[a : a + 64] = (err / sc[:, :, None]).mean(axis=(0, 1))
+                own[:, a : a + 64] = err.mean(axis=0)
             self._weights[g] = combos[int(np.argmin(errs))]
-            err = np.abs(act[:, :, None] - pg @ combos.T)  # [o, m, C]
-            self._loss[g] = err.mean(axis=(0, 1))
+            self._loss[g] = own.mean(axis=0)
             self._sloss[g] = self._loss[g][None, :]
             if cols is None:
-                self._sloss[g] = err.mean(axis=0)
+                self._sloss[g] = own
             else:
-                self._sloss[g][cols] = err.mean(axis=0)
+                self._sloss[g][cols] = own
         # per-series weights start from the calibration losses; the conformal scores below
         # are the pooled blend's (ACI absorbs the difference online)
         self._wser = np.zeros((len(self.grid), y.shape[1], len(self.members)))

@@ -224,3 +224,25 @@ def capacity_exog(
         "capacity_mbps": _path_min(cap, R, n, cols),
         "headroom_mbps": _path_min(cap - load, R, n, cols),
     }
+
+
+def routed_capacity_exog(
+    topology: Topology, keys: Sequence[str], values: F64, weight: str = "hops"
+) -> dict[str, F64]:
+    """Bottleneck capacity and headroom over time when no link series were measured: the
+    link loads are the series themselves routed over ``topology`` (``R @ values``, the
+    shortest-path routing with ECMP splits; an unknown value routes as none), so row ``t``
+    uses only row ``t``'s demand. Same names and units as :func:`capacity_exog`."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    T, n = v.shape
+    pairs, cols = _od_pairs(keys, topology)
+    if not pairs:
+        return {"capacity_mbps": np.full((T, n), np.nan), "headroom_mbps": np.full((T, n), np.nan)}
+    R = routing_matrix(topology, pairs, weight)
+    load = np.asarray((R @ v[:, cols].T).T, dtype=np.float64)  # [T, E]
+    cap = np.broadcast_to(topology.capacities / 1e6, load.shape)
+    Rc = R.tocoo()
+    return {
+        "capacity_mbps": _path_min(np.ascontiguousarray(cap[:1]), Rc, n, cols).repeat(T, axis=0),
+        "headroom_mbps": _path_min(cap - load, Rc, n, cols),
+    }

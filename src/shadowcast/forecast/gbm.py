@@ -38,6 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowcast.forecast.core import BaseForecaster
+from shadowcast.forecast.geo import OFFSET_KEYS
+from shadowcast.forecast.inputs import GROUPS
 from shadowcast.records import F64
 from shadowcast.units import parse_duration
 
@@ -48,10 +50,28 @@ LAGS = 12
 ROLL = (3, 12, 48)
 
 
+def calendar_terms(t: npt.NDArray[np.integer] | F64, harmonics: Sequence[int]) -> list[F64]:
+    """Time-of-day Fourier pairs (``harmonics`` per day), a weekly pair and a weekend flag
+    for UNIX times ``t`` (seconds; a float array may carry NaN: unknown -> NaN terms)."""
+    tt = np.asarray(t, dtype=np.float64)
+    day = np.mod(tt, 86400.0) / 86400.0
+    dow = np.mod(np.floor(tt / 86400.0) + 3.0, 7.0)  # 1970-01-01 was a Thursday; 0 = Monday
+    out: list[F64] = []
+    for k in harmonics:
+        out.append(np.sin(2 * np.pi * k * day))
+        out.append(np.cos(2 * np.pi * k * day))
+    wk = (dow + day) / 7.0
+    out.append(np.sin(2 * np.pi * wk))
+    out.append(np.cos(2 * np.pi * wk))
+    out.append(np.where(np.isnan(tt), np.nan, (dow >= 5).astype(np.float64)))
+    return out
+
+
 class GlobalGBM(BaseForecaster):
     """Global direct multi-horizon LightGBM on level-normalised features."""
 
     name = "gbm"
+    _offsets: tuple[F64, ...] = ()  # per end, the UTC offset (h) of each fitted series
 
     def __init__(
         self,
@@ -79,6 +99,10 @@ class GlobalGBM(BaseForecaster):
         self._since_fit = 0
         self._booster: lgb.Booster | None = None
 
+    @property
+    def input_groups(self) -> tuple[str, ...]:
+        return GROUPS
+
     # -- features ------------------------------------------------------------------------
     def _meta_matrix(self, n: int) -> tuple[F64, list[str], list[int]]:
         cols: list[F64] = []
@@ -89,7 +113,7 @@ class GlobalGBM(BaseForecaster):
             if arr.shape != (n,):
                 continue
             if arr.dtype.kind in "fiub":
-                cols.append(np.nan_to_num(arr.astype(np.float64)))
+                cols.append(arr.astype(np.float64))  # NaN: unknown (LightGBM routes it)
             else:
                 _, codes = np.unique(arr.astype(str), return_inverse=True)
                 cols.append(codes.astype(np.float64))
@@ -128,26 +152,25 @@ class GlobalGBM(BaseForecaster):
             val = sub[np.clip(t, 0, sub.shape[0] - 1), i] * inv
             feats.append(np.where(ok, val, np.nan))
         tt = self.time_of(o + h)
-        day = (tt % 86400) / 86400.0
-        dow = ((tt // 86400) + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
-        for kf in (1, 2):
-            feats.append(np.sin(2 * np.pi * kf * day))
-            feats.append(np.cos(2 * np.pi * kf * day))
-        wk = (dow + day) / 7.0
-        feats.append(np.sin(2 * np.pi * wk))
-        feats.append(np.cos(2 * np.pi * wk))
-        feats.append((dow >= 5).astype(np.float64))
-        feats.extend(self._group_features(sub, oo, i, w))
+        if "calendar" not in self.exclude:
+            feats.extend(calendar_terms(tt, (1, 2)))
+        for off in self._offsets:  # the local time of each end (geography)
+            local = tt + np.round(off[i] * 3600.0)  # NaN offset: NaN terms (unknown)
+            feats.extend(calendar_terms(local, (1,)))
+        if "cross_series" not in self.exclude:
+            feats.extend(self._group_features(sub, oo, i, w))
         X = np.stack(feats, axis=1)
         if self._meta.shape[1]:
             X = np.concatenate([X, self._meta[i]], axis=1)
         if self._xbuf:
-            X = np.concatenate([X, self._exog_features(o, i)], axis=1)
+            X = np.concatenate([X, self._exog_features(o, i, inv)], axis=1)
         return X
 
-    def _exog_features(self, o: I64, i: I64) -> F64:
+    def _exog_features(self, o: I64, i: I64, inv: F64) -> F64:
         """Per exogenous input: its value at the origin and its change over the last hour
-        (NaN where unknown, or where the hour reaches before the buffer)."""
+        (NaN where unknown, or where the hour reaches before the buffer); a rate in Mbit/s
+        (``*_mbps``: capacity, headroom, available bandwidth) also relative to the series'
+        level (how many times its recent level fits)."""
         back = o - max(1, 3600 // self.step)
         ok = back >= 0
         cols: list[F64] = []
@@ -156,7 +179,12 @@ class GlobalGBM(BaseForecaster):
             now = x[o, i]
             cols.append(now)
             cols.append(np.where(ok, now - x[np.maximum(back, 0), i], np.nan))
+            if name.endswith("_mbps"):
+                cols.append(np.log1p(np.maximum(now * inv, 0.0)))
         return np.stack(cols, axis=1)
+
+    def _n_exog_columns(self) -> int:
+        return sum(3 if k.endswith("_mbps") else 2 for k in self.exog_names)
 
     def _group_features(self, sub: F64, oo: I64, i: I64, w: int) -> list[F64]:
         """Recent relative change of the network total and of the series' source and
@@ -212,6 +240,11 @@ class GlobalGBM(BaseForecaster):
         T, n = y.shape
         self._since_fit = 0
         self._meta, names, cats = self._meta_matrix(n)
+        self._offsets = tuple(
+            np.asarray(self.meta[k], dtype=np.float64)
+            for k in OFFSET_KEYS
+            if k in self.meta and np.shape(self.meta[k]) == (n,)
+        )
         self._make_groups(n)
         rng = np.random.default_rng(self.seed)
         first = min(LAGS, max(0, T - 2))
@@ -241,7 +274,7 @@ class GlobalGBM(BaseForecaster):
             return
         X = self._features(y, o, i, h)
         # meta columns follow the base features (exogenous ones come last): index them in X
-        first_meta = X.shape[1] - self._meta.shape[1] - 2 * len(self._xbuf)
+        first_meta = X.shape[1] - self._meta.shape[1] - self._n_exog_columns()
         cats = [first_meta + c for c in cats]
         target, s = self._target(y, o, i, h)
         params = {

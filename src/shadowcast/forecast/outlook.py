@@ -88,10 +88,14 @@ def model_options(cfg: ForecastConfig, step: int) -> dict[str, Any]:
         "join_after": cfg.join_after,
     }
     gbm = {"rounds": cfg.gbm_rounds, "max_rows": cfg.gbm_max_rows}
+    neural = {"epochs": cfg.neural_epochs, "max_samples": cfg.neural_max_samples}
     if cfg.model == "gbm":
         opts.update(gbm)
+    elif cfg.model == "neural":
+        opts.update(neural)
     elif cfg.model == "auto":
-        opts["member_options"] = {"gbm": gbm}
+        opts["member_options"] = {"gbm": gbm, "neural": neural}
+        opts["members"] = list(cfg.auto_members)
     return opts
 
 

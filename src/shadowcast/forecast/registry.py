@@ -6,12 +6,25 @@ from collections.abc import Callable
 from typing import Any
 
 from shadowcast.errors import ConfigError
+from shadowcast.extras import need
 from shadowcast.forecast.baselines import Persistence, SeasonalNaive, SeasonalNaiveWeekly
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.ensemble import Ensemble
 from shadowcast.forecast.gbm import GlobalGBM
 from shadowcast.forecast.profile import ProfileEW
 from shadowcast.forecast.stats import Theta
+
+
+def neural(*args: Any, **options: Any) -> BaseForecaster:
+    """The neural model (:mod:`shadowcast.forecast.neural`), imported on first use: it needs
+    torch, the optional ``neural`` extra (MissingExtraError naming it otherwise)."""
+    need("torch", "the neural forecast model")
+    from shadowcast.forecast.neural import NeuralForecaster
+
+    return NeuralForecaster(*args, **options)
+
+
+neural.name = "neural"  # type: ignore[attr-defined]  # what Ensemble members are keyed by
 
 MODELS: dict[str, Callable[..., BaseForecaster]] = {
     "persistence": Persistence,
@@ -20,6 +33,7 @@ MODELS: dict[str, Callable[..., BaseForecaster]] = {
     "profile": ProfileEW,
     "theta": Theta,
     "gbm": GlobalGBM,
+    "neural": neural,
     "auto": Ensemble,
 }
 

@@ -130,6 +130,9 @@ def settings_doc(
     return {
         "data_dir": str(var),
         "store": {"backend": "duckdb", "data_dir": str(var), "path": "shadowcast.duckdb"},
+        # the dashboard on a port of its own (logged at start): never the default 8650 a
+        # running `shadowcast run` may hold
+        "api": {"listen": "127.0.0.1:0"},
         "collect": {
             "bind": "0.0.0.0",  # inside the NOC namespace: its management addresses only
             "listeners": [{"protocol": "ipfix", "port": IPFIX_PORT}],

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowcast.errors import ConfigError, PlanError
+from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.keys import present
 from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.plan.config import PlanConfig
@@ -180,6 +181,7 @@ def evaluate_te(
     cap = cap * scale
     oracle_mlu = oracle_mlu / scale
     ctx = _Ctx(paths, cap, values, t0, step, active, oracle_mlu, times, raw)
+    ctx.meta = static_inputs([f"{a}->{b}" for a, b in od_pairs], topology=topology)
     rp = Replay(paths, cap, values, opt, scale)
     choice = Choice()
     if picking:
@@ -194,6 +196,7 @@ def evaluate_te(
             candidates=candidates,
             fixed_hedge=fixed_hedge,
             quantile=quantile,
+            meta=ctx.meta,
             tick=tick,
         )
     passes = _passes(ctx, forecasters, choice, hs, quantile, tick) if predictive else {}
@@ -253,7 +256,9 @@ def _passes(
         else:
             specs[spec_name(spec)] = spec
     return {
-        name: forecast_pass(spec, ctx.raw, ctx.times, ctx.step, keys, window, hs, quantile, tick)
+        name: forecast_pass(
+            spec, ctx.raw, ctx.times, ctx.step, keys, window, hs, quantile, tick, meta=ctx.meta
+        )
         for name, spec in specs.items()
     }
 
@@ -273,6 +278,7 @@ class _Ctx:
     ) -> None:
         self.paths, self.cap, self.values, self.t0, self.step = paths, cap, values, t0, step
         self.active, self.oracle_mlu, self.times, self.raw = active, oracle_mlu, times, raw
+        self.meta: dict[str, npt.NDArray[np.generic]] = {}  # the forecaster's static inputs
 
     def from_splits(
         self, method: str, label: str, splits: Sequence[F64], ms: Sequence[float]

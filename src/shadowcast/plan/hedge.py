@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +127,11 @@ def forecast_pass(
     hs: Sequence[int],
     quantile: str,
     tick: Callable[[int], None] = lambda n: None,
+    *,
+    meta: Mapping[str, npt.NDArray[np.generic]] | None = None,
 ) -> Pass:
-    """Fit on ``raw[:first + 1]``, then predict at every origin of ``[first, end)``."""
+    """Fit on ``raw[:first + 1]`` (with the series' static inputs ``meta``), then predict
+    at every origin of ``[first, end)``."""
     from shadowcast.forecast.registry import make_model  # the forecast stage's registry
 
     first, end = window
@@ -138,7 +141,7 @@ def forecast_pass(
     )
     at = {k: i for i, k in enumerate(keys)}
     seen: tuple[tuple[str, ...], npt.NDArray[np.int64]] | None = None
-    model.fit(SeriesFrame(times[: first + 1], keys, raw[: first + 1], step))
+    model.fit(SeriesFrame(times[: first + 1], keys, raw[: first + 1], step, meta=dict(meta or {})))
     levels = () if quantile == "mean" else (80.0, 95.0)
     out = Pass(spec_name(spec), first)
     n = end - first
@@ -285,6 +288,7 @@ def choose(
     hedges: Sequence[Hedge] = HEDGES,
     fixed_hedge: Hedge | None = None,
     quantile: str = "mean",
+    meta: Mapping[str, npt.NDArray[np.generic]] | None = None,
     tick: Callable[[int], None] = lambda n: None,
 ) -> Choice:
     """Pick the forecaster and the hedge per horizon on the validation stretch of the
@@ -303,7 +307,9 @@ def choose(
     passes: dict[str, Pass] = {}
     for spec in candidates:
         try:
-            p = forecast_pass(spec, raw, times, step, keys, (v0 - hmax, t0), hs, quantile, tick)
+            p = forecast_pass(
+                spec, raw, times, step, keys, (v0 - hmax, t0), hs, quantile, tick, meta=meta
+            )
         except ForecastError as exc:
             ch.notes.append(f"{spec_name(spec)} left out: {exc}")
             continue

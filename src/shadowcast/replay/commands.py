@@ -84,10 +84,10 @@ def replay_cmd(
 
     from shadowcast.datasets.topology import write_node_link
     from shadowcast.errors import ConfigError
-    from shadowcast.replay.driver import CHECKPOINT, run_replay
+    from shadowcast.replay.driver import CHECKPOINT, ReplayRun, run_replay
     from shadowcast.replay.report import build_report, plot_busiest
     from shadowcast.replay.source import auto_capacity_scale, load_source
-    from shadowcast.store.config import open_store
+    from shadowcast.store.replay_target import open_target, replay_target, reset
     from shadowcast.store.shared import SharedStore
 
     settings = settings_of(ctx)
@@ -112,19 +112,19 @@ def replay_cmd(
     if scale != 1.0:
         source = source.scaled(scale)
     data_dir = Path(settings.data_dir)
-    store_path = data_dir / "replay.duckdb"
+    # DuckDB: data_dir/replay.duckdb; clickhouse: <database>_replay on the same servers
+    target = replay_target(settings.store, data_dir)
+    store_path = target.path
     state_dir = data_dir / "replay-state"
     data_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        for p in (store_path, store_path.with_suffix(".duckdb.wal")):
-            p.unlink(missing_ok=True)
         import shutil
 
-        shutil.rmtree(store_path.with_suffix(".duckdb.segments"), ignore_errors=True)
+        reset(target)
         shutil.rmtree(state_dir, ignore_errors=True)
     elif not (state_dir / CHECKPOINT).is_file():
         raise ConfigError(f"--resume: no replay checkpoint in {state_dir}")
-    store = SharedStore(open_store(settings.store.at(store_path)))
+    store = SharedStore(open_target(target))
     # the topology beside the store, so `shadowcast forecast` maps forecasts onto its links
     write_node_link(source.topology, store_path.with_suffix(".topology.json"))
     stop = threading.Event()
@@ -133,6 +133,7 @@ def replay_cmd(
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    run: ReplayRun | None = None
     try:
         with _progress() as bar:
             task = bar.add_task(f"replaying {source.name}", total=source.steps)
@@ -151,9 +152,12 @@ def replay_cmd(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if run is not None:
+            run.service.s.writer.close()
         store.close()
+    assert run is not None
     report = build_report(
-        run, settings.alert.utilisation_threshold, settings.alert.within_s, str(store_path)
+        run, settings.alert.utilisation_threshold, settings.alert.within_s, target.label
     )
     report["capacity_scale"] = scale
     plot_path = None
@@ -312,7 +316,14 @@ def eval_forecast(
     ctx: typer.Context,
     demands: Annotated[Path, typer.Option(help="training (or whole) demand series")],
     topology: Annotated[
-        Path | None, typer.Option(help="topology file (checks the OD pairs' nodes)")
+        Path | None,
+        typer.Option(
+            help="topology file (checks the OD pairs' nodes; gives coordinates and the "
+            "path capacity and headroom inputs)"
+        ),
+    ] = None,
+    capacities: Annotated[
+        Path | None, typer.Option("--capacities-from", help="take capacities from this file")
     ] = None,
     test: Annotated[
         Path | None, typer.Option(help="test series: fit on D, roll through it")
@@ -331,19 +342,28 @@ def eval_forecast(
     sf_models: Annotated[
         str, typer.Option(help="statsforecast models, e.g. AutoETS,AutoTheta")
     ] = "AutoETS",
+    ablate: Annotated[
+        bool,
+        typer.Option(
+            "--ablate",
+            help="also backtest the first model without each input group it reads "
+            "(geography, capacity, shadow, calendar, cross_series) and report what each "
+            "contributes",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Backtest forecasters online (rolling origin): NMAE, ratios to persistence and
-    seasonal naive, pinball loss, interval coverage per level (and per volume decile)."""
-    from shadowcast import datasets
+    seasonal naive, pinball loss, interval coverage per level (and per volume decile).
+    The series carry their inputs: geography (the topology's or the demand file's
+    coordinates), path capacity and headroom (with a topology: the demands routed over it)."""
     from shadowcast.forecast.evaluate import evaluate
+    from shadowcast.forecast.frames import eval_frames
     from shadowcast.records import SeriesFrame
     from shadowcast.units import horizon_steps
 
     settings = settings_of(ctx)
-    topo = datasets.load_topology(topology) if topology else None
-    train = SeriesFrame.from_demands(datasets.load_demands(demands, topology=topo))
-    test_f = SeriesFrame.from_demands(datasets.load_demands(test, topology=topo)) if test else None
+    train, test_f = eval_frames(demands, test, topology, capacities, settings)
     hs = [horizon_steps(h, train.step) for h in _horizons(horizons)]
     names = [m.strip() for m in models.split(",") if m.strip()]
     levels = settings.replay.levels
@@ -354,6 +374,11 @@ def eval_forecast(
             bar.update(task, description=f"backtest {label}", completed=done, total=total)
 
         rows = evaluate(train, test_f, hs, names, levels, progress=tick)
+        ablation: list[dict[str, Any]] = []
+        if ablate:
+            from shadowcast.forecast.ablate import ablate as run_ablation
+
+            ablation = run_ablation(train, test_f, hs, names[0], levels, progress=tick)
         subset: list[dict[str, Any]] = []
         if statsforecast > 0:
             from shadowcast.forecast.external import eval_subset
@@ -378,12 +403,23 @@ def eval_forecast(
                 test_fraction=frac,
             )
     if json_out:
-        emit_json({"rows": rows, "subset": subset})
+        doc: dict[str, Any] = {"rows": rows, "subset": subset, "inputs": _inputs(train)}
+        if ablate:
+            doc["ablation"] = ablation
+        emit_json(doc)
         return
     _rows_table(out, "Forecast backtest (all series)", rows)
     if subset:
         n = subset[0]["subset_series"]
         _rows_table(out, f"Beside statsforecast, on the {n} largest series", subset)
+    if ablate:
+        from shadowcast.forecast.frames import ablation_table
+
+        ablation_table(out, ablation)
+
+
+def _inputs(frame: Any) -> dict[str, list[str]]:
+    return {"meta": sorted(frame.meta), "exog": sorted(frame.exog)}
 
 
 # the backtest table's columns: (row key, header); every key is in the --json rows

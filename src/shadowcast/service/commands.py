@@ -63,7 +63,7 @@ def run_cmd(
     finally:
         runner.shutdown()
     if json_out:
-        emit_json(runner.service.health())
+        emit_json(runner.health())
 
 
 def _serve_replay(

@@ -45,6 +45,28 @@ class ServiceConfig(BaseModel):
         "1h", description="delete rows past store.retention_days (and profile tiers') this often"
     )
     flush_s: float = Field(5.0, gt=0, le=3600, description="stage output flushed this often")
+    # stage output while the store fails (service/writer.py): held in memory up to
+    # store_buffer_bytes, then in spill_dir (default state_dir/spool) up to spill_max_bytes,
+    # retried with backoff up to retry_max apart; lost (counted) only past both bounds
+    store_buffer_bytes: int = Field(
+        256 << 20, ge=1 << 20, le=1 << 40, description="stage rows held while the store fails"
+    )
+    spill_dir: Path | None = Field(
+        None, description="stage rows spilled here past store_buffer_bytes (state_dir/spool)"
+    )
+    spill_max_bytes: int = Field(1 << 30, ge=0, le=1 << 44, description="spill folder bound")
+    retry_max: Duration = Field("30s", description="longest wait between store retries")
+    # where the rollup's flows come from: the service's own collector, or the store's flows
+    # table (several collectors into one store; service/storefeed.py), polled every
+    # flows_poll for the flows that ended flows_lateness ago or more, reading back
+    # flows_max_duration (the exporters' active timeout); rollup.lateness_s must cover
+    # flows_lateness + flows_poll
+    flows_from: Literal["collector", "store"] = "collector"
+    flows_poll: Duration = Field("5s", description="flows_from store: poll this often")
+    flows_lateness: Duration = Field("5s", description="flows_from store: time to store a flow")
+    flows_max_duration: Duration = Field(
+        "5m", description="flows_from store: the longest a flow record spans"
+    )
     read_socket: bool = Field(
         True, description="serve read-only store access to other commands over a Unix socket"
     )

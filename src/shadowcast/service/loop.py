@@ -324,6 +324,14 @@ class Service:
         except StoreError as exc:
             self.status = "degraded"
             log.error("store flush failed; output kept for the next try", extra={"error": str(exc)})
+            return
+        self._recovered()
+
+    def _recovered(self) -> None:
+        """Back from ``degraded`` once the stage writer has stored what it held."""
+        if self.status == "degraded" and not self.s.writer.degraded:
+            self.status = "ready" if self.s.forecast.ready else "starting"
+            log.info("store writes caught up; service no longer degraded")
 
     # -- approval (advise mode) --------------------------------------------------------------
 
@@ -353,15 +361,21 @@ class Service:
             self.status = "degraded"
             log.error("checkpoint: store flush failed", extra={"error": str(exc)})
             return
+        self._recovered()
         if self.s.forecast.ready:
             fc = self.s.forecast.predict()
             if fc is not None:  # the latest OD cycle, for `shadowcast plan --store`
                 total = fc.total()
                 names = [f"{a}->{b}" for a, b in fc.od_pairs]
                 issued = np.datetime64(fc.issued_s, "s")
-                self.s.store.write(
-                    "forecasts", od_forecast_table(issued, self.step_s, names, fc.model, total)
-                )
+                try:
+                    self.s.store.write(
+                        "forecasts", od_forecast_table(issued, self.step_s, names, fc.model, total)
+                    )
+                except StoreError as exc:  # the store went away since the flush: next time
+                    self.status = "degraded"
+                    log.error("checkpoint: forecast write failed", extra={"error": str(exc)})
+                    return
             self.s.forecast.save(self.state_dir / "models")
         state = {
             "saved_at": datetime.now(UTC).isoformat(),
@@ -486,11 +500,7 @@ class Service:
                 },
                 "plan": {"mode": s.plan.mode, "decisions": dict(s.plan.counts)},
                 "shadow": None if s.shadow is None else s.shadow.counters(),
-                "store": {
-                    "flushes": s.writer.flushes,
-                    "failures": s.writer.failures,
-                    "retained": dict(self.retained),
-                },
+                "store": {**s.writer.health(), "retained": dict(self.retained)},
             },
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "restored": self.restored,

@@ -3,7 +3,9 @@
 Start order: settings and topology -> the store (shared by every thread) -> the stages
 (``service/wiring.py``) -> restore from the store and saved models -> the read socket (other
 commands read the store through it while the service holds it) -> the collector (UDP) ->
-the loop. The loop ticks once per step, ``rollup.lateness`` after each step ends.
+the loop. The loop ticks once per step, ``rollup.lateness`` after each step ends. With
+``service.flows_from: store`` the collector only writes flows, and the rollup's flows are
+polled from the store (every collector's: ``service/storefeed.py``).
 
 SIGTERM or SIGINT: the current tick finishes, the collector stops and flushes what it
 received, the intake profiles what is queued, steps that are complete are run, then a
@@ -25,7 +27,9 @@ from shadowcast.clock import WallClock
 from shadowcast.errors import ConfigError
 from shadowcast.logs import fields
 from shadowcast.service.loop import Service
+from shadowcast.service.storefeed import StoreFeed
 from shadowcast.service.wiring import Environment, build_service
+from shadowcast.store.base import Store
 from shadowcast.store.remote import StoreSocket, socket_path
 from shadowcast.store.shared import SharedStore
 
@@ -85,6 +89,7 @@ class Runner:
         self.socket_path = socket_path(data_dir)
         self.collector: Any = None
         self._collector_thread: threading.Thread | None = None
+        self.feed: StoreFeed | None = None
         self.api: Any = None  # api/server.py ApiServer, when api.enabled
 
     def install_signal_handlers(self) -> None:
@@ -100,12 +105,14 @@ class Runner:
 
         restored = self.service.restore()
         if self.settings.service.read_socket:
-            self.socket = StoreSocket(
-                self.store, self.socket_path, routes={"/health": self.service.health}
-            )
+            self.socket = StoreSocket(self.store, self.socket_path, routes={"/health": self.health})
         self.service.s.intake.start()
+        intake = self.service.s.intake
+        from_store = self.settings.service.flows_from == "store"
+        # flows_from store: the collector only writes flows; the rollup reads them back with
+        # every other collector's from the store
         self.collector = CollectServer(
-            self.settings.collect, self.store, sinks=[self.service.s.intake.put]
+            self.settings.collect, self.store, sinks=[] if from_store else [intake.put]
         )
         collector = self.collector
         if self.collector_netns is None:
@@ -124,6 +131,9 @@ class Runner:
         self._collector_thread.start()
         if not ready.wait(60):
             raise ConfigError(f"the collector did not start: {self.collector.failures}")
+        if from_store:
+            self.feed = store_feed(self.settings, self.service, self.store, restored)
+            self.feed.start(self.clock.time)
         if self.settings.api.enabled:
             from shadowcast.api.server import ApiServer
             from shadowcast.api.state import ApiState
@@ -137,6 +147,32 @@ class Runner:
             extra=fields({"mode": self.service.s.plan.mode, "listen": ports, **restored}),
         )
         return {"ports": ports, **restored}
+
+    def health(self) -> dict[str, Any]:
+        """The service's health, with its collector's store writes (``stages.collector``):
+        while the store is away the collector queues and spills, and the service is
+        ``degraded``."""
+        h = self.service.health()
+        c = self.collector
+        if self.feed is not None:
+            h["stages"]["store_feed"] = self.feed.stats()
+        if c is None:
+            return h
+        snap = c.snapshot()
+        sp = snap.spool
+        away = not c.spool.healthy
+        h["stages"]["collector"] = {
+            "rows_stored": snap.rows_stored,
+            "store_errors": snap.store_errors,
+            "store_away": away,
+            "queued_rows": sp.queued_rows,
+            "rows_spilled": sp.rows_spilled,
+            "spilled_bytes": sp.spilled_bytes,
+            "rows_lost": snap.rows_lost,
+        }
+        if away:
+            h["status"] = "degraded"
+        return h
 
     def loop(self) -> None:
         step = self.service.step_s
@@ -162,13 +198,40 @@ class Runner:
             self.collector.stop()
         if self._collector_thread is not None:
             self._collector_thread.join(60)
+        if self.feed is not None:
+            self.feed.stop(self.clock.time())  # one last poll: what the collectors stored
         self.service.s.intake.stop()
         self.service.tick(int(self.clock.time()))
         self.service.checkpoint(int(self.clock.time()))
         if self.socket is not None:
             self.socket.close()
+        self.service.s.writer.close()  # rows a failing store did not take: to the spill folder
         self.store.close()
         log.info("service stopped", extra={"steps": self.service.steps})
+
+
+def store_feed(
+    settings: Any, service: Service, store: Store, restored: dict[str, Any]
+) -> StoreFeed:
+    """The feed of ``service.flows_from: store``, from where the restored service resumes
+    (or now)."""
+    cfg = settings.service
+    lateness, poll = cfg.seconds("flows_lateness"), cfg.seconds("flows_poll")
+    rollup_lateness = service.s.rollup.lateness_s
+    if rollup_lateness < lateness + poll:
+        raise ConfigError(
+            f"service.flows_from store: rollup.lateness_s ({rollup_lateness}) must be at least "
+            f"service.flows_lateness + flows_poll ({lateness + poll} s)"
+        )
+    start = restored.get("resume_at_s") or int(time.time())
+    return StoreFeed(
+        store,
+        service.s.intake.put,
+        start_s=int(start),
+        poll_s=poll,
+        lateness_s=lateness,
+        max_duration_s=cfg.seconds("flows_max_duration"),
+    )
 
 
 def _dt(seconds: int) -> Any:

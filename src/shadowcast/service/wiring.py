@@ -23,6 +23,7 @@ from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.forecast.cycle import ForecastCycle
+from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
 from shadowcast.forecast.registry import make_model
@@ -107,7 +108,14 @@ def build_service(settings: Any, env: Environment) -> Service:
     classes = tuple(sorted(set(class_of.values())))
     od_pairs = od_universe(topo)
     store = env.store
-    writer = StageWriter(store, flush_s=cfg.flush_s)
+    writer = StageWriter(
+        store,
+        flush_s=cfg.flush_s,
+        buffer_bytes=cfg.store_buffer_bytes,
+        spill_dir=cfg.spill_dir or env.state_dir / "spool",
+        spill_max_bytes=cfg.spill_max_bytes,
+        retry_max_s=cfg.seconds("retry_max"),
+    )
 
     # measure: flows -> profile -> rollup
     rollup = Rollup(
@@ -147,6 +155,8 @@ def build_service(settings: Any, env: Environment) -> Service:
     plan_h = max(1, parse_duration(cfg.plan_horizon) // step)
     h_max = max([*horizons.values(), within, plan_h])
     opts = model_options(fcfg, step)
+    keys = tuple(f"{a}->{b}" for a, b in od_pairs)
+    regions = {name: site.region for name, site in locator.spec.sites.items()}
     forecast = ForecastCycle(
         lambda: make_model(model_name, **opts),
         model_name,
@@ -158,6 +168,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         warmup_s=cfg.seconds("warmup"),
         retrain_every_s=cfg.seconds("retrain_every"),
         keep_s=cfg.seconds("keep"),
+        meta=static_inputs(keys, topology=topo, regions=regions),
         exog=list(fcfg.exog),
     )
     day = max(2, 86400 // step)

@@ -7,27 +7,18 @@ the layout is in :mod:`shadowcast.store.clickhouse_sql`, schema upgrades and ret
 Writes are columnar inserts straight from Arrow (numpy arrays over the native protocol).
 On a cluster they go through the Distributed table with ``insert_distributed_sync`` so
 each row lands on its shard (by exporter, OD pair or subject) before ``write`` returns.
+Writes, transactions (buffered on the client: ClickHouse has none across tables) and
+writes cut short that are sent again without duplicates are in
+:mod:`shadowcast.store.clickhouse_write`. Retention inside a transaction is applied at once.
 
-A write is one INSERT per million rows; the server makes one part per day partition it
-touches, so a concurrent reader may see a batch that spans midnight half written.
-
-Transactions: ClickHouse has none across tables, so :meth:`ClickHouseStore.transaction`
-buffers the block's writes on the client (per thread) and sends them when the block ends
-without error: a block that raises, or in which a write failed, sends nothing. Inside the
-block the thread's reads include its buffered rows. The sends happen table by table; on
-servers with insert deduplication tokens each insert carries a token and a network error
-is retried without duplicating rows; on older servers (18.16) a failure while sending is
-reported naming the tables that landed. Retention inside a block is applied at once.
+The store is thread-safe (one connection per thread).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +29,9 @@ from shadowcast.store import clickhouse_maint as maint
 from shadowcast.store import clickhouse_query as q
 from shadowcast.store import conform as cf
 from shadowcast.store.base import AggQuery
-from shadowcast.store.clickhouse_io import Connection, parse_host, result_table, to_columns
-from shadowcast.store.clickhouse_sql import (
-    NULL_MS,
-    SEQ,
-    Layout,
-    ident,
-)
+from shadowcast.store.clickhouse_io import Connection, parse_host, result_table
+from shadowcast.store.clickhouse_sql import NULL_MS, SEQ, Layout, ident
+from shadowcast.store.clickhouse_write import ThreadState, Writes
 from shadowcast.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -52,29 +39,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSERT_ROWS = 1_000_000  # rows per INSERT (one block on the server)
-_SEQ_LOCK = threading.Lock()
-_SEQ_LAST = [0]
 
-
-def _seq_base(n: int) -> int:
-    """The first ``_seq`` of ``n`` rows: the clock in ns, strictly after the last batch."""
-    with _SEQ_LOCK:
-        base = max(time.time_ns(), _SEQ_LAST[0] + 1)
-        _SEQ_LAST[0] = base + n - 1
-        return base
-
-
-class _Local(threading.local):
-    conn: Connection | None = None
-    depth: int = 0
-    doomed: bool = False
-    buffer: MemoryStore | None = None
-    order: list[str] | None = None
-
-
-class ClickHouseStore:
+class ClickHouseStore(Writes):
     """A :class:`~shadowcast.store.base.Store` in a ClickHouse database."""
+
+    atomic_transactions = False  # a transaction is sent table by table (module docstring)
 
     def __init__(
         self,
@@ -97,7 +66,7 @@ class ClickHouseStore:
         self._timeouts = (connect_timeout_s, timeout_s)
         self._lock = threading.Lock()
         self._conns: list[Connection] = []
-        self._local = _Local()
+        self._local = ThreadState()
         self._closed = False
         first = self._connect_any()
         self._conns.append(first)
@@ -190,112 +159,18 @@ class ClickHouseStore:
             out.append(conn)
         return out
 
-    # -- writes ---------------------------------------------------------------------------
-
-    def write(self, table: str, batch: pa.Table) -> int:
-        self._conn()
+    def drop_database(self) -> None:
+        """Drop this store's database, on every server that keeps rows (a replay's own
+        database, replaced at each new replay). The store is closed after."""
+        conns = self._maint_conns()
         try:
-            data = cf.conform(table, batch)
-        except StoreError:
-            self._doom()
-            raise
-        if data.num_rows == 0:
-            return 0
-        loc = self._local
-        if loc.depth > 0:
-            assert loc.buffer is not None and loc.order is not None
-            loc.buffer.write(table, data)
-            if table not in loc.order:
-                loc.order.append(table)
-            return int(data.num_rows)
-        try:
-            self._insert(table, data)
-        except StoreError:
-            self._doom()
-            raise
-        return int(data.num_rows)
-
-    def _insert(self, table: str, data: pa.Table, token: str | None = None) -> None:
-        conn = self._conn()
-        names = ", ".join(ident(n) for n in [*data.column_names, SEQ])
-        sql = f"INSERT INTO {self.layout.name(table)} ({names}) VALUES"
-        for i, off in enumerate(range(0, data.num_rows, INSERT_ROWS)):
-            chunk = data.slice(off, INSERT_ROWS)
-            settings: dict[str, Any] = {}
-            if self.layout.cluster:
-                settings["insert_distributed_sync"] = 1
-            tries = 1
-            if token is not None and self.features.dedup_token:
-                settings["insert_deduplication_token"] = f"{token}-{table}-{i}"
-                tries = 3
-            cols = to_columns(chunk, _seq_base(chunk.num_rows))
-            for attempt in range(tries):
-                try:
-                    conn.run(sql, cols, settings, what=f"write to {table!r}")
-                    break
-                except StoreError:
-                    if attempt == tries - 1:
-                        raise
-                    log.warning("clickhouse insert retried", extra={"table": table})
-                    time.sleep(0.5 * (attempt + 1))
-        log.debug("store write", extra={"table": table, "rows": data.num_rows})
-
-    def _doom(self) -> None:
-        if self._local.depth > 0:
-            self._local.doomed = True
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Writes inside the block are buffered and sent when it ends without error.
-
-        Blocks nest (an inner block joins the outer one); a write that failed inside the
-        block, even if its error was caught, makes the block send nothing and end with a
-        StoreError.
-        """
-        loc = self._local
-        self._conn()
-        if loc.depth > 0:
-            loc.depth += 1
-            try:
-                yield
-            except BaseException:
-                loc.doomed = True
-                raise
-            finally:
-                loc.depth -= 1
-            return
-        loc.depth, loc.doomed, loc.buffer, loc.order = 1, False, MemoryStore(), []
-        try:
-            yield
-            if loc.doomed:
-                raise StoreError("transaction rolled back: a write inside it failed")
-            buffer, order = loc.buffer, loc.order
-            loc.depth = 0  # reads from here on see the server only
-            self._flush(buffer, order)
+            for conn in conns:
+                db = ident(self.layout.database)
+                conn.run(f"DROP DATABASE IF EXISTS {db}", what="drop of the database")
         finally:
-            loc.depth, loc.doomed, loc.buffer, loc.order = 0, False, None, None
-
-    def _flush(self, buffer: MemoryStore, order: list[str]) -> None:
-        token = uuid.uuid4().hex
-        done: list[str] = []
-        for table in order:
-            data = buffer.read(table)
-            if data.num_rows == 0:
-                continue
-            try:
-                self._insert(table, data, token)
-            except StoreError as exc:
-                landed = ", ".join(done) or "none"
-                raise StoreError(
-                    f"transaction partly written (tables sent: {landed}): {exc}"
-                ) from exc
-            done.append(table)
-
-    def _pending(self, table: str) -> MemoryStore | None:
-        loc = self._local
-        if loc.depth > 0 and loc.buffer is not None and loc.buffer.count(table):
-            return loc.buffer
-        return None
+            self._drop(conns)
+            self.close()
+        log.info("clickhouse database dropped", extra={"database": self.layout.database})
 
     # -- reads ----------------------------------------------------------------------------
 

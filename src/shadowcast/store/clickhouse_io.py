@@ -98,6 +98,7 @@ class Connection:
         data: Sequence[np.ndarray] | None = None,
         settings: dict[str, Any] | None = None,
         what: str = "query",
+        query_id: str | None = None,
     ) -> tuple[list[np.ndarray], list[tuple[str, str]]]:
         """Execute ``sql`` (an INSERT with column arrays when ``data`` is given); returns
         the result's columns and their (name, type)."""
@@ -105,10 +106,12 @@ class Connection:
 
         try:
             if data is not None:
-                self._client.execute(sql, list(data), columnar=True, settings=settings)
+                self._client.execute(
+                    sql, list(data), columnar=True, settings=settings, query_id=query_id
+                )
                 return [], []
             res = self._client.execute(
-                sql, columnar=True, with_column_types=True, settings=settings
+                sql, columnar=True, with_column_types=True, settings=settings, query_id=query_id
             )
         except (errors.Error, OSError, EOFError) as exc:
             log.debug("clickhouse failed", extra={"sql": sql[:500], "server": self.address})
@@ -140,13 +143,26 @@ class Connection:
 # -- Arrow -> columns -----------------------------------------------------------------------
 
 
-def to_columns(data: pa.Table, seq_base: int) -> list[np.ndarray]:
-    """The arrays to insert for ``data`` (already conformed), then ``_seq``."""
+def to_columns(data: pa.Table, seq: int | np.ndarray) -> list[np.ndarray]:
+    """The arrays to insert for ``data`` (already conformed), then ``_seq``: ``seq``,
+    ``seq + 1``, ... or the given array (one per row)."""
     out: list[np.ndarray] = []
     for field, col in zip(data.schema, data.columns, strict=True):
         out.append(_to_numpy(field.type, col.combine_chunks()))
-    out.append(np.arange(seq_base, seq_base + data.num_rows, dtype=np.int64))
+    if isinstance(seq, np.ndarray):
+        out.append(np.asarray(seq, dtype=np.int64))
+    else:
+        out.append(np.arange(seq, seq + data.num_rows, dtype=np.int64))
     return out
+
+
+def refused(err: BaseException) -> bool:
+    """Whether a failed request was refused by the server (it answered with an error, so
+    an INSERT stored nothing), as opposed to cut short on the way (a timeout, a lost
+    connection), after which the server may or may not have stored the rows."""
+    from clickhouse_driver import errors
+
+    return isinstance(err.__cause__, errors.ServerException)
 
 
 def _to_numpy(typ: pa.DataType, arr: pa.Array) -> np.ndarray:

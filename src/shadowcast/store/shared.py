@@ -24,6 +24,8 @@ class SharedStore:
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self._lock = threading.RLock()
+        # whether a transaction lands all at once (ClickHouse: no; see service/writer.py)
+        self.atomic_transactions = bool(getattr(inner, "atomic_transactions", True))
 
     def __repr__(self) -> str:
         return f"SharedStore({self.inner!r})"

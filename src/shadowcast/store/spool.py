@@ -177,6 +177,24 @@ class Spool:
                 self._cond.wait(min(left, 0.1))
         return True
 
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until everything queued is stored; False at once when a write fails (the
+        store is away: the rows stay queued) or after ``timeout_s``."""
+        until = time.monotonic() + timeout_s
+        with self._cond:
+            errors = self._stats.write_errors
+            while self._q:
+                left = until - time.monotonic()
+                if left <= 0 or self._stats.write_errors != errors:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failed write until the next one that succeeds."""
+        return self._healthy
+
     # -- producer ------------------------------------------------------------------------
 
     def put(self, table: str, batch: pa.Table, release: Iterable[str] = ()) -> None:

@@ -118,3 +118,55 @@ def test_disjoint_pair_has_the_least_total_weight(seed: int) -> None:
     assert len(cables) == len(set(cables))
     assert ps.latency_ms.sum() == pytest.approx(best, rel=1e-9)
     assert ps.latency_ms[0] <= ps.latency_ms[1]
+
+
+def _grid(n: int, seed: int) -> Topology:
+    """A ``n x n`` grid with a few random chords and random link weights as capacities."""
+    rng = np.random.default_rng(seed)
+    edges = []
+    for i in range(n):
+        for j in range(n):
+            if i + 1 < n:
+                edges.append((f"{i}.{j}", f"{i + 1}.{j}", 1e9))
+            if j + 1 < n:
+                edges.append((f"{i}.{j}", f"{i}.{j + 1}", 1e9))
+    for _ in range(n):
+        a, b = rng.integers(0, n, 2), rng.integers(0, n, 2)
+        if (a != b).any():
+            edges.append((f"{a[0]}.{a[1]}", f"{b[0]}.{b[1]}", 1e9))
+    coords = {
+        f"{i}.{j}": (float(i), float(j) + 0.1 * float(rng.random()))
+        for i in range(n)
+        for j in range(n)
+    }
+    return bidir(f"grid{n}", edges, coords)
+
+
+@pytest.mark.parametrize(
+    ("seed", "weight", "k"), [(0, "hops", 3), (1, "latency", 4), (2, "hops", 2)]
+)
+def test_waypoints_for_all_pairs_at_once_equal_pair_by_pair(
+    seed: int, weight: str, k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topo = _grid(6, seed)
+    ods = [(a, b) for a in topo.nodes for b in topo.nodes if a != b]
+    fast = candidate_paths(topo, ods, k, weight=weight, algorithm="waypoint")
+    monkeypatch.setattr("shadowcast.plan.paths.MAX_NODES", 0)  # the per-pair finder
+    slow = candidate_paths(topo, ods, k, weight=weight, algorithm="waypoint")
+    assert fast.paths == slow.paths
+    assert np.array_equal(fast.od_start, slow.od_start)
+    assert np.allclose(fast.latency_ms, slow.latency_ms)
+    for p in range(0, fast.n_paths, 7):  # every path chains from its source to its sink
+        nodes = fast.nodes_of(p, topo)
+        assert (nodes[0], nodes[-1]) == ods[int(fast.path_od[p])]
+        assert len(set(nodes)) == len(nodes)
+
+
+def test_flat_layout_helpers(square: Topology) -> None:
+    ps = candidate_paths(square, [("A", "B"), ("B", "A")], k=3)
+    assert ps.links_of(1) == ps.paths[1]
+    inc = ps.incidence().toarray()
+    assert (inc == ps.incidence_csc().toarray()).all()
+    for e in range(len(square.links)):
+        assert np.array_equal(ps.without_links([e]), inc[e] == 0)
+    assert ps.without_links([]).all()

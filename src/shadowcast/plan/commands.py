@@ -16,6 +16,7 @@ from shadowcast.errors import ConfigError, PlanError, ShadowcastError
 from shadowcast.plan.base import Plan, check_plan
 from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.evaluate import evaluate_te, parse_horizon
+from shadowcast.plan.hedge import CANDIDATES
 from shadowcast.plan.paths import candidate_paths
 from shadowcast.plan.planner import ClassForecast, make_plan, split_matrix
 from shadowcast.plan.whatif import what_if
@@ -276,10 +277,26 @@ def eval_te(
     test: Annotated[Path | None, typer.Option(help="replay this series after D")] = None,
     capacities_from: CapsOpt = None,
     horizons: Annotated[str, typer.Option(help="comma-separated, e.g. 15m,1h")] = "15m,1h",
-    model: Annotated[str, typer.Option(help="forecaster for predictive TE")] = "persistence",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="forecasters for predictive TE, comma-separated: one row each ('best': the "
+            "one a backtest on the training part picks)"
+        ),
+    ] = "persistence,best",
     quantile: Annotated[str, typer.Option(help="'mean' or 'pNN' planned by predictive TE")] = (
         "mean"
     ),
+    hedge: Annotated[
+        str,
+        typer.Option(
+            help="predictive hedge: auto (picked on the training part), mean, saa:K (the "
+            "forecast and its last K errors as scenarios) or saa:K:CHURN_WEIGHT"
+        ),
+    ] = "auto",
+    candidates: Annotated[
+        str, typer.Option(help="forecasters the backtest for 'best' tries, comma-separated")
+    ] = ",".join(CANDIDATES),
     capacity_scale: Annotated[
         str, typer.Option(help="multiply capacities, or 'auto' (oracle p95 MLU = 90 %)")
     ] = "1",
@@ -304,8 +321,10 @@ def eval_te(
                 dem,
                 tst,
                 horizons=[h.strip() for h in horizons.split(",") if h.strip()],
-                forecaster=model,
+                forecasters=[m.strip() for m in model.split(",") if m.strip()],
                 quantile=quantile,
+                hedge=hedge,
+                candidates=[c.strip() for c in candidates.split(",") if c.strip()],
                 capacity_scale=scale,
                 config=settings_of(ctx).plan,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -331,8 +350,11 @@ def eval_te(
     ):
         t.add_column(col)
     for r in rows:
+        label = r["method"]
+        if "forecaster" in r:
+            label += f" ({r['forecaster']}, {r['hedge']})"
         t.add_row(
-            r["method"],
+            label,
             r["horizon"],
             f"{r['mlu_ratio_mean']:.3f}",
             f"{r['mlu_ratio_p95']:.3f}",

@@ -9,13 +9,18 @@ where it meets the true matrix ``D[t]``. Policies:
 * ``threshold-reroute``: keeps the installed routing until the measured max utilisation
   of ``D[τ]`` under it crosses ``threshold``, then re-optimises on ``D[τ]`` with a churn
   penalty (Crosswork/Paragon style: act only after the fact);
-* ``predictive-lp`` (ours): LP on the forecast for ``t`` (at a configured quantile) made
-  at ``τ`` by a ``Forecaster`` (the forecast stage's models), with the convex utilisation
-  penalty so that non-bottleneck links keep head-room;
+* ``predictive-lp`` (ours) on persistence forecasts, and ``predictive-best`` on the
+  forecaster a backtest on the training part picks (per horizon; the row names it): an LP
+  on the forecast for ``t`` made at ``τ`` (at a configured quantile), hedged on the joint
+  forecast error and with the convex utilisation penalty so that non-bottleneck links keep
+  head-room (:mod:`shadowcast.plan.hedge`: what is picked, and how, on the training part
+  only);
 * ``oracle``: min-MLU LP on the true ``D[t]``.
 
 Every LP policy uses the same candidate paths (k shortest per OD), so ``oracle`` is the
-optimum over that path set and ``MLU / oracle`` >= 1 for the LP policies.
+optimum over that path set and ``MLU / oracle`` >= 1 for the LP policies (the LP is solved
+exactly by column generation, :mod:`shadowcast.plan.colgen`). Consecutive solves of a
+policy start from the paths the previous one used.
 """
 
 from __future__ import annotations
@@ -28,15 +33,26 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowcast.errors import ConfigError, PlanError
-from shadowcast.forecast.base import Forecaster
 from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.keys import present
 from shadowcast.network.routing import link_loads, routing_matrix
 from shadowcast.plan.config import PlanConfig
-from shadowcast.plan.optimise import solve_min_mlu, utilisation
+from shadowcast.plan.hedge import (
+    CANDIDATES,
+    Choice,
+    ForecasterSpec,
+    Hedge,
+    Pass,
+    Replay,
+    choose,
+    forecast_pass,
+    parse_hedge,
+    plan_replay,
+    spec_name,
+)
+from shadowcast.plan.optimise import LPResult, solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet, candidate_paths
-from shadowcast.plan.planner import quantile_demand
-from shadowcast.records import F64, DemandSeries, SeriesFrame, Topology
+from shadowcast.records import F64, DemandSeries, Topology
 from shadowcast.units import parse_duration
 
 log = logging.getLogger(__name__)
@@ -86,26 +102,16 @@ def _align(
     return v, times, t0, history.step, pairs
 
 
-ForecasterSpec = str | Callable[[], Forecaster]
-
-
-def _make_forecaster(spec: ForecasterSpec, horizons_s: Sequence[int]) -> Forecaster:
-    if callable(spec):
-        return spec()
-    from shadowcast.forecast.registry import make_model  # the forecast stage's registry
-
-    model: Forecaster = make_model(spec, horizons=[int(h) for h in horizons_s])
-    return model
-
-
 def evaluate_te(
     topology: Topology,
     demands: DemandSeries,
     test: DemandSeries | None = None,
     *,
     horizons: Sequence[str] = ("15m", "1h"),
-    forecaster: ForecasterSpec = "persistence",
+    forecasters: Sequence[ForecasterSpec] = ("persistence", "best"),
     quantile: str = "mean",
+    hedge: str = "auto",
+    candidates: Sequence[ForecasterSpec] = CANDIDATES,
     config: PlanConfig | None = None,
     threshold: float = 0.9,
     capacity_scale: float | str = 1.0,
@@ -118,12 +124,15 @@ def evaluate_te(
     Without ``test`` the first ``train_fraction`` of ``demands`` is history and the rest
     is replayed. ``capacity_scale`` multiplies every capacity; ``"auto"`` scales so that
     the oracle's 95th-percentile MLU over the replay is 0.9 (for networks provisioned far above
-    their demand; ratios to the oracle do not depend on it).
+    their demand). ``forecasters``: one predictive row each (``"best"``: the one of
+    ``candidates`` the training part picks). ``hedge``: ``auto`` (picked on the training
+    part), ``mean``, ``saa:K`` or ``saa:K:CHURN_WEIGHT``.
     """
     cfg = config or PlanConfig()
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown TE method(s) {sorted(unknown)}; choose from {METHODS}")
+    fixed_hedge = parse_hedge(hedge)
     raw, times, t0, step, od_pairs = _align(demands, test)
     values = np.nan_to_num(raw)  # unknown demand routes as none; the forecaster sees NaN
     T = values.shape[0]
@@ -134,24 +143,32 @@ def evaluate_te(
     hmax = max(hs)
     if t0 - hmax < 2:
         raise PlanError(f"history of {t0} steps is too short for horizon {hmax} steps")
+    predictive = "predictive-lp" in methods and bool(forecasters)
+    picking = predictive and (fixed_hedge is None or "best" in forecasters)
+    lo = t0 - hmax
+    if picking:
+        lo = min(lo, t0 - min(round(t0 / 3), max(1, 86400 // step)))
     paths = candidate_paths(
         topology, od_pairs, cfg.k_paths, disjoint=cfg.disjoint, weight=cfg.path_weight
     )
     cap = topology.capacities / 1e6
     active = values.sum(axis=1) > 0
-    n_work = (T - t0) * (1 + len(hs) * 3) + hmax
+    n_fc = len(forecasters) + (len(candidates) if picking else 0)
+    n_work = (T - lo) + (T - t0) * len(hs) * (2 + len(forecasters) + n_fc) + hmax
     done = 0
 
     def tick(n: int = 1) -> None:
         nonlocal done
         done += n
         if progress is not None:
-            progress(done, n_work)
+            progress(min(done, n_work), n_work)
 
-    # Per-step optimum on the true matrix, from t0 - hmax (reactive reuses these).
-    opt: dict[int, Any] = {}
-    for t in range(t0 - hmax, T):
-        opt[t] = solve_min_mlu(paths, cap, values[t])
+    # Per-step optimum on the true matrix (reactive reuses these; the picking replays too).
+    opt: dict[int, LPResult] = {}
+    warm = None
+    for t in range(max(0, lo), T):
+        opt[t] = solve_min_mlu(paths, cap, values[t], warm=warm)
+        warm = opt[t].support
         tick()
     oracle_mlu = np.array([opt[t].mlu for t in range(t0, T)])
     if capacity_scale == "auto":
@@ -165,13 +182,31 @@ def evaluate_te(
     oracle_mlu = oracle_mlu / scale
     ctx = _Ctx(paths, cap, values, t0, step, active, oracle_mlu, times, raw)
     ctx.meta = static_inputs([f"{a}->{b}" for a, b in od_pairs], topology=topology)
+    rp = Replay(paths, cap, values, opt, scale)
+    choice = Choice()
+    if picking:
+        choice = choose(
+            rp,
+            raw,
+            times,
+            step,
+            t0,
+            hs,
+            cfg,
+            candidates=candidates,
+            fixed_hedge=fixed_hedge,
+            quantile=quantile,
+            meta=ctx.meta,
+            tick=tick,
+        )
+    passes = _passes(ctx, forecasters, choice, hs, quantile, tick) if predictive else {}
 
     rows: list[dict[str, Any]] = []
     for h, label in zip(hs, horizons, strict=True):
         for method in methods:
             if method == "static-sp":
-                rp = routing_matrix(topology, od_pairs)
-                util = link_loads(rp, values[t0:]) / cap
+                rp_ = routing_matrix(topology, od_pairs)
+                util = link_loads(rp_, values[t0:]) / cap
                 rows.append(ctx.row(method, label, util, churn=0.0, ms=[]))
             elif method == "oracle":
                 splits = [opt[t].split for t in range(t0, T)]
@@ -189,10 +224,43 @@ def evaluate_te(
             elif method == "threshold-reroute":
                 rows.append(_threshold(ctx, label, h, threshold, cfg, tick))
             else:
-                rows.append(_predictive(ctx, label, h, forecaster, quantile, hs_s, cfg, tick))
+                for spec in forecasters:
+                    hg = fixed_hedge or choice.hedge.get(h, Hedge(0))
+                    rows.append(
+                        _predictive(
+                            ctx, rp, label, h, spec, passes, choice, hg, quantile, cfg, tick
+                        )
+                    )
     for r in rows:
         r["capacity_scale"] = scale
     return rows
+
+
+def _passes(
+    ctx: _Ctx,
+    forecasters: Sequence[ForecasterSpec],
+    choice: Choice,
+    hs: Sequence[int],
+    quantile: str,
+    tick: Callable[[int], None],
+) -> dict[str, Pass]:
+    """One forecast pass over the replay per forecaster used (``best`` resolved)."""
+    keys = tuple(f"{a}->{b}" for a, b in ctx.paths.od_pairs)
+    window = (ctx.t0 - max(hs), ctx.values.shape[0] - min(hs))
+    specs: dict[str, ForecasterSpec] = {}
+    for spec in forecasters:
+        if spec == "best":
+            for h in hs:
+                name = choice.forecaster.get(h, "persistence")
+                specs[name] = name
+        else:
+            specs[spec_name(spec)] = spec
+    return {
+        name: forecast_pass(
+            spec, ctx.raw, ctx.times, ctx.step, keys, window, hs, quantile, tick, meta=ctx.meta
+        )
+        for name, spec in specs.items()
+    }
 
 
 class _Ctx:
@@ -259,6 +327,7 @@ def _threshold(
     decided: dict[int, F64] = {}
     ms: list[float] = []
     T = ctx.values.shape[0]
+    warm = None
     for tau in range(ctx.t0 - h, T - h):
         measured = utilisation(ctx.paths, ctx.cap, ctx.values[tau], installed)[0].max()
         if measured >= threshold:
@@ -268,9 +337,10 @@ def _threshold(
                 ctx.values[tau],
                 previous=installed,
                 churn_weight=max(cfg.churn_weight, 1e-3),
+                warm=warm,
             )
             ms.append(res.solve_ms)
-            installed = res.split
+            installed, warm = res.split, res.support
         decided[tau + h] = installed
         tick(1)
     splits = [decided[t] for t in range(ctx.t0, T)]
@@ -281,57 +351,28 @@ def _threshold(
 
 def _predictive(
     ctx: _Ctx,
+    rp: Replay,
     label: str,
     h: int,
     spec: ForecasterSpec,
+    passes: dict[str, Pass],
+    choice: Choice,
+    hedge: Hedge,
     quantile: str,
-    hs_s: Sequence[int],
     cfg: PlanConfig,
     tick: Callable[[int], None],
 ) -> dict[str, Any]:
+    name = choice.forecaster.get(h, "persistence") if spec == "best" else spec_name(spec)
+    fc = passes[name]
     T = ctx.values.shape[0]
-    first = ctx.t0 - h
-    model = _make_forecaster(spec, hs_s)
-    times = ctx.times[: first + 1]
-    keys = tuple(f"{a}->{b}" for a, b in ctx.paths.od_pairs)
-    at = {k: i for i, k in enumerate(keys)}
-    seen: dict[int, tuple[tuple[str, ...], npt.NDArray[np.int64]]] = {}
-
-    def col(mk: tuple[str, ...]) -> npt.NDArray[np.int64]:
-        """Columns of the model's keys (recomputed only when they change)."""
-        if id(mk) not in seen or seen[id(mk)][0] is not mk:
-            seen.clear()
-            seen[id(mk)] = (mk, np.array([at[k] for k in mk], dtype=np.int64))
-        return seen[id(mk)][1]
-
-    model.fit(SeriesFrame(times, keys, ctx.raw[: first + 1], ctx.step, meta=ctx.meta))
-    levels = (80.0, 95.0) if quantile != "mean" else ()
-    splits: list[F64] = []
-    ms: list[float] = []
-    prev: F64 | None = None
-    for tau in range(first, T - h):
-        fc = model.predict(h, levels)
-        target = np.zeros(len(keys))  # a pair the model does not forecast: no demand
-        target[col(model.keys)] = quantile_demand(fc, quantile)[:, h - 1]
-        res = solve_min_mlu(
-            ctx.paths,
-            ctx.cap,
-            target,
-            previous=prev,
-            churn_weight=cfg.churn_weight if prev is not None else 0.0,
-            penalty_weight=cfg.penalty_weight,
-        )
-        splits.append(res.split)
-        ms.append(res.solve_ms)
-        prev = res.split
-        if tau + 1 < T:  # by key: a pair new to the model starts cold
-            model.update(
-                SeriesFrame(
-                    ctx.times[tau + 1 : tau + 2], keys, ctx.raw[tau + 1 : tau + 2], ctx.step
-                )
-            )
-        tick(1)
-    row = ctx.from_splits("predictive-lp", label, splits, ms)
-    row["forecaster"] = spec if isinstance(spec, str) else getattr(spec, "__name__", "custom")
+    seed = choice.seed.get((name, h))
+    splits, ms = plan_replay(rp, fc, h, (ctx.t0, T), hedge, cfg, seed=seed, tick=tick)
+    method = "predictive-best" if spec == "best" else "predictive-lp"
+    row = ctx.from_splits(method, label, splits, ms)
+    row["forecaster"] = name
     row["quantile"] = quantile
+    row["hedge"] = hedge.name
+    row["forecast_seconds"] = round(fc.seconds, 2)
+    if choice.window != (0, 0):
+        row["picked"] = choice.describe(h)
     return row

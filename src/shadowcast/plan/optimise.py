@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from shadowcast.errors import PlanError
+from shadowcast.plan.colgen import ColumnLP, Problem
 from shadowcast.plan.paths import PathSet
-from shadowcast.records import F64
+from shadowcast.records import F64, I64
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class LPResult:
     util: F64  # [S, n_links]
     solve_ms: float
     status: str
+    support: npt.NDArray[np.bool_] | None = None  # [C, n_paths] paths carrying traffic
+    rounds: int = 1  # LP solves (column generation rounds)
+    columns: int = 0  # path columns the LP held at the end
 
 
 def _as_scd(demands: npt.ArrayLike) -> F64:
@@ -69,7 +72,7 @@ def utilisation(paths: PathSet, capacity_mbps: F64, demands: npt.ArrayLike, spli
     """Link utilisation ``[S, n_links]`` of ``split[C, n_paths]`` under ``demands``."""
     d = _as_scd(demands)
     x = np.atleast_2d(split)
-    m = paths.incidence()
+    m = paths.incidence_csc()
     flows = d[:, :, paths.path_od] * x[None, :, :]  # [S, C, P]
     loads = np.asarray(m @ flows.sum(axis=1).T).T  # [S, E]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -88,12 +91,16 @@ def solve_min_mlu(
     penalty_weight: float = 0.0,
     tie_break: float = 1e-4,
     fixed: npt.NDArray[np.bool_] | None = None,
+    robust: bool = True,
+    warm: npt.NDArray[np.bool_] | None = None,
 ) -> LPResult:
-    """Solve the robust min-MLU LP over scenarios ``demands[S, C, n_od]`` (Mbit/s).
+    """Solve the min-MLU LP over scenarios ``demands[S, C, n_od]`` (Mbit/s).
 
     ``allowed[C, n_paths]`` masks paths per class (latency bound, failed links);
     ``previous[C, n_paths]`` is the split in force (for the churn term); ``fixed[C, n_od]``
-    keeps those (class, OD) splits exactly as in ``previous``.
+    keeps those (class, OD) splits exactly as in ``previous``. ``robust``: one MLU over
+    every scenario (else the mean over scenarios of each one's MLU). ``warm[C, n_paths]``:
+    paths to start the column generation with (a previous result's ``support``).
     Raises PlanError when an OD with demand has no allowed path or HiGHS fails.
     """
     t0 = time.perf_counter()
@@ -104,103 +111,84 @@ def solve_min_mlu(
     cap = np.asarray(capacity_mbps, dtype=np.float64)
     n_p = paths.n_paths
     allow = np.ones((n_c, n_p), dtype=bool) if allowed is None else np.asarray(allowed, bool)
-    allow = allow & np.isin(np.arange(n_p), _paths_on_live_links(paths, cap))[None, :]
+    allow = allow & paths.without_links(np.flatnonzero(cap <= 0))[None, :]
     _check_coverage(paths, allow, d)
-
-    nx_ = n_c * n_p
-    # Demand weight of each (c, od): its share of total mean demand.
-    share = d.mean(axis=0)  # [C, od]
+    starts = paths.od_start[:-1]
+    share = d.mean(axis=0)  # [C, od]: each (class, OD)'s share of the mean demand
     tot = share.sum()
     share = share / tot if tot > 0 else np.full_like(share, 1.0 / max(share.size, 1))
-    w_cp = share[:, paths.path_od].ravel()  # [C*P]
-
-    live = np.flatnonzero(cap > 0)
-    n_l = live.size
-    inc = paths.incidence()[live].tocoo()
-    er, pc = inc.row.astype(np.int64), inc.col.astype(np.int64)
-    # Utilisation coefficients: row s*n_l + e, column c*P + p, value d[s,c,od(p)] / cap[e].
-    coef = d[:, :, paths.path_od[pc]] / cap[live][er][None, None, :]  # [S, C, nnz]
-    u_rows = (np.arange(n_s)[:, None, None] * n_l + er[None, None, :]).repeat(n_c, 1)
-    u_cols = (np.arange(n_c)[None, :, None] * n_p + pc[None, None, :]).repeat(n_s, 0)
-    keep = coef.ravel() > 0
-    u_r, u_c, u_v = u_rows.ravel()[keep], u_cols.ravel()[keep], coef.ravel()[keep]
-    n_u = n_s * n_l
-
-    col_u = nx_
-    cols = nx_ + 1
-    cost: list[F64] = [
-        tie_break * (w_cp + 1e-3 / max(n_c * n_od, 1)) * np.tile(paths.hops, n_c),
-        np.ones(1),
-    ]
-    lo: list[F64] = [np.zeros(nx_), np.zeros(1)]
-    hi: list[F64] = [np.where(allow.ravel(), 1.0, 0.0), np.full(1, np.inf)]
-    if fixed is not None and previous is not None:
-        fx = np.asarray(fixed, dtype=bool)[:, paths.path_od].ravel()
-        keep = np.atleast_2d(previous).ravel()
-        lo[0], hi[0] = np.where(fx, keep, lo[0]), np.where(fx, keep, hi[0])
-    # Inequalities: util rows (coef x - U <= 0), then churn rows.
-    ir = [u_r, np.arange(n_u)]
-    ic = [u_c, np.full(n_u, col_u)]
-    iv = [u_v, -np.ones(n_u)]
-    ib = [np.zeros(n_u)]
-    n_ub = n_u
-    if previous is not None and churn_weight > 0:
-        prev = np.atleast_2d(previous).ravel()
-        t0c = cols
-        cols += nx_
-        k = np.arange(nx_)
-        for sign in (1.0, -1.0):  # sign*x - t <= sign*prev
-            ir += [n_ub + k, n_ub + k]
-            ic += [k, t0c + k]
-            iv += [np.full(nx_, sign), -np.ones(nx_)]
-            ib.append(sign * prev)
-            n_ub += nx_
-        cost.append(churn_weight * w_cp)
-        lo.append(np.zeros(nx_))
-        hi.append(np.full(nx_, np.inf))
-    # Equalities: splits of each (c, od) sum to 1; penalty: util = sum of segment vars.
-    er_ = [(np.arange(n_c)[:, None] * n_od + paths.path_od[None, :]).ravel()]
-    ec = [np.arange(nx_)]
-    ev = [np.ones(nx_)]
-    eb = [np.ones(n_c * n_od)]
-    n_eq = n_c * n_od
-    if penalty_weight > 0:
-        segs = len(FORTZ_THORUP)
-        y0 = cols
-        cols += n_u * segs
-        slopes = np.array([s for s, _ in FORTZ_THORUP])
-        bps = np.array([b for _, b in FORTZ_THORUP] + [np.inf])
-        width = np.diff(bps)
-        er_ += [n_eq + u_r, n_eq + np.repeat(np.arange(n_u), segs)]
-        ec += [u_c, y0 + np.arange(n_u * segs)]
-        ev += [u_v, -np.ones(n_u * segs)]
-        eb.append(np.zeros(n_u))
-        n_eq += n_u
-        cost.append(np.tile(slopes, n_u) * penalty_weight / n_u)
-        lo.append(np.zeros(n_u * segs))
-        hi.append(np.tile(width, n_u))
-    a_ub = sp.csr_matrix(
-        (np.concatenate(iv), (np.concatenate(ir), np.concatenate(ic))), shape=(n_ub, cols)
+    cost = tie_break * (share + 1e-3 / max(n_c * n_od, 1))[:, paths.path_od] * paths.hops
+    prev = None if previous is None else np.atleast_2d(np.asarray(previous, np.float64))
+    hold = np.zeros((n_c, n_od), dtype=bool)
+    if fixed is not None and prev is not None:
+        hold = np.asarray(fixed, dtype=bool)
+    need = d.max(axis=0) > 0
+    free = need & ~hold
+    const_x = np.zeros((n_c, n_p))
+    if prev is not None:
+        const_x = np.where(hold[:, paths.path_od], prev, 0.0)
+    # A (class, OD) without demand takes its allowed path of the fewest hops.
+    idle = ~need & ~hold
+    if idle.any():
+        hop_key = np.where(allow, paths.hops[None, :], np.inf)
+        best = seg_argmin(hop_key, paths.od_start)
+        cc, oo = np.nonzero(idle)
+        const_x[cc, best[cc, oo]] = 1.0
+    in_force = np.where(allow, prev, 0.0) if prev is not None else np.zeros((n_c, n_p))
+    first_allowed = seg_argmin(np.where(allow, 0.0, 1.0), paths.od_start)
+    heaviest = seg_argmin(-in_force, paths.od_start)
+    has_prev = np.maximum.reduceat(in_force, starts, axis=1) > 1e-12
+    base = np.where(has_prev, heaviest, first_allowed)
+    churn = np.zeros((n_c, n_od))
+    if prev is not None and churn_weight > 0:
+        churn = 2.0 * churn_weight * share
+    live = cap > 0
+    incs = paths.incidence_csc().copy()
+    incs.data = 1.0 / np.where(live, cap, 1.0)[incs.indices]  # utilisation per Mbit/s
+    if not live.all():
+        incs = sp.csc_matrix(incs[np.flatnonzero(live)])
+    slopes = np.array([s for s, _ in FORTZ_THORUP])
+    widths = np.diff(np.array([b for _, b in FORTZ_THORUP] + [np.inf]))
+    pb = Problem(
+        incs=incs,
+        path_od=paths.path_od,
+        od_start=paths.od_start,
+        d=d,
+        allow=allow,
+        cost=cost,
+        free=free,
+        base=base,
+        const_x=const_x,
+        prev=prev,
+        churn=churn,
+        penalty=(slopes, widths, float(penalty_weight)),
+        robust=robust,
     )
-    a_eq = sp.csr_matrix(
-        (np.concatenate(ev), (np.concatenate(er_), np.concatenate(ec))), shape=(n_eq, cols)
-    )
-    res = linprog(
-        np.concatenate(cost),
-        A_ub=a_ub,
-        b_ub=np.concatenate(ib),
-        A_eq=a_eq,
-        b_eq=np.concatenate(eb),
-        bounds=np.column_stack([np.concatenate(lo), np.concatenate(hi)]),
-        method="highs",
-    )
-    if res.status != 0 or res.x is None:
-        raise PlanError(f"HiGHS could not solve the TE LP: {res.message}")
-    x = np.clip(res.x[:nx_].reshape(n_c, n_p), 0.0, 1.0)
-    x = normalise_split(paths, x)
+    start = np.zeros((n_c, n_p), dtype=bool) if warm is None else np.asarray(warm, dtype=bool)
+    sol = ColumnLP(pb, start).solve()
+    x = normalise_split(paths, sol.x)
     util = utilisation(paths, cap, d, x)
     ms = (time.perf_counter() - t0) * 1000
-    return LPResult(split=x, mlu=float(util.max()), util=util, solve_ms=ms, status="optimal")
+    return LPResult(
+        split=x,
+        mlu=float(util.max()),
+        util=util,
+        solve_ms=ms,
+        status="optimal",
+        support=x > 1e-9,
+        rounds=sol.rounds,
+        columns=sol.columns,
+    )
+
+
+def seg_argmin(values: F64, od_start: I64) -> I64:
+    """``[C, n_od]``: per (class, OD) the path index of the least value (the first of ties)."""
+    starts = od_start[:-1]
+    m = np.minimum.reduceat(values, starts, axis=1)
+    n_p = values.shape[1]
+    seg = np.repeat(np.arange(starts.size), np.diff(od_start))
+    idx = np.where(values <= m[:, seg], np.arange(n_p)[None, :], n_p)
+    return np.asarray(np.minimum.reduceat(idx, starts, axis=1), dtype=np.int64)
 
 
 def normalise_split(paths: PathSet, split: F64) -> F64:
@@ -214,13 +202,6 @@ def normalise_split(paths: PathSet, split: F64) -> F64:
         x = np.where(empty[:, paths.path_od], first, x)
         sums = np.add.reduceat(x, paths.od_start[:-1], axis=1)
     return np.asarray(x / sums[:, paths.path_od], dtype=np.float64)
-
-
-def _paths_on_live_links(paths: PathSet, cap: F64) -> npt.NDArray[np.int64]:
-    dead = np.flatnonzero(cap <= 0)
-    if dead.size == 0:
-        return np.arange(paths.n_paths)
-    return np.flatnonzero(paths.without_links(dead.tolist()))
 
 
 def _check_coverage(paths: PathSet, allow: npt.NDArray[np.bool_], d: F64) -> None:

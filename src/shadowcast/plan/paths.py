@@ -16,7 +16,8 @@ import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -24,6 +25,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from shadowcast.errors import TopologyError
+from shadowcast.plan.waypoints import MAX_NODES, WaypointTables
 from shadowcast.records import F64, I64, Topology
 
 log = logging.getLogger(__name__)
@@ -60,55 +62,81 @@ def link_latency_ms(topology: Topology, measured: Mapping[str, float] | None = N
 
 @dataclass(frozen=True, slots=True)
 class PathSet:
-    """Candidate paths of every OD pair, flattened.
+    """Candidate paths of every OD pair, flattened (no Python object per path).
 
-    ``paths[p]`` is a tuple of link indices; ``path_od[p]`` its OD index; the paths of OD
-    ``k`` are ``od_start[k]:od_start[k + 1]`` (the first is the shortest).
+    Path ``p`` is the links ``link_ids[path_start[p]:path_start[p + 1]]`` in order;
+    ``path_od[p]`` its OD index; the paths of OD ``k`` are ``od_start[k]:od_start[k + 1]``
+    (the first is the shortest). ``paths`` gives them as tuples (built once, on demand).
     """
 
     od_pairs: tuple[tuple[str, str], ...]
-    paths: tuple[tuple[int, ...], ...]
+    link_ids: I64
+    path_start: I64
     path_od: I64
     od_start: I64
     latency_ms: F64
     hops: F64
     n_links: int
-    inc: sp.csr_matrix | None = field(default=None, compare=False, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n_paths(self) -> int:
-        return len(self.paths)
+        return int(self.path_start.size - 1)
+
+    @property
+    def paths(self) -> tuple[tuple[int, ...], ...]:
+        """Every path as a tuple of link indices (for small sets: one object per path)."""
+        if "paths" not in self.cache:
+            ids = self.link_ids.tolist()
+            st = self.path_start.tolist()
+            self.cache["paths"] = tuple(tuple(ids[a:b]) for a, b in itertools.pairwise(st))
+        out: tuple[tuple[int, ...], ...] = self.cache["paths"]
+        return out
+
+    def links_of(self, p: int) -> tuple[int, ...]:
+        """The links of path ``p``, in order."""
+        return tuple(self.link_ids[self.path_start[p] : self.path_start[p + 1]].tolist())
+
+    def incidence_csc(self) -> sp.csc_matrix:
+        """Sparse ``[n_links, n_paths]`` 0/1 matrix in CSC form (a column per path)."""
+        if "csc" not in self.cache:
+            self.cache["csc"] = sp.csc_matrix(
+                (np.ones(self.link_ids.size), self.link_ids.copy(), self.path_start.copy()),
+                shape=(self.n_links, self.n_paths),
+            )
+        out: sp.csc_matrix = self.cache["csc"]
+        return out
 
     def incidence(self) -> sp.csr_matrix:
         """Sparse ``[n_links, n_paths]`` 0/1 matrix: path ``p`` uses link ``e``."""
-        if self.inc is not None:
-            return self.inc
-        rows = np.fromiter(itertools.chain.from_iterable(self.paths), dtype=np.int64)
-        cols = np.repeat(np.arange(self.n_paths), [len(p) for p in self.paths])
-        data = np.ones(rows.size)
-        return sp.csr_matrix((data, (rows, cols)), shape=(self.n_links, self.n_paths))
+        if "csr" not in self.cache:
+            self.cache["csr"] = sp.csr_matrix(self.incidence_csc())
+        out: sp.csr_matrix = self.cache["csr"]
+        return out
 
     def shortest_split(self) -> F64:
         """Split vector ``[n_paths]`` of IGP routing as the network does it today: every OD
         split equally over its candidate paths of the fewest hops (ECMP); the first
         (shortest) path when it is the only one."""
-        x = np.zeros(self.n_paths)
-        hops = np.array([len(p) for p in self.paths])
-        for a, b in zip(self.od_start[:-1], self.od_start[1:], strict=True):
-            if b <= a:
-                continue
-            best = np.flatnonzero(hops[a:b] == hops[a:b].min()) + a
-            x[best] = 1.0 / best.size
-        return x
+        starts = self.od_start[:-1]
+        fewest = np.minimum.reduceat(self.hops, starts)[self.path_od]
+        best = (self.hops == fewest).astype(np.float64)
+        count = np.add.reduceat(best, starts)[self.path_od]
+        return np.asarray(best / count, dtype=np.float64)
 
     def nodes_of(self, p: int, topology: Topology) -> tuple[str, ...]:
-        links = [topology.links[e] for e in self.paths[p]]
+        links = [topology.links[e] for e in self.links_of(p)]
         return (links[0].src, *[lk.dst for lk in links]) if links else ()
 
-    def without_links(self, failed: Sequence[int]) -> npt.NDArray[np.bool_]:
+    def without_links(self, failed: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Mask ``[n_paths]``: True where the path avoids every failed link."""
-        bad = set(int(e) for e in failed)
-        return np.array([not bad.intersection(p) for p in self.paths], dtype=bool)
+        bad = np.zeros(self.n_links, dtype=bool)
+        bad[np.asarray(failed, dtype=np.int64).ravel()] = True
+        if not bad.any():
+            return np.ones(self.n_paths, dtype=bool)
+        hits = np.add.reduceat(bad[self.link_ids].astype(np.int64), self.path_start[:-1])
+        hits[np.diff(self.path_start) == 0] = 0
+        return np.asarray(hits == 0, dtype=bool)
 
 
 def _graph(topology: Topology, weights: F64) -> tuple[nx.DiGraph, dict[tuple[str, str], int]]:
@@ -157,36 +185,83 @@ def candidate_paths(
     if algorithm not in ("auto", "yen", "waypoint"):
         raise TopologyError(f"unknown path algorithm {algorithm!r}")
     use_waypoint = algorithm == "waypoint" or (algorithm == "auto" and len(od_pairs) > 5000)
+    for s, d in od_pairs:
+        if s not in g or d not in g:
+            raise TopologyError(f"OD pair {s}->{d}: endpoint not in topology {topology.name!r}")
+    if use_waypoint and not disjoint and g.number_of_nodes() <= MAX_NODES:
+        links, path_start, path_od = _all_waypoints(g, od_pairs, k)
+    else:
+        links, path_start, path_od = _one_by_one(g, od_pairs, k, disjoint, use_waypoint)
+    counts = np.bincount(path_od, minlength=len(od_pairs))
+    if (counts == 0).any():
+        s, d = od_pairs[int(np.argmax(counts == 0))]
+        raise TopologyError(f"no path from {s} to {d} in topology {topology.name!r}")
+    lens = np.diff(path_start)
+    latency = np.zeros(lens.size)
+    np.add.at(latency, np.repeat(np.arange(lens.size), lens), lat[links])
+    return PathSet(
+        od_pairs=tuple(od_pairs),
+        link_ids=links,
+        path_start=path_start,
+        path_od=path_od,
+        od_start=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        latency_ms=latency,
+        hops=lens.astype(np.float64),
+        n_links=len(topology.links),
+    )
+
+
+def _all_waypoints(
+    g: nx.DiGraph, od_pairs: Sequence[tuple[str, str]], k: int
+) -> tuple[I64, I64, I64]:
+    """Waypoint paths of every pair at once (:mod:`shadowcast.plan.waypoints`)."""
+    nodes = list(g.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    u, v, w, e = [], [], [], []
+    for a, b, data in g.edges(data=True):
+        u.append(index[a])
+        v.append(index[b])
+        w.append(float(data["weight"]))
+        e.append(int(data["idx"]))
+    tables = WaypointTables(
+        len(nodes),
+        np.array(u, dtype=np.int64),
+        np.array(v, dtype=np.int64),
+        np.array(w),
+        np.array(e, dtype=np.int64),
+    )
+    src = np.array([index[s] for s, _ in od_pairs], dtype=np.int64)
+    dst = np.array([index[d] for _, d in od_pairs], dtype=np.int64)
+    return tables.paths(src, dst, k)
+
+
+def _one_by_one(
+    g: nx.DiGraph,
+    od_pairs: Sequence[tuple[str, str]],
+    k: int,
+    disjoint: bool,
+    waypoint: bool,
+) -> tuple[I64, I64, I64]:
+    """Paths pair by pair: Yen, disjoint or (very large graphs) waypoint."""
     finder: _Waypoints | _Disjoint | None = None
     if disjoint:
         finder = _Disjoint(g, k)
-    elif use_waypoint:
+    elif waypoint:
         finder = _Waypoints(g, k)
-    paths: list[tuple[int, ...]] = []
-    path_od: list[int] = []
+    links: list[int] = []
     starts = [0]
+    path_od: list[int] = []
     for i, (s, d) in enumerate(od_pairs):
-        if s not in g or d not in g:
-            raise TopologyError(f"OD pair {s}->{d}: endpoint not in topology {topology.name!r}")
         found = finder.paths(s, d) if finder is not None else _k_shortest(g, s, d, k)
-        if not found:
-            raise TopologyError(f"no path from {s} to {d} in topology {topology.name!r}")
         for nodes in found:
-            paths.append(tuple(int(g.edges[u, v]["idx"]) for u, v in itertools.pairwise(nodes)))
+            links += [int(g.edges[a, b]["idx"]) for a, b in itertools.pairwise(nodes)]
+            starts.append(len(links))
             path_od.append(i)
-        starts.append(len(paths))
-    latency = np.array([lat[list(p)].sum() for p in paths])
-    hops = np.array([len(p) for p in paths], dtype=np.float64)
-    built = PathSet(
-        od_pairs=tuple(od_pairs),
-        paths=tuple(paths),
-        path_od=np.array(path_od, dtype=np.int64),
-        od_start=np.array(starts, dtype=np.int64),
-        latency_ms=latency,
-        hops=hops,
-        n_links=len(topology.links),
+    return (
+        np.array(links, dtype=np.int64),
+        np.array(starts, dtype=np.int64),
+        np.array(path_od, dtype=np.int64),
     )
-    return replace(built, inc=built.incidence())
 
 
 def _k_shortest(g: nx.DiGraph, s: str, d: str, k: int) -> list[list[str]]:

@@ -234,11 +234,21 @@ def _shape(
         return split, peak, ()
     cur, fixed = keep
 
+    warm: list[npt.NDArray[np.bool_] | None] = [None]  # each solve starts from the last's paths
+
     def solve(f: float) -> tuple[float, F64]:
         d = np.where(low[:, None], peak * f, peak)
         r = solve_min_mlu(
-            paths, cap, d[None], allowed=allowed, previous=cur, fixed=fixed, penalty_weight=0.0
+            paths,
+            cap,
+            d[None],
+            allowed=allowed,
+            previous=cur,
+            fixed=fixed,
+            penalty_weight=0.0,
+            warm=warm[0],
         )
+        warm[0] = r.support
         return r.mlu, r.split
 
     mlu0, x0 = solve(0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import time
@@ -233,4 +234,7 @@ def test_real_probes_run_off_the_callers_thread(lab: build.LabPlan) -> None:
     assert probes.failures == 0 and len(got) == 1
     res = got[0]
     assert res.tunnel == t.spec.name and res.path == tuple(lab.path("A", "D"))
-    assert res.metrics.received == 10 and res.abw_mbps > 5.0
+    # the pair train's estimate is NaN (no estimate) when a loaded machine disturbed its
+    # pacing (seen at load 9); what this test owns is that the probe ran off this thread
+    assert res.metrics.received == 10
+    assert math.isnan(res.abw_mbps) or res.abw_mbps > 5.0

@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from shadowcast.collect import recv
 from shadowcast.collect.decoders import FlowDecoder
 from shadowcast.collect.synth import build_stream
 
@@ -99,24 +100,8 @@ def read_streams(path: Path) -> list[tuple[int, bytes]]:
     return out
 
 
-class _Iovec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [
-        ("name", ctypes.c_void_p),
-        ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.c_void_p),
-        ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p),
-        ("controllen", ctypes.c_size_t),
-        ("flags", ctypes.c_int),
-    ]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint32)]
+# the sender's sendmmsg uses the receiver's structures (struct iovec, msghdr, mmsghdr)
+_Iovec, _Msghdr, _Mmsghdr = recv._Iovec, recv._Msghdr, recv._Mmsghdr
 
 
 class Exporter:

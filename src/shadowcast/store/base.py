@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import pyarrow as pa
+
+
+class BlockNesting(Protocol):
+    """A backend's per-thread transaction state: how deep the blocks are, and whether a
+    failure inside has doomed the outermost one."""
+
+    depth: int
+    doomed: bool
+
+
+@contextmanager
+def inner_block(loc: BlockNesting) -> Iterator[None]:
+    """A transaction block opened inside another joins it: an exception leaving it dooms
+    the outer block (which then sends or commits nothing)."""
+    loc.depth += 1
+    try:
+        yield
+    except BaseException:
+        loc.doomed = True
+        raise
+    finally:
+        loc.depth -= 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ import pyarrow as pa
 from shadowcast.errors import StoreError
 from shadowcast.store import clickhouse_resend as rs
 from shadowcast.store import conform as cf
+from shadowcast.store.base import inner_block
 from shadowcast.store.clickhouse_io import Connection, refused, to_columns
 from shadowcast.store.clickhouse_sql import SEQ, Features, Layout, ident
 from shadowcast.store.memory import MemoryStore
@@ -200,14 +201,8 @@ class Writes:
         loc = self._local
         self._conn()
         if loc.depth > 0:
-            loc.depth += 1
-            try:
+            with inner_block(loc):
                 yield
-            except BaseException:
-                loc.doomed = True
-                raise
-            finally:
-                loc.depth -= 1
             return
         loc.depth, loc.doomed, loc.buffer, loc.order = 1, False, MemoryStore(), []
         try:

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from shadowcast.errors import StoreError
 from shadowcast.store import conform as cf
-from shadowcast.store.base import AggQuery
+from shadowcast.store.base import AggQuery, inner_block
 from shadowcast.store.schema import TABLES
 from shadowcast.store.segcheck import SegmentProblem, SegmentRepair, repair
 from shadowcast.store.segments import SEGMENTED, Pending, Segments
@@ -285,14 +285,8 @@ class DuckDBStore:
         """
         loc = self._local
         if loc.depth > 0:
-            loc.depth += 1
-            try:
+            with inner_block(loc):
                 yield
-            except BaseException:
-                loc.doomed = True
-                raise
-            finally:
-                loc.depth -= 1
             return
         cur = self._cursor()
         try:

@@ -31,15 +31,15 @@ from typing import Any
 
 import yaml
 
-from shadowcast.act.base import AuditRecord, apply_plan, audit_table
+from shadowcast.act.base import Audit
 from shadowcast.act.linux import LinuxActuator
 from shadowcast.errors import ShadowcastError
 from shadowcast.lab import build, faults, netns, noc, scenario
 from shadowcast.lab.record import KernelSampler, StepLog
 from shadowcast.lab.traffic import Processes, TrafficRunner, have_iperf3, reflector
-from shadowcast.plan.base import Plan
-from shadowcast.plan.cycle import ApplyFn, Decision, decisions_table
+from shadowcast.plan.cycle import Decision, decisions_table
 from shadowcast.service.loop import StepReport
+from shadowcast.service.wiring import apply_through
 from shadowcast.settings import Settings
 from shadowcast.shadow.linux import LinuxVxlanBackend
 from shadowcast.shadow.probes import RealProbes
@@ -214,20 +214,10 @@ class LabDemo:
             self._fault_due = False
             self._inject(run, rep)
 
-    def _apply_with(self, actuator: LinuxActuator, settings: Settings) -> ApplyFn:
-        """The service's apply step (rolled back on failure, audited) through ``actuator``."""
-        s = self.runner.service.s
-
-        def audit(rec: AuditRecord) -> None:
-            s.writer.add("actions", audit_table([rec]))
-
-        def apply(p: Plan, allow_overload: bool) -> bool:
-            res = apply_plan(actuator, p, s.topology, dry_run=False, audit=audit,
-                             max_changes=settings.act.max_changes,
-                             allow_overload=allow_overload)  # fmt: skip
-            return not res.dry_run
-
-        return apply
+    def _audit(self) -> Audit:
+        audit: Audit | None = self.runner.service.s.audit
+        assert audit is not None  # the lab's service acts (auto mode)
+        return audit
 
     def _inject(self, run: DemoRun, rep: StepReport) -> None:
         s = self.runner.service.s
@@ -245,7 +235,8 @@ class LabDemo:
             before = faults.kernel_state(run.plan)
             real = cycle.apply_fn
             if actuator is not None:
-                cycle.apply_fn = self._apply_with(actuator, run.settings)
+                cycle.apply_fn = apply_through(actuator, topo, self._audit(),
+                                               False, run.settings.act.max_changes)  # fmt: skip
             try:
                 d = cycle.apply(now, bad, peak)
             finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shadowcast.act.base import Actuator, AuditRecord, apply_plan, audit_table
+from shadowcast.act.base import Actuator, Audit, AuditRecord, apply_plan, audit_table
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.notifiers import build_notifiers
 from shadowcast.alert.rules import CapacityRule
@@ -31,7 +31,7 @@ from shadowcast.forecast.outlook import model_options
 from shadowcast.forecast.registry import make_model
 from shadowcast.network.state import RoutingState
 from shadowcast.plan.base import Plan
-from shadowcast.plan.cycle import PlanCycle
+from shadowcast.plan.cycle import ApplyFn, PlanCycle
 from shadowcast.plan.paths import candidate_paths
 from shadowcast.profile.events import PathEvents
 from shadowcast.profile.identify import Profiler
@@ -97,6 +97,22 @@ def limit_blas_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+def apply_through(
+    actuator: Actuator, topo: Topology, audit: Audit, dry_run: bool, max_changes: int
+) -> ApplyFn:
+    """The plan stage's apply step: checked, applied through ``actuator`` (rolled back on
+    failure) and audited; True when the plan changed the network."""
+
+    def apply(p: Plan, allow_overload: bool) -> bool:
+        res = apply_plan(
+            actuator, p, topo, dry_run=dry_run, max_changes=max_changes, audit=audit,
+            allow_overload=allow_overload,
+        )  # fmt: skip
+        return not res.dry_run
+
+    return apply
 
 
 def build_service(settings: Any, env: Environment) -> Service:
@@ -227,14 +243,6 @@ def build_service(settings: Any, env: Environment) -> Service:
 
     dry_run = False if env.actuator is not None else settings.act.dry_run
 
-    def apply(p: Plan, allow_overload: bool) -> bool:
-        assert actuator is not None
-        res = apply_plan(
-            actuator, p, topo, dry_run=dry_run, max_changes=settings.act.max_changes,
-            audit=audit, allow_overload=allow_overload,
-        )  # fmt: skip
-        return not res.dry_run
-
     plan = PlanCycle(
         topo,
         paths,
@@ -244,7 +252,9 @@ def build_service(settings: Any, env: Environment) -> Service:
         mode=mode,
         trigger=cfg.plan_trigger,
         min_interval_s=cfg.seconds("plan_min_interval"),
-        apply=apply if actuator is not None else None,
+        apply=None
+        if actuator is None
+        else apply_through(actuator, topo, audit, dry_run, settings.act.max_changes),
     )
 
     # shadow

@@ -86,15 +86,17 @@ class ArenaCycle(ForecastCycle):
             for m in self.shadow.values():
                 m.update(row)
 
-    def refit(self, now_s: int, reason: str = "schedule", keep_previous: bool = False) -> None:
+    def refit(self, now_s: int, reason: str = "schedule", keep_previous: bool = False) -> bool:
         old = self.models.get(STACKED)
         old_v, old_name = self.version, self.model_name
-        super().refit(now_s)
+        if not super().refit(now_s):
+            return False
         self._version_entry(now_s, "fit" if old is None else f"retrain: {reason}")
         self._event(now_s, "fit" if old is None else "retrain", old_v if old else -1, reason)
         if old is not None and keep_previous:
             self._to_shadow(f"{old_name}@v{old_v}", old, now_s)
         self.fit_challengers(now_s)
+        return True
 
     def fit_challengers(self, now_s: int) -> None:
         """(Re)fit every challenger family on the history (not the champion's family)."""

@@ -25,6 +25,7 @@ from shadowcast.feedback.champion import Referee
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.feedback.stage import FeedbackStage
 from shadowcast.forecast.arena import ArenaCycle
+from shadowcast.forecast.chunked import ChunkedForecaster
 from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
@@ -181,7 +182,16 @@ def build_service(settings: Any, env: Environment) -> Service:
             msg = str(exc).replace("forecast.model: ", "")
             raise ConfigError(f"feedback.challengers: {msg}") from None
 
+    # Many series, or a Dask scheduler: one model per chunk of series, fitted on the
+    # scheduler's workers when there is one (forecast/chunked.py); else one model.
+    n_series = len(classes) * len(od_pairs)
+    chunked = fcfg.dask_scheduler is not None or n_series > fcfg.chunk_series
+
     def factory(name: str) -> Callable[[], Any]:
+        if chunked:
+            return lambda: ChunkedForecaster(
+                name, opts, chunk_series=fcfg.chunk_series, scheduler=fcfg.dask_scheduler
+            )
         return lambda: make_model(name, **opts)
 
     keys = tuple(f"{a}->{b}" for a, b in od_pairs)

@@ -60,7 +60,7 @@ from shadowcast.network.state import RoutingState, shares_of_plan
 from shadowcast.plan.base import Plan
 from shadowcast.plan.cycle import Decision, PlanCycle, decisions_table
 from shadowcast.plan.planner import split_matrix
-from shadowcast.records import F64, Alert, Topology
+from shadowcast.records import F64, Alert, Forecast, Topology
 from shadowcast.rollup.rollup import Rollup, RollupBucket
 from shadowcast.rollup.tables import link_rows, od_rows
 from shadowcast.service.config import ServiceConfig
@@ -120,6 +120,7 @@ class StepReport:
     drifts: list[DriftEvent] = field(default_factory=list)
     link_util: F64 | None = None  # measured utilisation of every link in this step
     resolved: list[Alert] = field(default_factory=list)
+    stacked: Forecast | None = None  # the (class, OD) forecast as issued (recalibrated)
 
 
 class Service:
@@ -188,6 +189,14 @@ class Service:
             self.status = "ready"
         return len(buckets)
 
+    def run_step(self, b: RollupBucket) -> StepReport:
+        """One closed step handed in directly (an evaluation driving the service from a
+        series instead of flows): every stage as in ``tick``; returns what it did."""
+        with self.lock:
+            self._step(b)
+            assert self.last is not None
+            return self.last
+
     def _step(self, b: RollupBucket) -> None:
         s = self.s
         t, end = b.start_s, b.start_s + b.step_s
@@ -230,7 +239,7 @@ class Service:
                 if fb is not None:
                     fb.issued("od", end, st.mean[:, 0])
                     fb.issued("link", end, link.mean[:, 0], tag=s.routing.version)
-                report.forecast, report.link = fc, link
+                report.forecast, report.link, report.stacked = fc, link, st
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
                 s.writer.add(

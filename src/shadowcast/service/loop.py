@@ -47,6 +47,7 @@ from shadowcast.alert.rules import CapacityRule
 from shadowcast.alert.stage import deliver, dominant_class
 from shadowcast.alert.tables import alerts_table
 from shadowcast.errors import PlanError, StoreError
+from shadowcast.feedback.actions import ActionJudge
 from shadowcast.feedback.champion import Referee, model_events_table
 from shadowcast.feedback.drift import DriftEvent
 from shadowcast.feedback.ledger import Ledger, accuracy_table
@@ -105,6 +106,7 @@ class Stages:
     teams: Mapping[str, str] = field(default_factory=dict)  # link glob -> team (alert label)
     actuator: Actuator | None = None  # what plans are applied through (operator rollbacks too)
     audit: Audit | None = None  # the actuator's audit trail (the store's ``actions``)
+    actions: ActionJudge | None = None  # applied actions judged by their effect
 
 
 @dataclass
@@ -212,6 +214,8 @@ class Service:
             report.link_util = load / np.maximum(self.capacity, 1e-12)
             s.ledger.observe("od", t, stacked)
             s.ledger.observe("link", t, load)
+            if s.actions is not None:
+                s.actions.observe(t, load, s.routing.version)
             s.linkmap.observe(t, stacked)
         fb = s.feedback
         if fb is not None:
@@ -271,11 +275,15 @@ class Service:
             with self._timed("plan"):
                 d = s.plan.decide(end, dict(fc.by_class), self.step_s)
                 report.decision = d
+                self._judge_action(end, d, report.stacked)
                 self.decisions.append(d)
                 s.writer.add("decisions", decisions_table([d], s.plan.mode))
         rows = s.ledger.take_rows()
         if rows:
             s.writer.add("accuracy", accuracy_table(rows))
+        judged = s.actions.take_table() if s.actions is not None else None
+        if judged is not None:
+            s.writer.add("action_outcomes", judged)
         self._referee(rows, end)
         if fb is not None:
             summary = fb.summary_table(end)
@@ -302,6 +310,15 @@ class Service:
         events = fc.take_events()
         if events:
             self.s.writer.add("model_events", model_events_table(events))
+
+    def _judge_action(self, now_s: int, d: Decision, st: Forecast | None) -> None:
+        """An applied plan: the link loads now expected under its routing (the stacked
+        forecast issued at ``now_s``), held until their targets are measured."""
+        if self.s.actions is None or d.action != "applied" or st is None:
+            return
+        predicted = np.asarray(self._stacked_routing() @ st.mean, dtype=np.float64)
+        plan_id = d.plan.plan_id if d.plan is not None else ""
+        self.s.actions.applied(now_s, plan_id, predicted, self.s.routing.version)
 
     def _on_drift(self, events: Sequence[DriftEvent]) -> None:
         """Drifts to the store and, as ``ForecastAccuracyDegraded`` alerts, the notifiers."""
@@ -421,6 +438,7 @@ class Service:
             now = self.last.start_s + self.step_s if self.last else 0
             peak = self.last.decision.predicted_peak if self.last and self.last.decision else 0.0
             d = self.s.plan.apply(now, plan, peak)
+            self._judge_action(now, d, self.last.stacked if self.last else None)
             self.s.writer.add("decisions", decisions_table([d], "approved"))
             self.decisions.append(d)
             self.s.plan.counts[d.action] = self.s.plan.counts.get(d.action, 0) + 1
@@ -518,6 +536,8 @@ class Service:
         st = {"ledger": self.s.ledger.state()}
         if self.s.feedback is not None:
             st["feedback"] = self.s.feedback.state()
+        if self.s.actions is not None:
+            st["actions"] = self.s.actions.state()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_dir / f".{FEEDBACK_FILE}.tmp"
         tmp.write_bytes(pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
@@ -535,6 +555,8 @@ class Service:
         ok = isinstance(st, dict) and self.s.ledger.load_state(st.get("ledger", {}))
         if ok and self.s.feedback is not None and "feedback" in st:
             ok = self.s.feedback.load_state(st["feedback"])
+        if ok and self.s.actions is not None and "actions" in st:
+            self.s.actions.load_state(st["actions"])
         return bool(ok)
 
     def _last_applied_plan(self) -> Plan | None:

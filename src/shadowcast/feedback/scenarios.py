@@ -97,8 +97,8 @@ def build_scenario(
     taxonomy: Mapping[str, str],
 ) -> Scenario:
     """The synthetic backbone over ``days`` with ``name`` injected (module docstring); the
-    onset is ``onset_day`` days plus ``onset_hour`` hours in (a holiday starts at
-    midnight). ``taxonomy`` maps each kind to its routing class."""
+    onset is ``onset_day`` days plus ``onset_hour`` hours in (a holiday starts at the
+    first midnight from ``onset_day`` days in). ``taxonomy`` maps each kind to its routing class."""
     if name not in SCENARIOS:
         raise ConfigError(f"--scenario: {name!r} is not one of {', '.join(SCENARIOS)}, all")
     syn = synthetic_dataset(weeks=days / 7.0, seed=seed)
@@ -112,9 +112,12 @@ def build_scenario(
     by_kind[NEW_KIND] = np.zeros_like(total)
     cls = {k: str(taxonomy.get(k, "low")) for k in by_kind}
     classes = tuple(sorted(set(cls.values())))
-    hour = 0.0 if name == "pattern-change" else onset_hour
-    onset = int(round((onset_day * 86400 + hour * 3600) / step))
     T = total.shape[0]
+    onset = int(round((onset_day * 86400 + onset_hour * 3600) / step))
+    if name == "pattern-change":  # a holiday starts at midnight: the next one, if in range
+        day = 86400 // step
+        onset = -(-int(round(onset_day * day)) // day) * day
+        onset = onset if onset < T else int(onset_day) * day
     if not 0 < onset < T:
         raise ConfigError(f"the onset (step {onset}) lies outside the {T} steps")
     site = _busiest_site(pairs, total)

@@ -21,6 +21,7 @@ from shadowcast.alert.notifiers import build_notifiers
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
+from shadowcast.feedback.actions import ActionJudge
 from shadowcast.feedback.champion import Referee
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.feedback.stage import FeedbackStage
@@ -328,5 +329,6 @@ def build_service(settings: Any, env: Environment) -> Service:
         teams=dict(acfg.teams),
         actuator=actuator,
         audit=audit,
+        actions=ActionJudge(topo.link_names(), topo.capacities / 1e6, horizons, step),
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

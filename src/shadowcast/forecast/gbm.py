@@ -78,7 +78,7 @@ class GlobalGBM(BaseForecaster):
         horizons: Sequence[str | int] = ("15m", "1h"),
         *,
         rounds: int = 100,
-        max_rows: int = 300_000,
+        max_rows: int = 150_000,
         num_leaves: int = 31,
         learning_rate: float = 0.08,
         threads: int = 1,
@@ -262,14 +262,10 @@ class GlobalGBM(BaseForecaster):
             )
         # origins: uniform over those that show every trained horizon
         n_orig = T - int(fit_grid[-1]) - first
-        total = n_orig * n * len(fit_grid)
-        if total <= self.max_rows:  # every (origin, series, step) once: no duplicates
-            grid = np.meshgrid(np.arange(first, first + n_orig), np.arange(n), fit_grid)
-            o, i, h = (g.ravel() for g in grid)
-        else:  # a uniform sample
-            o = rng.integers(first, first + n_orig, self.max_rows)
-            i = rng.integers(0, n, self.max_rows)
-            h = fit_grid[rng.integers(0, len(fit_grid), self.max_rows)]
+        R = int(min(self.max_rows, n_orig * n * len(fit_grid)))
+        o = rng.integers(first, first + n_orig, R)
+        i = rng.integers(0, n, R)
+        h = fit_grid[rng.integers(0, len(fit_grid), R)]
         seen = self._obs[o + h, i]  # a target that was not observed is not learnt from
         if not seen.all():
             o, i, h = o[seen], i[seen], h[seen]

@@ -11,9 +11,9 @@ series of very different volume, so one pooled score set per horizon serves ever
 
 Intervals are ``yhat + scale * [q(alpha_t / 2), q(1 - alpha_t / 2)]`` (asymmetric quantiles
 of the signed scores). ``alpha_t`` starts at the nominal ``1 - level / 100`` and follows
-ACI (Gibbs & Candes 2021): ``alpha <- alpha + (gamma / sqrt(h)) * (alpha_nominal - err_t)``
-where ``err_t`` is the fraction of series whose realised value fell outside the interval
-issued ``h`` steps earlier (the step shrinks with the feedback delay ``h``), kept within
+ACI (Gibbs & Candes 2021): ``alpha <- alpha + (gamma / h) * (alpha_nominal - err_t)`` where
+``err_t`` is the fraction of series whose realised value fell outside the interval issued
+``h`` steps earlier (the step shrinks with the feedback delay ``h``), kept within
 ``[0.2, 2] x alpha_nominal``. New scores also enter a bounded ring buffer, so the score distribution
 itself tracks drift.
 
@@ -226,10 +226,8 @@ class Calibrator:
             a = self.alpha(level)
             nominal = 1.0 - level / 100.0
             # feedback arrives h steps late: smaller steps for longer horizons (no
-            # oscillation; 1/sqrt(h), not 1/h: GEANT's 1 h intervals stayed 1.5 points too
-            # wide through a 12 h validation slice with 1/h), and alpha stays within
-            # [0.2, 2] x nominal (no infinite intervals)
-            step = self.gamma / np.sqrt(float(self.grid[g])) * (nominal - err)
+            # oscillation), and alpha stays within [0.2, 2] x nominal (no infinite intervals)
+            step = self.gamma / float(self.grid[g]) * (nominal - err)
             a[g] = np.clip(a[g] + np.where(seen, step, 0.0), 0.2 * nominal, 2.0 * nominal)
         idx = np.flatnonzero(fin)
         if idx.size > max_new:

@@ -187,8 +187,13 @@ class NeuralForecaster(BaseForecaster):
         x, c, s = self._inputs(y, o, i)
         z, m = targets(y, self._obs, o, i, s, self.H)
         w = s / s.mean()
-        self._mu = np.nanmean(x, axis=0)
-        sd = np.nanstd(x, axis=0)
+        # nanmean/nanstd without their warning on an input that is unknown in every row
+        # (a series with no history yet): its mean stays NaN, so it reads 0 at predict too
+        ok = np.isfinite(x)
+        cnt = np.maximum(ok.sum(axis=0), 1)
+        mu = np.where(ok, x, 0.0).sum(axis=0) / cnt
+        sd = np.sqrt((np.where(ok, x - mu, 0.0) ** 2).sum(axis=0) / cnt)
+        self._mu = np.where(ok.any(axis=0), mu, np.nan)
         self._sd = np.where(sd > 1e-9, sd, 1.0)
         x = np.nan_to_num((x - self._mu) / self._sd)
         self._n_in = x.shape[1]

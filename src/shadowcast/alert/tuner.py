@@ -1,0 +1,230 @@
+"""``p`` per link class, set from outcomes (the probability rule's threshold).
+
+:class:`PolicyTuner` keeps what the rule saw (the window's peak probability per link, at
+each step it was issued) beside what happened (each step's measured utilisation at or
+above the threshold), replays :class:`~shadowcast.alert.policy.ProbabilityRule` over that
+history for every ``p`` of a grid, judges the alerts it would have raised with the
+definitions of :mod:`shadowcast.feedback.outcomes` (vectorised over the grid and the
+links: one numpy pass per step of history), and sets ``p`` per link class: the lowest
+``p`` whose precision reaches the target (the most recall at that precision). A class
+whose replay never raised ``min_alerts`` judged alerts takes the choice made over every
+link; when no ``p`` reaches the target, the most precise one. The precision/recall curve
+behind each choice is kept (``curves``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shadowcast.alert.policy import I64, B, ProbabilityRule
+from shadowcast.records import F64
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    """The rule replayed at one ``p``: judged alerts, true ones, episodes, announced."""
+
+    p: float
+    alerts: int
+    true_alerts: int
+    episodes: int
+    announced: int
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_alerts / self.alerts if self.alerts else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.announced / self.episodes if self.episodes else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "p": self.p, "alerts": self.alerts, "true_alerts": self.true_alerts,
+            "episodes": self.episodes, "announced": self.announced,
+            "precision": self.precision, "recall": self.recall,
+        }  # fmt: skip
+
+
+def p_grid(low: float, high: float, step: float) -> tuple[float, ...]:
+    n = int(np.floor((high - low) / step + 1e-9)) + 1
+    return tuple(round(low + k * step, 6) for k in range(max(n, 1)))
+
+
+class PolicyTuner:
+    """History of (peak probability, measured over threshold) per link and step, and the
+    choice of ``p`` per link class from it (module docstring)."""
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        within_steps: int,
+        threshold: float,
+        clear_ratio: float,
+        *,
+        target_precision: float = 0.8,
+        min_alerts: int = 5,
+        keep_steps: int = 7 * 288,
+        grid: Sequence[float] = p_grid(0.05, 0.95, 0.05),
+        every_steps: int = 0,
+    ) -> None:
+        self.classes = list(classes)
+        self.H = int(within_steps)
+        self.threshold = float(threshold)
+        self.clear_ratio = float(clear_ratio)
+        self.target = float(target_precision)
+        self.min_alerts = int(min_alerts)
+        self.grid = np.asarray(grid, dtype=np.float64)
+        self.every = int(every_steps)  # 0: never on its own (``maybe_tune``)
+        self.signal: deque[F64] = deque(maxlen=keep_steps)  # per step: peak P per link
+        self.over: deque[B] = deque(maxlen=keep_steps)  # per step: measured >= threshold
+        self.curves: dict[str, list[CurvePoint]] = {}
+        self.chosen: dict[str, float] = {}
+        self.tuned = 0  # times tuned
+        self._next: F64 | None = None  # the signal issued for the step being measured
+        self._since = 0
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def record(self, peak_probability: F64 | None, util: F64) -> None:
+        """One step: the rule's peak probability issued at its start (None: none issued)
+        and the utilisation measured over it."""
+        n = len(self.classes)
+        sig = np.full(n, np.nan) if peak_probability is None else peak_probability
+        self.signal.append(np.asarray(sig, dtype=np.float64).copy())
+        self.over.append(np.nan_to_num(np.asarray(util, dtype=np.float64)) >= self.threshold)
+
+    def step(self, measured: F64, issued_peak: F64 | None) -> None:
+        """The service's order: the step just measured (paired with the signal issued at
+        its start), then the signal issued at its end (None: no forecast)."""
+        self.record(self._next, measured)
+        self._next = None if issued_peak is None else np.asarray(issued_peak).copy()
+        self._since += 1
+
+    def maybe_tune(self, rule: ProbabilityRule) -> dict[str, float] | None:
+        """Every ``every_steps`` steps: tune and set ``rule.p``; the choices, else None."""
+        if self.every <= 0 or self._since < self.every:
+            return None
+        self._since = 0
+        chosen = self.tune()
+        rule.p.update(chosen)
+        return chosen
+
+    # -- the replay ----------------------------------------------------------------------
+
+    def replay(self, links: I64 | None = None) -> list[CurvePoint]:
+        """The rule replayed over the history for every ``p`` of the grid (only ``links``
+        when given), judged as :class:`~shadowcast.feedback.outcomes.OutcomeJudge` does."""
+        if len(self.signal) < self.H + 2:
+            return []
+        sig = np.vstack(list(self.signal))
+        over = np.vstack(list(self.over))
+        if links is not None:
+            sig, over = sig[:, links], over[:, links]
+        T, L = sig.shape
+        has = np.isfinite(sig).any(axis=1)
+        if not has.any() or L == 0:
+            return []
+        first, H, G = int(np.argmax(has)), self.H, len(self.grid)
+        prev = np.vstack([np.zeros((1, L), dtype=bool), over[:-1]])  # over at t - 1
+        start = over & ~prev
+        end = prev & ~over  # the episode under way at t - 1 is over at t
+        cs = np.vstack([np.zeros((1, L), dtype=np.int64), np.cumsum(start, axis=0)])
+        steps = np.arange(T)
+        start_within = (cs[np.minimum(steps + H, T)] - cs[:T]) > 0  # a start in t .. t+H-1
+        decided: B = np.asarray(steps + H - 1 <= T - 1)  # the window was observed to its end
+        P = self.grid[:, None]
+        active = np.zeros((G, L), dtype=bool)
+        announced = np.zeros((G, L), dtype=bool)
+        last = np.full((G, L), -(10**9), dtype=np.int64)  # last alert not judged under way
+        n_alerts = np.zeros(G, dtype=np.int64)
+        n_true = np.zeros(G, dtype=np.int64)
+        n_ann = np.zeros(G, dtype=np.int64)
+        episodes = 0
+        for t in range(T):
+            if has[t]:  # alerts issued at the start of t (the rule saw the end at t - 1)
+                s = np.nan_to_num(sig[t])[None, :]
+                if t >= 1:
+                    active &= ~end[t - 1][None, :]
+                hits = s >= P
+                new = hits & ~active
+                active = (active | hits) & ~(s < P * self.clear_ratio)
+                under = new & prev[t][None, :] & ~announced
+                announced |= under
+                rest = new & ~under
+                last = np.where(rest, t, last)
+                true = under | (rest & start_within[t][None, :])
+                n_true += true.sum(axis=1)
+                n_alerts += (true | (rest & decided[t])).sum(axis=1)
+            # then what step t measured: episodes ending and starting
+            announced &= ~end[t][None, :]
+            st = start[t]
+            if st.any():
+                cover = st[None, :] & (last > t - H)
+                announced = np.where(st[None, :], cover, announced)
+                if t - H >= first:
+                    episodes += int(st.sum())
+                    n_ann += cover.sum(axis=1)
+        return [
+            CurvePoint(float(p), int(a), int(tr), episodes, int(an))
+            for p, a, tr, an in zip(self.grid, n_alerts, n_true, n_ann, strict=True)
+        ]
+
+    # -- the choice ----------------------------------------------------------------------
+
+    def tune(self) -> dict[str, float]:
+        """Choose ``p`` per link class (module docstring); returns the choices."""
+        cls = np.array(self.classes)
+        pooled = self._choose(self.replay())
+        chosen: dict[str, float] = {}
+        curves: dict[str, list[CurvePoint]] = {}
+        for c in sorted(set(self.classes)):
+            curve = self.replay(np.flatnonzero(cls == c))
+            curves[c] = curve
+            p = self._choose(curve)
+            p = pooled if p is None else p
+            if p is not None:
+                chosen[c] = p
+        self.curves, self.tuned = curves, self.tuned + 1
+        self.chosen = {**self.chosen, **chosen}
+        return chosen
+
+    def _choose(self, curve: Sequence[CurvePoint]) -> float | None:
+        enough = [c for c in curve if c.alerts >= self.min_alerts]
+        if not enough:
+            return None
+        good = [c for c in enough if (c.precision or 0.0) >= self.target]
+        if good:
+            return min(c.p for c in good)
+        return max(enough, key=lambda c: (c.precision or 0.0, c.recall or 0.0, c.p)).p
+
+    # -- reading and persistence ---------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """What the API, the log and ``eval alerts`` show: the choices and their curves."""
+        return {
+            "target_precision": self.target,
+            "tuned": self.tuned,
+            "history_steps": len(self.signal),
+            "p": dict(self.chosen),
+            "curves": {c: [pt.as_dict() for pt in pts] for c, pts in self.curves.items()},
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "signal": list(self.signal),
+                "over": list(self.over), "chosen": dict(self.chosen), "next": self._next,
+                "since": self._since, "tuned": self.tuned}  # fmt: skip
+
+    def load_state(self, st: dict[str, Any]) -> bool:
+        if st.get("classes") != self.classes:
+            return False
+        self.signal.extend(st["signal"])
+        self.over.extend(st["over"])
+        self.chosen = dict(st["chosen"])
+        self._next, self._since, self.tuned = st["next"], int(st["since"]), int(st["tuned"])
+        return True

@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from shadowcast.alert.policy import I64, B, ProbabilityRule
+from shadowcast.alert.config import AlertConfig
+from shadowcast.alert.policy import I64, B, ProbabilityRule, link_classes
+from shadowcast.alert.rules import CapacityRule
 from shadowcast.records import F64
+from shadowcast.units import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,7 @@ class PolicyTuner:
         if links is not None:
             sig, over = sig[:, links], over[:, links]
         T, L = sig.shape
-        has = np.isfinite(sig).any(axis=1)
+        has: B = np.asarray(np.isfinite(sig).any(axis=1))
         if not has.any() or L == 0:
             return []
         first, H, G = int(np.argmax(has)), self.H, len(self.grid)
@@ -228,3 +231,28 @@ class PolicyTuner:
         self.chosen = dict(st["chosen"])
         self._next, self._since, self.tuned = st["next"], int(st["since"]), int(st["tuned"])
         return True
+
+
+def build_policy(
+    cfg: AlertConfig, links: Sequence[str], capacity_mbps: F64, within_steps: int, step_s: int
+) -> tuple[CapacityRule, PolicyTuner | None]:
+    """The rule ``alert.policy`` names, and its tuner (probability policy with ``tune``)."""
+    thr, clear = cfg.utilisation_threshold, cfg.clear_ratio
+    if cfg.policy == "threshold":
+        return CapacityRule(links, thr, within_steps, step_s, clear), None
+    classes = link_classes(links, capacity_mbps, cfg.link_classes, cfg.capacity_bands_gbps)
+    rule = ProbabilityRule(
+        links, thr, within_steps, step_s, clear, classes=classes, p=dict(cfg.p),
+        default_p=cfg.p_default,
+    )  # fmt: skip
+    if not cfg.tune:
+        return rule, None
+    tuner = PolicyTuner(
+        classes, within_steps, thr, clear,
+        target_precision=cfg.target_precision,
+        min_alerts=cfg.tune_min_alerts,
+        keep_steps=max(within_steps + 2, parse_duration(cfg.tune_keep) // step_s),
+        grid=p_grid(cfg.p_min, cfg.p_max, cfg.p_step),
+        every_steps=max(1, parse_duration(cfg.tune_every) // step_s),
+    )  # fmt: skip
+    return rule, tuner

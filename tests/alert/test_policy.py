@@ -84,10 +84,10 @@ def _history(seed: int, T: int = 600, L: int = 4) -> tuple[np.ndarray, np.ndarra
     return sig, util
 
 
-def _judged(sig: np.ndarray, util: np.ndarray, p: float) -> dict[str, object]:
+def _judged(sig: np.ndarray, util: np.ndarray, p: float, expire: bool) -> dict[str, object]:
     """The rule run step by step and judged by the OutcomeJudge (the service's way)."""
     T, L = util.shape
-    rule = _rule(L, p={"all": p})
+    rule = _rule(L, p={"all": p}, expire=expire)
     judge = OutcomeJudge(rule.links, 0.9, H, STEP)
     for t in range(T):
         if np.isfinite(sig[t]).any():
@@ -99,19 +99,22 @@ def _judged(sig: np.ndarray, util: np.ndarray, p: float) -> dict[str, object]:
     return judge.summary()
 
 
+@pytest.mark.parametrize("expire", [False, True])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_the_tuners_replay_matches_the_rule_judged_by_outcomes(seed: int) -> None:
+def test_the_tuners_replay_matches_the_rule_judged_by_outcomes(seed: int, expire: bool) -> None:
     sig, util = _history(seed)
-    tuner = PolicyTuner(["all"] * util.shape[1], H, 0.9, 0.95, grid=(0.2, 0.5, 0.8))
+    tuner = PolicyTuner(["all"] * util.shape[1], H, 0.9, 0.95, grid=(0.2, 0.5, 0.8), expire=expire)
     for t in range(len(util)):
         tuner.record(None if np.isnan(sig[t]).all() else sig[t], util[t])
     curve = tuner.replay()
     assert len(curve) == 3
     for pt in curve:
-        doc = _judged(sig, util, pt.p)
+        doc = _judged(sig, util, pt.p, expire)
         assert doc["episodes"] > 3
         assert (pt.alerts, pt.true_alerts) == (doc["alerts"], doc["true_alerts"])
         assert (pt.episodes, pt.announced) == (doc["episodes"], doc["episodes_announced"])
+        lead = doc["lead_minutes_median"]
+        assert pt.lead_steps_median == (None if lead is None else pytest.approx(lead / 5))
 
 
 def _built(tuner: PolicyTuner, link: int, true_p: float) -> None:

@@ -9,7 +9,9 @@
   when ``max over the window of P >= p`` (``p`` per link class), with hysteresis: it may
   alert again only once resolved, when the probability fell below ``p x clear_ratio`` or
   when the overload episode it announced is over (the measured utilisation fell back below
-  the threshold: the next crossing is a new episode and gets its own alert). Alerts raised
+  the threshold: the next crossing is a new episode and gets its own alert); with
+  ``expire``, also when its window passed without the link reaching the threshold (a
+  fresh alert follows if the probability is still high). Alerts raised
   at the same step on links of one class form one group (``groups``, in the message).
 
 The tuner that sets ``p`` from outcomes is :mod:`shadowcast.alert.tuner`.
@@ -79,14 +81,19 @@ class ProbabilityRule(CapacityRule):
     classes: Sequence[str] = ()
     p: dict[str, float] = field(default_factory=dict)  # class -> p (else default_p)
     default_p: float = 0.5
+    expire: bool = False
     groups: dict[int, str] = field(init=False, default_factory=dict)
     _over: B = field(init=False)
+    _raised_s: I64 = field(init=False)  # when each firing alert was raised
+    _came: B = field(init=False)  # its link was measured over the threshold since
     _class_index: I64 = field(init=False)
     class_names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._over = np.zeros(len(self.links), dtype=bool)
+        self._raised_s = np.zeros(len(self.links), dtype=np.int64)
+        self._came = np.zeros(len(self.links), dtype=bool)
         cls = list(self.classes) or ["all"] * len(self.links)
         if len(cls) != len(self.links):
             raise ValueError(f"{len(cls)} link classes for {len(self.links)} links")
@@ -123,9 +130,15 @@ class ProbabilityRule(CapacityRule):
             over = np.nan_to_num(np.asarray(measured, dtype=np.float64)) >= self.threshold
             ended = self._over & ~over  # the episode it announced is over
             self._over = over
+            self._came |= self.active & over
+        now_s = int(issued.astype("datetime64[s]").astype(np.int64))
+        if self.expire:  # the window passed and the link never reached the threshold
+            ended |= ~self._came & (now_s - self._raised_s >= self.within_steps * self.step_s)
         gone_ended = np.flatnonzero(self.active & ended)
         self.active &= ~ended
         new = hits & ~self.active
+        self._raised_s[new] = now_s
+        self._came[new] = False
         cleared = peak < p * self.clear_ratio
         gone = np.union1d(gone_ended, np.flatnonzero(self.active & cleared))
         self.active = (self.active | hits) & ~cleared

@@ -37,6 +37,7 @@ class CurvePoint:
     true_alerts: int
     episodes: int
     announced: int
+    lead_steps_median: float | None = None  # of the announced episodes
 
     @property
     def precision(self) -> float | None:
@@ -51,6 +52,7 @@ class CurvePoint:
             "p": self.p, "alerts": self.alerts, "true_alerts": self.true_alerts,
             "episodes": self.episodes, "announced": self.announced,
             "precision": self.precision, "recall": self.recall,
+            "lead_steps_median": self.lead_steps_median,
         }  # fmt: skip
 
 
@@ -75,6 +77,7 @@ class PolicyTuner:
         keep_steps: int = 7 * 288,
         grid: Sequence[float] = p_grid(0.05, 0.95, 0.05),
         every_steps: int = 0,
+        expire: bool = False,
     ) -> None:
         self.classes = list(classes)
         self.H = int(within_steps)
@@ -83,6 +86,7 @@ class PolicyTuner:
         self.target = float(target_precision)
         self.min_alerts = int(min_alerts)
         self.grid = np.asarray(grid, dtype=np.float64)
+        self.expire = bool(expire)  # as the rule's ``expire``
         self.every = int(every_steps)  # 0: never on its own (``maybe_tune``)
         self.signal: deque[F64] = deque(maxlen=keep_steps)  # per step: peak P per link
         self.over: deque[B] = deque(maxlen=keep_steps)  # per step: measured >= threshold
@@ -144,23 +148,34 @@ class PolicyTuner:
         P = self.grid[:, None]
         active = np.zeros((G, L), dtype=bool)
         announced = np.zeros((G, L), dtype=bool)
-        last = np.full((G, L), -(10**9), dtype=np.int64)  # last alert not judged under way
+        # alerts not judged under way, by issue step modulo H: the ones covering a start
+        ring = np.full((G, L, H), -(10**9), dtype=np.int64)
+        leads: list[list[int]] = [[] for _ in range(G)]
+        raised = np.zeros((G, L), dtype=np.int64)  # when the firing alert was raised
+        came = np.zeros((G, L), dtype=bool)  # its link was over since
         n_alerts = np.zeros(G, dtype=np.int64)
         n_true = np.zeros(G, dtype=np.int64)
         n_ann = np.zeros(G, dtype=np.int64)
         episodes = 0
         for t in range(T):
+            if not has[t]:
+                ring[:, :, t % H] = -(10**9)
             if has[t]:  # alerts issued at the start of t (the rule saw the end at t - 1)
                 s = np.nan_to_num(sig[t])[None, :]
                 if t >= 1:
+                    came |= active & over[t - 1][None, :]
                     active &= ~end[t - 1][None, :]
+                if self.expire:
+                    active &= came | (t - raised < H)
                 hits = s >= P
                 new = hits & ~active
+                raised = np.where(new, t, raised)
+                came &= ~new
                 active = (active | hits) & ~(s < P * self.clear_ratio)
                 under = new & prev[t][None, :] & ~announced
                 announced |= under
                 rest = new & ~under
-                last = np.where(rest, t, last)
+                ring[:, :, t % H] = np.where(rest, t, -(10**9))
                 true = under | (rest & start_within[t][None, :])
                 n_true += true.sum(axis=1)
                 n_alerts += (true | (rest & decided[t])).sum(axis=1)
@@ -168,15 +183,19 @@ class PolicyTuner:
             announced &= ~end[t][None, :]
             st = start[t]
             if st.any():
-                cover = st[None, :] & (last > t - H)
+                earliest = np.where(ring > t - H, ring, t + 1).min(axis=2)  # [G, L]
+                cover = st[None, :] & (earliest <= t)
                 announced = np.where(st[None, :], cover, announced)
                 if t - H >= first:
                     episodes += int(st.sum())
                     n_ann += cover.sum(axis=1)
+                    for g, lk in zip(*np.nonzero(cover), strict=True):
+                        leads[g].append(t - int(earliest[g, lk]))
         return [
-            CurvePoint(float(p), int(a), int(tr), episodes, int(an))
-            for p, a, tr, an in zip(self.grid, n_alerts, n_true, n_ann, strict=True)
-        ]
+            CurvePoint(float(p), int(a), int(tr), episodes, int(an),
+                       float(np.median(ld)) if ld else None)
+            for p, a, tr, an, ld in zip(self.grid, n_alerts, n_true, n_ann, leads, strict=True)
+        ]  # fmt: skip
 
     # -- the choice ----------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -171,3 +173,31 @@ def test_the_tuner_chooses_per_class_and_sets_the_rule() -> None:
     assert tuner.maybe_tune(rule) is None  # not due again yet
     report = tuner.report()
     assert report["p"] == {"core": 0.5, "edge": 0.1} and set(report["curves"]) == set(classes)
+
+
+@pytest.mark.parametrize("expire", [False, True])
+def test_an_alert_whose_window_passed_without_the_link_over_expires(expire: bool) -> None:
+    rule = _rule(expire=expire)
+    prob, util, under = np.full((1, H), 0.9), np.full((1, H), 0.95), np.array([0.5])
+    assert len(rule.evaluate(_at(0), util, prob, under)) == 1
+    for t in range(1, H):  # the window: steps 0 .. H-1, measured under the threshold
+        assert rule.evaluate(_at(t), util, prob, under) == []
+    again = rule.evaluate(_at(H), util, prob, under)
+    assert len(again) == (1 if expire else 0)
+    assert [a.subject for a in rule.resolved] == (["l0"] if expire else [])
+
+
+def test_alert_settings_are_checked_at_load(tmp_path: Path) -> None:
+    from shadowcast.errors import ConfigError
+    from shadowcast.settings import load_settings
+
+    for text, field in (
+        ("alert:\n  p_min: 0.9\n  p_max: 0.2\n", "p_min"),
+        ("alert:\n  p: {core: 1.5}\n", "alert.p"),
+        ("alert:\n  policy: guess\n", "alert.policy"),
+        ("alert:\n  tune_every: 900d\n", "tune_every"),
+    ):
+        f = tmp_path / "s.yaml"
+        f.write_text(text)
+        with pytest.raises(ConfigError, match=field):
+            load_settings(f, environ={})

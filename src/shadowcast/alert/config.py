@@ -57,6 +57,9 @@ class AlertConfig(BaseModel):
         max_length=16,
         description="classes of the links no glob names: <=1G, <=10G, <=100G, >100G",
     )
+    expire: bool = Field(
+        False, description="also resolve an alert whose window passed without the link over"
+    )
     tune: bool = Field(True, description="probability policy: tune p from outcomes")
     tune_every: Duration = Field("6h", description="how often the tuner runs (service clock)")
     tune_keep: Duration = Field("7d", description="history the tuner replays")

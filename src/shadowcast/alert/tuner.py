@@ -262,7 +262,7 @@ def build_policy(
     classes = link_classes(links, capacity_mbps, cfg.link_classes, cfg.capacity_bands_gbps)
     rule = ProbabilityRule(
         links, thr, within_steps, step_s, clear, classes=classes, p=dict(cfg.p),
-        default_p=cfg.p_default,
+        default_p=cfg.p_default, expire=cfg.expire,
     )  # fmt: skip
     if not cfg.tune:
         return rule, None
@@ -273,5 +273,6 @@ def build_policy(
         keep_steps=max(within_steps + 2, parse_duration(cfg.tune_keep) // step_s),
         grid=p_grid(cfg.p_min, cfg.p_max, cfg.p_step),
         every_steps=max(1, parse_duration(cfg.tune_every) // step_s),
+        expire=cfg.expire,
     )  # fmt: skip
     return rule, tuner

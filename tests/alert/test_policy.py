@@ -155,7 +155,9 @@ def test_the_tuner_picks_the_lowest_p_reaching_the_precision() -> None:
 
 def test_the_tuner_chooses_per_class_and_sets_the_rule() -> None:
     classes = ["core", "edge"]
-    tuner = PolicyTuner(classes, H, 0.9, 0.95, grid=p_grid(0.1, 0.9, 0.1), every_steps=1440)
+    tuner = PolicyTuner(
+        classes, H, 0.9, 0.95, target_precision=0.8, grid=p_grid(0.1, 0.9, 0.1), every_steps=1440
+    )
     for link, pr_true in ((0, 0.5), (1, 0.1)):
         sub = PolicyTuner(["x"] * 2, H, 0.9, 0.95)
         _built(sub, link, pr_true)
@@ -201,3 +203,14 @@ def test_alert_settings_are_checked_at_load(tmp_path: Path) -> None:
         f.write_text(text)
         with pytest.raises(ConfigError, match=field):
             load_settings(f, environ={})
+
+
+def test_without_evidence_reaching_the_target_p_stays() -> None:
+    tuner = PolicyTuner(["a"], H, 0.9, 0.95, target_precision=0.8, grid=p_grid(0.1, 0.9, 0.1))
+    _built(tuner, 0, 0.5)
+    tuner.min_alerts = 11  # p >= 0.5 reaches the target with 10 alerts only: not enough
+    rule = _rule(classes=["a"], p={"a": 0.6})
+    tuner.every = 1
+    tuner.step(np.zeros(1), None)
+    assert tuner.maybe_tune(rule) == {} and rule.p == {"a": 0.6}
+    assert tuner.curves["a"]  # the curve is still there to read

@@ -37,7 +37,7 @@ class AlertConfig(BaseModel):
         "threshold; probability: P(link >= threshold within the window) >= p per link class",
     )
     target_precision: float = Field(
-        0.8, gt=0, le=1, description="probability policy: p is the lowest reaching this"
+        0.85, gt=0, le=1, description="probability policy: p is the lowest reaching this"
     )
     p_default: float = Field(
         0.5, gt=0, lt=1, description="probability policy: p of a class not tuned yet"
@@ -47,7 +47,7 @@ class AlertConfig(BaseModel):
     )
     p_min: float = Field(0.05, gt=0, lt=1, description="lowest p the tuner tries")
     p_max: float = Field(0.95, gt=0, lt=1, description="highest p the tuner tries")
-    p_step: float = Field(0.05, ge=0.001, le=0.5, description="the tuner's grid step")
+    p_step: float = Field(0.01, ge=0.001, le=0.5, description="the tuner's grid step")
     link_classes: dict[str, str] = Field(
         default_factory=dict,
         description="link glob -> class (first match in order); other links: capacity band",
@@ -64,7 +64,7 @@ class AlertConfig(BaseModel):
     tune_every: Duration = Field("6h", description="how often the tuner runs (service clock)")
     tune_keep: Duration = Field("7d", description="history the tuner replays")
     tune_min_alerts: int = Field(
-        5, ge=1, le=100_000, description="judged alerts a class needs for its own p"
+        10, ge=1, le=100_000, description="judged alerts a p needs before it is chosen"
     )
     notifiers: list[NotifierName] = Field(default_factory=_log_only, max_length=3)
     webhook_url: HttpUrl | None = None

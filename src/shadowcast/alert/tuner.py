@@ -6,10 +6,11 @@ above the threshold), replays :class:`~shadowcast.alert.policy.ProbabilityRule` 
 history for every ``p`` of a grid, judges the alerts it would have raised with the
 definitions of :mod:`shadowcast.feedback.outcomes` (vectorised over the grid and the
 links: one numpy pass per step of history), and sets ``p`` per link class: the lowest
-``p`` whose precision reaches the target (the most recall at that precision). A class
-whose replay never raised ``min_alerts`` judged alerts takes the choice made over every
-link; when no ``p`` reaches the target, the most precise one. The precision/recall curve
-behind each choice is kept (``curves``).
+``p`` whose precision reaches the target with at least ``min_alerts`` judged alerts (the
+most recall and lead at that precision). A class without such a ``p`` takes the choice
+made over every link; without one there either, its ``p`` stays as it is (``p`` moves
+only on evidence that reaches the target). The precision/recall/lead curve behind each
+choice is kept (``curves``).
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ class PolicyTuner:
         threshold: float,
         clear_ratio: float,
         *,
-        target_precision: float = 0.8,
-        min_alerts: int = 5,
+        target_precision: float = 0.85,
+        min_alerts: int = 10,
         keep_steps: int = 7 * 288,
-        grid: Sequence[float] = p_grid(0.05, 0.95, 0.05),
+        grid: Sequence[float] = p_grid(0.05, 0.95, 0.01),
         every_steps: int = 0,
         expire: bool = False,
     ) -> None:
@@ -217,13 +218,12 @@ class PolicyTuner:
         return chosen
 
     def _choose(self, curve: Sequence[CurvePoint]) -> float | None:
-        enough = [c for c in curve if c.alerts >= self.min_alerts]
-        if not enough:
-            return None
-        good = [c for c in enough if (c.precision or 0.0) >= self.target]
-        if good:
-            return min(c.p for c in good)
-        return max(enough, key=lambda c: (c.precision or 0.0, c.recall or 0.0, c.p)).p
+        """The lowest p with ``min_alerts`` judged alerts at the target precision; None
+        (p stays) when no p has that evidence."""
+        good = [
+            c for c in curve if c.alerts >= self.min_alerts and (c.precision or 0.0) >= self.target
+        ]
+        return min(c.p for c in good) if good else None
 
     # -- reading and persistence ---------------------------------------------------------
 

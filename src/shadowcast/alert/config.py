@@ -32,7 +32,7 @@ class AlertConfig(BaseModel):
         0.95, gt=0, le=1, description="hysteresis: clear when below threshold x clear_ratio"
     )
     policy: PolicyName = Field(
-        "threshold",
+        "probability",
         description="threshold: the predicted mean (or quantile_level's bound) crosses the "
         "threshold; probability: P(link >= threshold within the window) >= p per link class",
     )

@@ -86,9 +86,12 @@ def _load(name: str) -> Any:
     obj = getattr(importlib.import_module(module), attr)
     if name == "eval":
         from shadowcast.plan.commands import eval_te
+        from shadowcast.replay.evals_feedback import eval_feedback
 
         if not any(c.name == "te" for c in obj.registered_commands):
             obj.command("te")(eval_te)
+        if not any(c.name == "feedback" for c in obj.registered_commands):
+            obj.command("feedback")(eval_feedback)
     if isinstance(obj, typer.Typer):
         return typer.main.get_group(obj)
     single = typer.Typer(add_completion=False)

@@ -76,3 +76,30 @@ def test_adapting_series_absorb_a_level_shift_and_round_trip() -> None:
     assert np.allclose(other.ratio, ad.ratio)
     ad.reset_ratios()
     assert np.all(ad.ratio == 1.0)
+
+
+def test_a_new_model_carries_the_adaptation_on_where_series_adapt() -> None:
+    """A retrain on drift (a new model version) keeps the adapting series' corrected forecast
+    where it was, and drops the ratios elsewhere; before, every ratio went back to 1 and the
+    forecast fell back to the old level until the ratios were learnt again."""
+    n, H = 4, 3
+    ad = Adapter(n, H, [80.0], STEP, rate=0.5)
+    ad.start(np.array([0, 1]), 0, steps=100)
+    half = np.full(n, 5.0)
+    zeros = np.zeros(n, dtype=np.int64)
+    for t in range(20):
+        ad.correct((t + 1) * STEP, _forecast(n, H, half), zeros)
+        ad.learn((t + 1) * STEP, np.array([160.0, 160.0, 100.0, 100.0]))
+    ad.ratio[2:] = 1.3  # a calm series with a ratio left over: dropped at the switch
+    before = ad.correct(21 * STEP, _forecast(n, H, half), zeros)
+    new = _forecast(n, H, half)
+    new.mean[:] = 120.0  # the retrained model saw an hour of the new level
+    ad.switch_model(22 * STEP, new.mean)
+    after = ad.correct(22 * STEP, new, zeros)
+    # the same target steps as before the switch (columns shifted by one step)
+    assert after.mean[:2, :2] == pytest.approx(before.mean[:2, 1:], rel=0.01)  # eps-smoothed
+    assert after.mean[:2, 0] == pytest.approx([160.0, 160.0], rel=0.02)
+    assert np.all(ad.ratio[2:] == 1.0) and after.mean[2:, 0] == pytest.approx([120.0, 120.0])
+    # no forecast one step before: nothing to carry on from, every ratio goes
+    ad.switch_model(40 * STEP, new.mean)
+    assert np.all(ad.ratio == 1.0)

@@ -180,3 +180,26 @@ def test_the_models_command_lists_and_requests_a_rollback(tmp_path: Path) -> Non
     assert read_versions(tmp_path / "models")["rollback_to"] == 1
     res = CliRunner().invoke(app, [*base, "list", "--state-dir", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "no saved models" in res.output
+
+
+def test_a_restart_keeps_the_challengers_in_shadow(tmp_path: Path) -> None:
+    arena = _arena("seasonal_naive", "persistence", keep_versions=5)
+    _run(arena, 576 + 30, 144)
+    arena.refit(arena.last_s or 0, reason="drift", keep_previous=True)
+    assert set(arena.shadow) == {"persistence", "seasonal_naive@v1"}
+    folder = tmp_path / "models"
+    arena.save(folder)
+    again = _arena("seasonal_naive", "persistence", keep_versions=5)
+    assert again.load(folder)
+    assert set(again.shadow) == set(arena.shadow)
+    assert again.shadow_since == arena.shadow_since
+    for name, m in arena.shadow.items():  # the same models, not refitted ones
+        a, b = m.predict(12, (80.0,)), again.shadow[name].predict(12, (80.0,))
+        np.testing.assert_allclose(a.mean, b.mean)
+        np.testing.assert_allclose(a.upper[80.0], b.upper[80.0])
+    # a challenger no longer in shadow leaves no file behind
+    again.drop_shadow("persistence")
+    again.save(folder)
+    assert not list(folder.glob("shadow-persistence-*.pkl"))
+    third = _arena("seasonal_naive", "persistence", keep_versions=5)
+    assert third.load(folder) and set(third.shadow) == {"seasonal_naive@v1"}

@@ -147,3 +147,52 @@ def test_run_on_clickhouse_serves_reads_and_resumes(tmp_path: Path) -> None:
         assert h2["restored"]["models_loaded"] is True
         assert h2["restored"]["resume_at_s"] is not None
         assert h2["steps"] >= steps
+
+
+def test_run_replay_on_clickhouse_uses_its_own_database(tmp_path: Path) -> None:
+    """``shadowcast run --replay`` honours ``store.backend``: its rows go to
+    ``<database>_live_replay`` on the configured servers, not to a DuckDB file."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/api/v1/health"
+
+    def health() -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(base, timeout=5) as r:
+                return dict(json.load(r))
+        except OSError:
+            return {}
+
+    with servers(tmp_path / "ch") as found:
+        store_cfg = config(found, "svc")
+        cfg = tmp_path / "shadowcast.yaml"
+        cfg.write_text(
+            f"data_dir: {tmp_path / 'var'}\n"
+            f"api: {{listen: '127.0.0.1:{port}'}}\n"
+            "replay: {weeks: 0.03}\n"
+            f"store:\n  backend: clickhouse\n"
+            f"  clickhouse: {{hosts: {json.dumps(store_cfg.clickhouse.hosts)}, database: svc}}\n"
+        )
+        argv = [sys.executable, "-m", "shadowcast.cli", "-c", str(cfg), "run", "--replay",
+                "synthetic", "--speed", "max", "--warmup", "1h"]  # fmt: skip
+        log = tmp_path / "run.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 300
+            while "finished" not in health().get("note", ""):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+            target = replay_target(store_cfg, tmp_path / "var", "live-replay")
+            assert target.label.endswith("/svc_live_replay")
+            with open_target(target) as st:
+                assert st.count("od_series") > 0 and st.count("link_series") > 0
+            assert not (tmp_path / "var" / "live-replay.duckdb").exists()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        assert proc.returncode == 0, log.read_text()[-3000:]

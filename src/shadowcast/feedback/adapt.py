@@ -149,6 +149,32 @@ class Adapter:
         self.ratio[:] = 1.0
         self._issued.clear()
 
+    def switch_model(self, issued_s: int, raw: F64) -> None:
+        """The model changed; ``raw[n, H]`` is the new one's first forecast, issued at
+        ``issued_s``. Series that are not adapting drop the ratios learnt for the old model.
+        A series still adapting after a drift keeps its correction: its ratios are set so
+        that the corrected forecast goes on from the old model's corrected forecast of the
+        same target steps (issued one step earlier), and learn from the new model's errors
+        from there. Without that, a retrain on drift (fitted on an hour of the new
+        behaviour) would throw away what the adaptation learnt and coverage would collapse
+        until the ratios were learnt again."""
+        prev = self._issued[-1] if self._issued else None
+        adapting = self.adapting(issued_s)
+        H = min(self.H, raw.shape[1], prev.raw.shape[1] if prev is not None else 0)
+        carried = self.ratio.copy()
+        if prev is not None and H >= 2 and prev.issued_s == issued_s - self.step_s:
+            # the old model's column j + 1 and the new one's column j: the same target step
+            old = np.maximum(prev.raw[:, 1:H], 0.0) * self.ratio[:, 1:H]
+            eps = (0.02 * self.level + 1e-9)[:, None]
+            r = np.clip((old + eps) / (np.maximum(raw[:, : H - 1], 0.0) + eps), 0, self.max_ratio)
+            carried[:, : H - 1] = r
+            carried[:, H - 1 :] = r[:, -1:]
+        else:
+            adapting = np.zeros(self.n, dtype=bool)
+        self.ratio[:] = 1.0
+        self.ratio[adapting] = carried[adapting]
+        self._issued.clear()
+
     # -- persistence -------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class FeedbackStage:
             return fc
         if self.version != version:
             if self.version is not None:
-                self.adapter.reset_ratios()
+                self.adapter.switch_model(issued_s, fc.mean)
             self.version = version
         return self.adapter.correct(issued_s, fc, self.deciles())
 

@@ -12,8 +12,9 @@
   stage (:mod:`shadowcast.feedback.champion`), every change is an event (``take_events``);
 * **versions**: every fit, retrain, promotion and rollback is a version with its reason;
   the newest ``keep_versions`` are kept on disk (``forecast-versions.json`` beside the
-  cycle's state) and any of them can become the champion again (``rollback``), caught up
-  with the steps it has not seen from the cycle's history. A rollback asked for from the
+  cycle's state, with every model in shadow: a restart keeps the challengers) and any of
+  them can become the champion again (``rollback``), caught up with the steps it has not
+  seen from the cycle's history. A rollback asked for from the
   command line (``request_rollback``, a mark in the versions file) is applied by the
   service at its next checkpoint, or when it next starts.
 """
@@ -86,15 +87,17 @@ class ArenaCycle(ForecastCycle):
             for m in self.shadow.values():
                 m.update(row)
 
-    def refit(self, now_s: int, reason: str = "schedule", keep_previous: bool = False) -> None:
+    def refit(self, now_s: int, reason: str = "schedule", keep_previous: bool = False) -> bool:
         old = self.models.get(STACKED)
         old_v, old_name = self.version, self.model_name
-        super().refit(now_s)
+        if not super().refit(now_s):
+            return False
         self._version_entry(now_s, "fit" if old is None else f"retrain: {reason}")
         self._event(now_s, "fit" if old is None else "retrain", old_v if old else -1, reason)
         if old is not None and keep_previous:
             self._to_shadow(f"{old_name}@v{old_v}", old, now_s)
         self.fit_challengers(now_s)
+        return True
 
     def fit_challengers(self, now_s: int) -> None:
         """(Re)fit every challenger family on the history (not the champion's family)."""
@@ -234,13 +237,18 @@ class ArenaCycle(ForecastCycle):
             if e["version"] in current:
                 e["last_s"] = self.last_s
         path = super().save(folder)
-        for name, m in self.shadow.items():  # earlier versions kept in shadow: on disk too
+        shadow = {}
+        for name, m in self.shadow.items():  # every model in shadow: on disk too
             family, _, tag = name.partition("@v")
-            if tag.isdigit():
-                data = pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)
-                _atomic(folder / model_file(family, int(tag)), data)
+            data = pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)
+            shadow[name] = model_file(family, int(tag)) if tag.isdigit() else shadow_file(name)
+            _atomic(folder / shadow[name], data)
+        for f in folder.glob("shadow-*.pkl"):  # challengers no longer in shadow
+            if f.name not in shadow.values():
+                f.unlink(missing_ok=True)
         state = {"configured": self.configured, "champion": self.model_name,
-                 "version": self.version, "versions": self.versions}  # fmt: skip
+                 "version": self.version, "versions": self.versions, "shadow": shadow,
+                 "shadow_since": dict(self.shadow_since)}  # fmt: skip
         _atomic(folder / VERSIONS_FILE, json.dumps(state, indent=1).encode())
         for f in folder.glob("model-*-v*.pkl"):  # every family: keep the newest versions
             v = _file_version(f.name)
@@ -258,7 +266,20 @@ class ArenaCycle(ForecastCycle):
             return False
         self.make_model = self.factories.get(champion, self.make_model)
         self.versions = list(state.get("versions", []))
+        self._load_shadow(folder, state)
         return True
+
+    def _load_shadow(self, folder: Path, state: Mapping[str, Any]) -> None:
+        """The models that were in shadow when the cycle was saved (saved with it, at the
+        same step); one unreadable is left out (refitted with the next fit)."""
+        since = dict(state.get("shadow_since", {}))
+        for name, fname in dict(state.get("shadow", {})).items():
+            try:
+                model = pickle.loads((folder / str(fname)).read_bytes())
+            except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+                log.warning("saved challenger unreadable", extra={"model": name, "error": str(exc)})
+                continue
+            self._to_shadow(str(name), model, int(since.get(name, self.fitted_at_s or 0)))
 
     def apply_requested_rollback(self, folder: Path) -> int | None:
         """A rollback asked for by ``shadowcast forecast models rollback`` (marked in the
@@ -272,6 +293,11 @@ class ArenaCycle(ForecastCycle):
         except (ForecastError, ValueError) as exc:
             log.error("requested rollback not applied", extra={"error": str(exc)})
             return None
+
+
+def shadow_file(name: str) -> str:
+    """The file of challenger ``name`` in shadow (a family, not a saved version)."""
+    return f"shadow-{_safe(name)}-{_safe(STACKED)}.pkl"
 
 
 def _file_version(name: str) -> int | None:

@@ -16,6 +16,12 @@ ACI (Gibbs & Candes 2021): ``alpha <- alpha + (gamma / h) * (alpha_nominal - err
 ``h`` steps earlier (the step shrinks with the feedback delay ``h``), kept within
 ``[0.2, 2] x alpha_nominal``. New scores also enter a bounded ring buffer, so the score distribution
 itself tracks drift.
+
+Group-conditional (Mondrian) conformal: the scores, their quantiles and the ACI state are
+kept per volume group of series (deciles of the mean |y| over the fitted history, groups of
+ten series at least), so that coverage holds in every decile, not only pooled (a pooled
+quantile over-covers the smooth big series and under-covers the bursty small ones). A
+group with fewer than ``min_group`` scores at a horizon uses the pooled scores.
 """
 
 from __future__ import annotations
@@ -87,97 +93,157 @@ def ew_scales(y: F64, h: int, rate: float, start: int) -> F64:
     return np.asarray(np.concatenate([pad, full]), dtype=np.float64)
 
 
+def volume_groups(level: F64, n_groups: int) -> I64:
+    """Group of each series by rank of ``level`` (mean |y|): ``n_groups`` near-equal groups,
+    0 = smallest (the volume deciles ``evaluate`` reports, for ``n_groups = 10``)."""
+    n = level.size
+    k = max(1, min(int(n_groups), n))
+    rank = np.argsort(np.argsort(level, kind="stable"), kind="stable")
+    return np.asarray(np.minimum((rank * k) // max(1, n), k - 1), dtype=np.int64)
+
+
 class Calibrator:
-    """Pooled normalised scores per calibrated horizon, with ACI-adjusted miscoverage."""
+    """Normalised scores per calibrated horizon and per series group (Mondrian conformal:
+    one score set per volume group, the pooled set where a group has fewer than
+    ``min_group`` scores), with ACI-adjusted miscoverage per horizon and group.
+
+    ``groups[i]`` is the group of warm series ``i`` (:func:`volume_groups`); without it
+    every series is in group 0 (one pooled set). Quantiles are ``[G, K]`` (grid horizon,
+    group); :meth:`per_series` maps them to ``[n, G]``."""
 
     def __init__(
-        self, grid: I64, gamma: float = 0.02, capacity: int = 100_000, seed: int = 0
+        self,
+        grid: I64,
+        gamma: float = 0.02,
+        capacity: int = 100_000,
+        seed: int = 0,
+        *,
+        groups: I64 | None = None,
+        min_group: int = 200,
     ) -> None:
         self.grid = grid
         self.gamma = gamma
         self.capacity = capacity
+        self.min_group = int(min_group)
+        self.groups = np.zeros(0, dtype=np.int64) if groups is None else groups
+        self.K = int(self.groups.max()) + 1 if self.groups.size else 1
         self._rng = np.random.default_rng(seed)
-        self._scores: list[F64] = [np.zeros(0) for _ in grid]
-        self._pos = [0 for _ in grid]
-        self._cap = [capacity for _ in grid]
+        G, K = len(grid), self.K
+        self._scores: list[list[F64]] = [[np.zeros(0) for _ in range(K)] for _ in grid]
+        self._pos = np.zeros((G, K), dtype=np.int64)
+        self._cap = np.full((G, K), capacity, dtype=np.int64)
         self._alpha: dict[float, F64] = {}
         self._cache: dict[float, tuple[F64, F64]] = {}
-        self._sorted: list[F64] = [np.zeros(0) for _ in grid]
+        self._sorted: list[list[F64]] = [[np.zeros(0) for _ in range(K)] for _ in grid]
+        self._pooled: list[F64] = [np.zeros(0) for _ in grid]
         self._stale = [0 for _ in grid]
         self.refresh_every = 6  # re-sort a horizon's scores after this many online batches
         self.calibrated = False
 
-    def fit(self, scores: Sequence[F64]) -> None:
-        for g, s in enumerate(scores):
-            s = s[np.isfinite(s)]
-            if s.size > self.capacity:
-                s = self._rng.choice(s, self.capacity, replace=False)
-            self._scores[g] = s.astype(np.float64)
-            self._pos[g] = 0
-            self._cap[g] = max(s.size, 200)  # the online window spans the calibration window
-        self.calibrated = all(s.size >= 20 for s in self._scores)
-        self._sorted = [np.sort(s) for s in self._scores]
+    def _group_of(self, cols: I64 | None, m: int) -> I64:
+        if not self.groups.size:
+            return np.zeros(m, dtype=np.int64)
+        return self.groups if cols is None else self.groups[cols]
+
+    def fit(self, scores: Sequence[F64], cols: I64 | None = None) -> None:
+        """``scores[g]``: ``[k, m]`` scores at grid horizon ``g`` of the series ``cols``
+        (all warm series when None), NaN where unobserved; a 1-D array is one group."""
+        per = max(200, self.capacity // self.K)
+        for g, sc in enumerate(scores):
+            s2 = sc if sc.ndim == 2 else sc[:, None]
+            grp = self._group_of(cols, s2.shape[1]) if sc.ndim == 2 else np.zeros(1, np.int64)
+            for k in range(self.K):
+                s = s2[:, grp == k].ravel()
+                s = s[np.isfinite(s)]
+                if s.size > per:
+                    s = self._rng.choice(s, per, replace=False)
+                self._scores[g][k] = s.astype(np.float64)
+                self._pos[g, k] = 0
+                self._cap[g, k] = max(s.size, 200)  # the online window spans calibration
+            self._resort(g)
+        self.calibrated = all(p.size >= 20 for p in self._pooled)
         self._cache.clear()
+
+    def _resort(self, g: int) -> None:
+        self._sorted[g] = [np.sort(s) for s in self._scores[g]]
+        self._pooled[g] = np.sort(np.concatenate(self._scores[g]))
+        self._stale[g] = 0
 
     def max_calibrated_step(self) -> int:
         """The longest grid horizon with enough scores (0: none); longer ones use the wide
         fallback quantiles."""
-        ok = [int(h) for h, s in zip(self.grid, self._sorted, strict=True) if s.size >= 20]
+        ok = [int(h) for h, s in zip(self.grid, self._pooled, strict=True) if s.size >= 20]
         return max(ok, default=0)
 
     def alpha(self, level: float) -> F64:
+        """Miscoverage per grid horizon and group ``[G, K]`` (ACI state)."""
         if level not in self._alpha:
-            self._alpha[level] = np.full(len(self.grid), 1.0 - level / 100.0)
+            self._alpha[level] = np.full((len(self.grid), self.K), 1.0 - level / 100.0)
         return self._alpha[level]
 
     def quantiles(self, level: float) -> tuple[F64, F64]:
-        """Lower/upper score quantiles per grid horizon for ``level`` (ACI-adjusted)."""
+        """Lower/upper score quantiles ``[G, K]`` for ``level`` (ACI-adjusted)."""
         if level in self._cache:
             return self._cache[level]
         nominal = 1.0 - level / 100.0
         a = np.clip(self.alpha(level), 0.2 * nominal, min(0.999, 2.0 * nominal))
-        lo = np.empty(len(self.grid))
-        hi = np.empty(len(self.grid))
-        for g, s in enumerate(self._sorted):
-            if s.size < 20:  # not calibrated: a wide symmetric fallback (reported)
-                z = 4.0 * (level / 100.0) / (1.0 - level / 100.0) ** 0.25
-                lo[g], hi[g] = -z, z
-                continue
-            k = s.size
-            i_lo = int(np.clip(np.floor(a[g] / 2.0 * (k + 1)) - 1, 0, k - 1))
-            i_hi = int(np.clip(np.ceil((1.0 - a[g] / 2.0) * (k + 1)) - 1, 0, k - 1))
-            lo[g], hi[g] = min(float(s[i_lo]), 0.0), max(float(s[i_hi]), 0.0)
+        lo = np.empty((len(self.grid), self.K))
+        hi = np.empty_like(lo)
+        for g in range(len(self.grid)):
+            for k in range(self.K):
+                s = self._sorted[g][k]
+                if s.size < self.min_group:
+                    s = self._pooled[g]
+                if s.size < 20:  # not calibrated: a wide symmetric fallback (reported)
+                    z = 4.0 * (level / 100.0) / (1.0 - level / 100.0) ** 0.25
+                    lo[g, k], hi[g, k] = -z, z
+                    continue
+                n = s.size
+                i_lo = int(np.clip(np.floor(a[g, k] / 2.0 * (n + 1)) - 1, 0, n - 1))
+                i_hi = int(np.clip(np.ceil((1.0 - a[g, k] / 2.0) * (n + 1)) - 1, 0, n - 1))
+                lo[g, k], hi[g, k] = min(float(s[i_lo]), 0.0), max(float(s[i_hi]), 0.0)
         self._cache[level] = (lo, hi)
         return lo, hi
 
+    def per_series(self, q: F64, n: int) -> F64:
+        """Quantiles ``[G, K]`` as ``[n, G]`` for the ``n`` warm series."""
+        return np.asarray(q[:, self._group_of(None, n)].T, dtype=np.float64)
+
     def observe(
-        self, g: int, scores: F64, used: dict[float, tuple[float, float]], max_new: int
+        self, g: int, scores: F64, used: dict[float, tuple[F64, F64]], max_new: int
     ) -> None:
-        """Realised scores for grid horizon ``g``; ``used`` = quantiles issued per level."""
-        s = scores[np.isfinite(scores)]
-        if s.size == 0:
+        """Realised scores ``[n]`` (NaN: unobserved) of every warm series for grid horizon
+        ``g``; ``used`` = the quantiles ``[K]`` issued per level at that horizon."""
+        fin = np.isfinite(scores)
+        if not fin.any():
             return
+        grp = self._group_of(None, scores.size)
+        cnt = np.bincount(grp[fin], minlength=self.K).astype(np.float64)
+        seen = cnt > 0
         for level, (qlo, qhi) in used.items():
-            err = float(np.mean((s < qlo) | (s > qhi)))
+            out = fin & ((scores < qlo[grp]) | (scores > qhi[grp]))
+            err = np.bincount(grp[out], minlength=self.K) / np.maximum(cnt, 1.0)
             a = self.alpha(level)
             nominal = 1.0 - level / 100.0
             # feedback arrives h steps late: smaller steps for longer horizons (no
             # oscillation), and alpha stays within [0.2, 2] x nominal (no infinite intervals)
-            a[g] += self.gamma / float(self.grid[g]) * (nominal - err)
-            a[g] = min(max(a[g], 0.2 * nominal), 2.0 * nominal)
-        if s.size > max_new:
-            s = self._rng.choice(s, max_new, replace=False)
-        buf, cap = self._scores[g], self._cap[g]
-        if buf.size < cap:
-            self._scores[g] = np.concatenate([buf, s])[-cap:]
-        else:
-            idx = (self._pos[g] + np.arange(s.size)) % cap
-            buf[idx] = s
-            self._pos[g] = int((self._pos[g] + s.size) % cap)
+            step = self.gamma / float(self.grid[g]) * (nominal - err)
+            a[g] = np.clip(a[g] + np.where(seen, step, 0.0), 0.2 * nominal, 2.0 * nominal)
+        idx = np.flatnonzero(fin)
+        if idx.size > max_new:
+            idx = np.sort(self._rng.choice(idx, max_new, replace=False))
+        for k in np.flatnonzero(np.bincount(grp[idx], minlength=self.K)):
+            s = scores[idx[grp[idx] == k]]
+            buf, cap = self._scores[g][k], int(self._cap[g, k])
+            if buf.size < cap:
+                self._scores[g][k] = np.concatenate([buf, s])[-cap:]
+            else:
+                at = (self._pos[g, k] + np.arange(s.size)) % cap
+                buf[at] = s
+                self._pos[g, k] = (self._pos[g, k] + s.size) % cap
         self._stale[g] += 1
         if self._stale[g] >= self.refresh_every:
-            self._sorted[g] = np.sort(self._scores[g])
-            self._stale[g] = 0
+            self._resort(g)
         self._cache.clear()
 
 

@@ -37,7 +37,13 @@ import numpy.typing as npt
 
 from shadowcast.errors import ForecastError
 from shadowcast.forecast.base import clean, finite_or_nan, input_report, regrow
-from shadowcast.forecast.conformal import Calibrator, ew_scales, horizon_grid, interp_grid
+from shadowcast.forecast.conformal import (
+    Calibrator,
+    ew_scales,
+    horizon_grid,
+    interp_grid,
+    volume_groups,
+)
 from shadowcast.forecast.conformal import scale_floor as _scale_floor
 from shadowcast.forecast.inputs import check_groups, keep_inputs
 from shadowcast.forecast.keys import KeyBook, level_rows, pooled_prior
@@ -74,7 +80,11 @@ class BaseForecaster(KeyBook):
         retire_after: str | int | None = None,
         join_after: str | int | None = "1d",
         exclude: Sequence[str] = (),
+        conformal_groups: int = 10,
     ) -> None:
+        if not 1 <= int(conformal_groups) <= 100:
+            raise ForecastError(f"conformal_groups must be in 1..100, got {conformal_groups}")
+        self.conformal_groups = int(conformal_groups)
         self.horizons_s = [parse_duration(h) for h in horizons]
         self.calibration_s = parse_duration(calibration_window)
         self.scale_rate = scale_rate
@@ -161,7 +171,9 @@ class BaseForecaster(KeyBook):
         }
         y = self._y
         self._floor = _scale_floor(y)
-        self._cal = Calibrator(self.grid, self.aci_gamma, self.max_scores, self.seed)
+        self._cal = Calibrator(
+            self.grid, self.aci_gamma, self.max_scores, self.seed, groups=self._volume_groups(y)
+        )
         self._per_step = 1
         T = y.shape[0]
         cal = min(max(1, self.calibration_s // self.step), T // 3)
@@ -188,6 +200,15 @@ class BaseForecaster(KeyBook):
         self._pending: dict[int, tuple[F64, F64, dict[float, tuple[F64, F64]]]] = {}
         self._fitted = True
         return self
+
+    def _volume_groups(self, y: F64) -> I64:
+        """Volume group of each warm series (rank of its mean observed |y|; groups of ten
+        series at least, so a small frame keeps one pooled group)."""
+        n = y.shape[1]
+        k = max(1, min(self.conformal_groups, n // 10))
+        obs = self._obs
+        level = np.where(obs, np.abs(y), 0.0).sum(axis=0) / np.maximum(obs.sum(axis=0), 1)
+        return volume_groups(level, k)
 
     def _extrapolate_scales(self, T: int) -> None:
         """Horizons at least as long as the history (``h >= T - 1``) have no measured
@@ -219,12 +240,12 @@ class BaseForecaster(KeyBook):
             ok = origins + h <= T - 1
             o = origins[ok]
             if o.size == 0:
-                scores.append(np.zeros(0))
+                scores.append(np.zeros((0, ysub.shape[1])))
                 continue
             sc = ew_scales(ysub, int(h), self.scale_rate, int(o[0]))[: o.size] + floor
             s = (ysub[o + h] - pred[ok, :, g]) / sc
-            scores.append(np.where(obs[o + h], s, np.nan).ravel())  # unobserved: no score
-        self._cal.fit(scores)
+            scores.append(np.where(obs[o + h], s, np.nan))  # unobserved: no score
+        self._cal.fit(scores, cols)
         self._per_step = max(1, m)
 
     def _cal_points(self, y: F64, origins: I64, cols: I64 | None) -> F64:
@@ -281,11 +302,12 @@ class BaseForecaster(KeyBook):
         lower: dict[float, F64] = {}
         upper: dict[float, F64] = {}
         used: dict[float, tuple[F64, F64]] = {}
+        n = mean.shape[0]
         for lv in levels:
-            qlo, qhi = self._cal.quantiles(lv)
+            qlo, qhi = self._cal.quantiles(lv)  # [G, K]: per grid horizon and volume group
             used[lv] = (qlo, qhi)
-            lo = mean + scale * interp_grid(self.grid, qlo[None, :], hs)
-            hi = mean + scale * interp_grid(self.grid, qhi[None, :], hs)
+            lo = mean + scale * interp_grid(self.grid, self._cal.per_series(qlo, n), hs)
+            hi = mean + scale * interp_grid(self.grid, self._cal.per_series(qhi, n), hs)
             lo = np.minimum(lo, mean)
             if self._nonneg:
                 lo = np.maximum(lo, 0.0)
@@ -376,7 +398,7 @@ class BaseForecaster(KeyBook):
                 continue
             mean, scale, used = p
             sc = np.where(of, (rf - mean[:, g]) / scale[:, g], np.nan)
-            q = {lv: (float(lo[g]), float(hi[g])) for lv, (lo, hi) in used.items()}
+            q = {lv: (lo[g], hi[g]) for lv, (lo, hi) in used.items()}
             self._cal.observe(g, sc, q, self._per_step)
         for g, h in enumerate(self.grid):
             if T - h < 0:  # not measurable yet: keeps its extrapolated scale

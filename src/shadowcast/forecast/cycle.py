@@ -189,12 +189,10 @@ class ForecastCycle:
             if self.history.rows >= self.warmup_steps:
                 self.refit(end)
             return
-        if gap > 0:  # steps missed while down: refit on what the history holds
-            self.refit(end)
+        if gap > 0 and self.refit(end):  # steps missed while down: refit on the history
             return
         if self.retrain_every_s and self.fitted_at_s is not None:
-            if end - self.fitted_at_s >= self.retrain_every_s:
-                self.refit(end)
+            if end - self.fitted_at_s >= self.retrain_every_s and self.refit(end):
                 return
         n = len(self.keys)
         rows = {
@@ -204,12 +202,25 @@ class ForecastCycle:
         row = np.concatenate([np.asarray(values.get(c, np.zeros(n)), float) for c in self.classes])
         self.models[STACKED].update(row[None, :], rows or None)
 
-    def refit(self, now_s: int) -> None:
+    def refit(self, now_s: int) -> bool:
         """Fit one model over every (class, OD) series, stacked class-major: one set of
         calls per step whatever the number of classes (a 3-class synthetic backbone: 2,106
-        series in one vectorised update)."""
+        series in one vectorised update). A fit that fails (a Dask scheduler away) keeps
+        the current models and is tried again when the next refit is due (at the next step
+        before the first fit); returns whether it fitted."""
         t0 = time.perf_counter()
-        self.models = {STACKED: self.make_model().fit(self.stacked_frame())}
+        try:
+            model = self.make_model().fit(self.stacked_frame())
+        except ForecastError as exc:
+            if self.models:
+                self.fitted_at_s = now_s  # the next scheduled refit tries again
+            log.error(
+                "forecast fit failed; %s",
+                f"keeping version {self.version}" if self.models else "no forecast yet",
+                extra={"model": self.model_name, "error": str(exc)},
+            )
+            return False
+        self.models = {STACKED: model}
         self.version += 1
         self.fitted_at_s = now_s
         self.fit_seconds = time.perf_counter() - t0
@@ -222,6 +233,7 @@ class ForecastCycle:
                 "seconds": round(self.fit_seconds, 3),
             },
         )
+        return True
 
     def stacked_frame(self) -> SeriesFrame:
         """The history as one frame of every (class, OD) series, class-major."""

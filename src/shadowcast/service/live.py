@@ -59,7 +59,7 @@ def serve_replay(
     from shadowcast.api.state import ApiState
     from shadowcast.replay.driver import run_replay
     from shadowcast.replay.source import load_source
-    from shadowcast.store.config import open_store
+    from shadowcast.store.replay_target import open_target, replay_target, reset
     from shadowcast.store.shared import SharedStore
 
     if source_name not in SOURCES:
@@ -70,14 +70,14 @@ def serve_replay(
     replay = settings.replay.model_copy(update={"warmup": warmup})
     settings = settings.model_copy(update={"replay": replay})
     data_dir = Path(settings.data_dir)
-    store_path = data_dir / "live-replay.duckdb"
+    # DuckDB: data_dir/live-replay.duckdb; clickhouse: <database>_live_replay on its servers
+    target = replay_target(settings.store, data_dir, "live-replay")
     state_dir = data_dir / "live-replay-state"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for p in (store_path, store_path.with_suffix(".duckdb.wal")):
-        p.unlink(missing_ok=True)
-    shutil.rmtree(store_path.with_suffix(".duckdb.segments"), ignore_errors=True)
+    reset(target)
     shutil.rmtree(state_dir, ignore_errors=True)
-    store = SharedStore(open_store(settings.store.at(store_path)))
+    store = SharedStore(open_target(target))
+    log.info("replay store: %s", target.label)
     note = f"replay {source_name} at speed {speed}"
     state = ApiState(settings, store, mode_note=note)
     server = ApiServer(state, settings.api)

@@ -49,6 +49,7 @@ from shadowcast.alert.stage import deliver, dominant_class
 from shadowcast.alert.tables import alerts_table
 from shadowcast.alert.tuner import PolicyTuner
 from shadowcast.errors import PlanError, StoreError
+from shadowcast.feedback.actions import ActionJudge
 from shadowcast.feedback.champion import Referee, model_events_table
 from shadowcast.feedback.drift import DriftEvent
 from shadowcast.feedback.ledger import Ledger, accuracy_table
@@ -62,7 +63,7 @@ from shadowcast.network.state import RoutingState, shares_of_plan
 from shadowcast.plan.base import Plan
 from shadowcast.plan.cycle import Decision, PlanCycle, decisions_table
 from shadowcast.plan.planner import split_matrix
-from shadowcast.records import F64, Alert, Topology
+from shadowcast.records import F64, Alert, Forecast, Topology
 from shadowcast.rollup.rollup import Rollup, RollupBucket
 from shadowcast.rollup.tables import link_rows, od_rows
 from shadowcast.service.config import ServiceConfig
@@ -108,6 +109,7 @@ class Stages:
     actuator: Actuator | None = None  # what plans are applied through (operator rollbacks too)
     audit: Audit | None = None  # the actuator's audit trail (the store's ``actions``)
     tuner: PolicyTuner | None = None  # sets the probability rule's p from outcomes
+    actions: ActionJudge | None = None  # applied actions judged by their effect
 
 
 @dataclass
@@ -123,6 +125,7 @@ class StepReport:
     drifts: list[DriftEvent] = field(default_factory=list)
     link_util: F64 | None = None  # measured utilisation of every link in this step
     resolved: list[Alert] = field(default_factory=list)
+    stacked: Forecast | None = None  # the (class, OD) forecast as issued (recalibrated)
 
 
 class Service:
@@ -191,6 +194,14 @@ class Service:
             self.status = "ready"
         return len(buckets)
 
+    def run_step(self, b: RollupBucket) -> StepReport:
+        """One closed step handed in directly (an evaluation driving the service from a
+        series instead of flows): every stage as in ``tick``; returns what it did."""
+        with self.lock:
+            self._step(b)
+            assert self.last is not None
+            return self.last
+
     def _step(self, b: RollupBucket) -> None:
         s = self.s
         t, end = b.start_s, b.start_s + b.step_s
@@ -206,6 +217,8 @@ class Service:
             report.link_util = load / np.maximum(self.capacity, 1e-12)
             s.ledger.observe("od", t, stacked)
             s.ledger.observe("link", t, load)
+            if s.actions is not None:
+                s.actions.observe(t, load, s.routing.version)
             s.linkmap.observe(t, stacked)
         fb = s.feedback
         if fb is not None:
@@ -234,7 +247,7 @@ class Service:
                 if fb is not None:
                     fb.issued("od", end, st.mean[:, 0])
                     fb.issued("link", end, link.mean[:, 0], tag=s.routing.version)
-                report.forecast, report.link = fc, link
+                report.forecast, report.link, report.stacked = fc, link, st
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
                 s.ledger.issue("link", end, fc.model, link.mean, {}, dict(link.upper), load)
                 s.writer.add(
@@ -272,6 +285,7 @@ class Service:
             with self._timed("plan"):
                 d = s.plan.decide(end, dict(fc.by_class), self.step_s)
                 report.decision = d
+                self._judge_action(end, d, report.stacked)
                 self.decisions.append(d)
                 s.writer.add("decisions", decisions_table([d], s.plan.mode))
         if s.tuner is not None and isinstance(s.rule, ProbabilityRule):
@@ -279,6 +293,9 @@ class Service:
         rows = s.ledger.take_rows()
         if rows:
             s.writer.add("accuracy", accuracy_table(rows))
+        judged = s.actions.take_table() if s.actions is not None else None
+        if judged is not None:
+            s.writer.add("action_outcomes", judged)
         self._referee(rows, end)
         if fb is not None:
             summary = fb.summary_table(end)
@@ -320,6 +337,15 @@ class Service:
                   for c, p in chosen.items()}  # fmt: skip
             pr = {c: None if pt is None else (pt.precision, pt.recall) for c, pt in at.items()}
             log.info("alert policy tuned", extra=fields({"p": chosen, "precision_recall": pr}))
+
+    def _judge_action(self, now_s: int, d: Decision, st: Forecast | None) -> None:
+        """An applied plan: the link loads now expected under its routing (the stacked
+        forecast issued at ``now_s``), held until their targets are measured."""
+        if self.s.actions is None or d.action != "applied" or st is None:
+            return
+        predicted = np.asarray(self._stacked_routing() @ st.mean, dtype=np.float64)
+        plan_id = d.plan.plan_id if d.plan is not None else ""
+        self.s.actions.applied(now_s, plan_id, predicted, self.s.routing.version)
 
     def _on_drift(self, events: Sequence[DriftEvent]) -> None:
         """Drifts to the store and, as ``ForecastAccuracyDegraded`` alerts, the notifiers."""
@@ -439,6 +465,7 @@ class Service:
             now = self.last.start_s + self.step_s if self.last else 0
             peak = self.last.decision.predicted_peak if self.last and self.last.decision else 0.0
             d = self.s.plan.apply(now, plan, peak)
+            self._judge_action(now, d, self.last.stacked if self.last else None)
             self.s.writer.add("decisions", decisions_table([d], "approved"))
             self.decisions.append(d)
             self.s.plan.counts[d.action] = self.s.plan.counts.get(d.action, 0) + 1
@@ -538,6 +565,8 @@ class Service:
             st["feedback"] = self.s.feedback.state()
         if self.s.tuner is not None:
             st["alert_tuner"] = self.s.tuner.state()
+        if self.s.actions is not None:
+            st["actions"] = self.s.actions.state()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_dir / f".{FEEDBACK_FILE}.tmp"
         tmp.write_bytes(pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL))
@@ -559,6 +588,8 @@ class Service:
         if ok and tuner is not None and "alert_tuner" in st and tuner.load_state(st["alert_tuner"]):
             if isinstance(rule, ProbabilityRule):
                 rule.p.update(tuner.chosen)
+        if ok and self.s.actions is not None and "actions" in st:
+            self.s.actions.load_state(st["actions"])
         return bool(ok)
 
     def _last_applied_plan(self) -> Plan | None:

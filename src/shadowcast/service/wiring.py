@@ -21,10 +21,12 @@ from shadowcast.alert.notifiers import build_notifiers
 from shadowcast.alert.tuner import build_policy
 from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
+from shadowcast.feedback.actions import ActionJudge
 from shadowcast.feedback.champion import Referee
 from shadowcast.feedback.ledger import Ledger
 from shadowcast.feedback.stage import FeedbackStage
 from shadowcast.forecast.arena import ArenaCycle
+from shadowcast.forecast.chunked import ChunkedForecaster
 from shadowcast.forecast.enrich import static_inputs
 from shadowcast.forecast.linkmap import LinkMapper
 from shadowcast.forecast.outlook import model_options
@@ -181,7 +183,16 @@ def build_service(settings: Any, env: Environment) -> Service:
             msg = str(exc).replace("forecast.model: ", "")
             raise ConfigError(f"feedback.challengers: {msg}") from None
 
+    # Many series, or a Dask scheduler: one model per chunk of series, fitted on the
+    # scheduler's workers when there is one (forecast/chunked.py); else one model.
+    n_series = len(classes) * len(od_pairs)
+    chunked = fcfg.dask_scheduler is not None or n_series > fcfg.chunk_series
+
     def factory(name: str) -> Callable[[], Any]:
+        if chunked:
+            return lambda: ChunkedForecaster(
+                name, opts, chunk_series=fcfg.chunk_series, scheduler=fcfg.dask_scheduler
+            )
         return lambda: make_model(name, **opts)
 
     keys = tuple(f"{a}->{b}" for a, b in od_pairs)
@@ -317,5 +328,6 @@ def build_service(settings: Any, env: Environment) -> Service:
         teams=dict(acfg.teams),
         actuator=actuator,
         audit=audit,
+        actions=ActionJudge(topo.link_names(), topo.capacities / 1e6, horizons, step),
     )
     return Service(stages, cfg, env.state_dir, on_step=env.on_step)

@@ -51,6 +51,7 @@ SHARD_KEYS: dict[str, tuple[str, ...]] = {
     "accuracy_groups": ("subject",),
     "drift_events": ("subject",),
     "model_events": ("model",),
+    "action_outcomes": ("plan_id",),
 }  # a table not listed is spread at random
 
 # flows rollups: step in seconds -> table suffix; dimensions kept and values summed.

@@ -36,6 +36,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "drift_events",
     "model_events",
     "audit",
+    "action_outcomes",
 )
 #: DuckDB threads allowed in the settings: four per CPU of this machine (at least 16).
 MAX_THREADS = max(16, (os.cpu_count() or 1) * 4)
@@ -58,6 +59,7 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "drift_events": 365,
     "model_events": 730,
     "audit": 730,
+    "action_outcomes": 365,
 }
 
 

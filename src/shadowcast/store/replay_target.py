@@ -5,6 +5,10 @@ the data folder, as it always has. With ``store.backend: clickhouse`` it uses a 
 its own on the same server or cluster, ``<database>_replay``, so a replay never mixes its
 simulated rows with the production store's. Both are replaced by a new replay and kept by
 ``--resume``.
+
+``shadowcast run --replay`` uses the same rule under another name (``live-replay.duckdb``,
+``<database>_live_replay``), so a dashboard replay and ``shadowcast replay`` can run side by
+side.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ from pathlib import Path
 
 from shadowcast.store.base import Store
 from shadowcast.store.config import StoreConfig, open_store
-
-REPLAY_SUFFIX = "_replay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +34,13 @@ class ReplayTarget:
         return self.config.backend == "clickhouse"
 
 
-def replay_target(config: StoreConfig, data_dir: Path) -> ReplayTarget:
+def replay_target(config: StoreConfig, data_dir: Path, name: str = "replay") -> ReplayTarget:
     """The replay's store for the configured ``config`` (see the module docstring)."""
-    path = data_dir / "replay.duckdb"
+    path = data_dir / f"{name}.duckdb"
     if config.backend != "clickhouse":
         return ReplayTarget(config.at(path), str(path), path)
     ch = config.clickhouse
-    database = ch.database + REPLAY_SUFFIX
+    database = ch.database + "_" + name.replace("-", "_")
     ch_cfg = ch.model_copy(update={"database": database, "migrate_on_open": True})
     cfg = config.model_copy(update={"clickhouse": ch_cfg})
     where = f"cluster {ch.cluster}" if ch.cluster else ch.hosts[0]

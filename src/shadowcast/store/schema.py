@@ -248,6 +248,22 @@ MODEL_EVENTS_SCHEMA = pa.schema(
     ]
 )
 
+# Every applied action judged by its effect (``feedback/actions.py``): per action, horizon
+# and link, the load the plan expected after it against the load realised at the target.
+ACTION_OUTCOMES_SCHEMA = pa.schema(
+    [
+        ("time", TS),  # the target step
+        ("issued", TS),  # when the plan was applied
+        ("plan_id", pa.string()),
+        ("horizon_s", pa.int64()),
+        ("link", pa.string()),
+        ("predicted_mbps", pa.float64()),
+        ("realised_mbps", pa.float64()),
+        ("capacity_mbps", pa.float64()),
+        ("superseded", pa.int64()),  # 1: the routing changed again before the target
+    ]
+)
+
 # Every admin action of the REST API (``api/audit.py``): who (the token's name), what
 # (approve, reject, apply, rollback), on what, and how it ended.
 AUDIT_SCHEMA = pa.schema(
@@ -278,6 +294,7 @@ TABLES: dict[str, pa.Schema] = {
     "drift_events": DRIFT_SCHEMA,
     "model_events": MODEL_EVENTS_SCHEMA,
     "audit": AUDIT_SCHEMA,
+    "action_outcomes": ACTION_OUTCOMES_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -298,4 +315,5 @@ TIME_COLUMN: dict[str, str] = {
     "drift_events": "time",
     "model_events": "time",
     "audit": "time",
+    "action_outcomes": "time",
 }

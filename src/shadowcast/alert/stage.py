@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from shadowcast.alert.base import Notifier
+from shadowcast.alert.policy import ProbabilityRule
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.records import F64, Alert, Forecast
 
@@ -47,14 +48,24 @@ def deliver(
     *,
     teams: Mapping[str, str] | None = None,
     class_of_link: Callable[[int], str] | None = None,
+    probability: F64 | None = None,
+    measured: F64 | None = None,
 ) -> tuple[list[Alert], list[Alert]]:
-    """(new alerts, resolved alerts) of this step, every notifier told."""
+    """(new alerts, resolved alerts) of this step, every notifier told. A
+    :class:`ProbabilityRule` also takes ``probability`` (P(link >= threshold) per step
+    ahead) and ``measured`` (the utilisation of the step just measured)."""
     index = {name: i for i, name in enumerate(rule.links)}
     new = []
-    for a in rule.evaluate(issued, util):
+    if isinstance(rule, ProbabilityRule):
+        raised = rule.evaluate(issued, util, probability, measured)
+    else:
+        raised = rule.evaluate(issued, util)
+    for a in raised:
         labels = {"team": team_of(a.subject, teams or {})}
         if class_of_link is not None:
             labels["class"] = class_of_link(index[a.subject])
+        if isinstance(rule, ProbabilityRule) and index[a.subject] in rule.groups:
+            labels["group"] = rule.groups[index[a.subject]]
         labelled = dataclasses.replace(a, labels=labels)
         rule.firing[index[a.subject]] = labelled
         new.append(labelled)

@@ -148,7 +148,12 @@ def settings_doc(
         },
         "rollup": {"step": f"{step_s}s", "lateness_s": step_s},
         "forecast": {"model": "theta", "horizons": [f"{3 * step_s}s", "1m"], "levels": [80, 95]},
-        "alert": {"within_s": 60, "quantile_level": 0, "utilisation_threshold": 0.9},
+        "alert": {
+            "within_s": 60,
+            "quantile_level": 0,
+            "utilisation_threshold": 0.9,
+            "policy": "threshold",
+        },
         "plan": {"quantiles": mean, "reserve": [], "shape": [], "k_paths": 2},
         "act": {"actuator": "linux", "dry_run": False},
         "shadow": {"tunnels": {"probe_budget_share": 0.05, "idle_s": 60}},

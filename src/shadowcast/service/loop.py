@@ -43,9 +43,11 @@ import scipy.sparse as sp
 
 from shadowcast.act.base import Actuator, Audit
 from shadowcast.alert.base import Notifier
+from shadowcast.alert.policy import ProbabilityRule, exceedance
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.alert.stage import deliver, dominant_class
 from shadowcast.alert.tables import alerts_table
+from shadowcast.alert.tuner import PolicyTuner
 from shadowcast.errors import PlanError, StoreError
 from shadowcast.feedback.actions import ActionJudge
 from shadowcast.feedback.champion import Referee, model_events_table
@@ -106,6 +108,7 @@ class Stages:
     teams: Mapping[str, str] = field(default_factory=dict)  # link glob -> team (alert label)
     actuator: Actuator | None = None  # what plans are applied through (operator rollbacks too)
     audit: Audit | None = None  # the actuator's audit trail (the store's ``actions``)
+    tuner: PolicyTuner | None = None  # sets the probability rule's p from outcomes
     actions: ActionJudge | None = None  # applied actions judged by their effect
 
 
@@ -234,6 +237,7 @@ class Service:
                     s.forecast.refit(end)
                 log.info("forecast models refitted after a drift", extra={"at_s": end})
             fc = s.forecast.predict()
+        peak = None  # the probability rule's signal issued at this step's end
         if fc is not None:
             with self._timed("links"):
                 st = stack(fc.by_class, s.classes)
@@ -259,6 +263,10 @@ class Service:
                         s.ledger.issue("od", end, name, f.mean, f.lower, f.upper, stacked)
             with self._timed("alert"):
                 util = link.util_upper(s.alert_level) if s.alert_level else link.util
+                prob = None
+                if isinstance(s.rule, ProbabilityRule):
+                    prob = exceedance(link.mean, link.upper, link.capacity, s.rule.threshold)
+                    peak = s.rule.peak(prob)
                 new, cleared = deliver(
                     s.rule,
                     s.notifiers,
@@ -266,6 +274,8 @@ class Service:
                     util,
                     teams=s.teams,
                     class_of_link=lambda i: dominant_class(s.routing, s.classes, fc.by_class, i),
+                    probability=prob,
+                    measured=report.link_util,
                 )
                 if new:
                     s.writer.add("alerts", alerts_table(new))
@@ -278,6 +288,8 @@ class Service:
                 self._judge_action(end, d, report.stacked)
                 self.decisions.append(d)
                 s.writer.add("decisions", decisions_table([d], s.plan.mode))
+        if s.tuner is not None and isinstance(s.rule, ProbabilityRule):
+            self._tune(s.tuner, s.rule, report.link_util, peak)
         rows = s.ledger.take_rows()
         if rows:
             s.writer.add("accuracy", accuracy_table(rows))
@@ -310,6 +322,21 @@ class Service:
         events = fc.take_events()
         if events:
             self.s.writer.add("model_events", model_events_table(events))
+
+    def _tune(
+        self, tuner: PolicyTuner, rule: ProbabilityRule, measured: F64 | None, peak: F64 | None
+    ) -> None:
+        """The alert policy's outcomes of this step; p per link class when a tuning is due."""
+        if measured is None:
+            return
+        with self._timed("alert"):
+            tuner.step(measured, peak)
+            chosen = tuner.maybe_tune(rule)
+        if chosen:  # p per class, with the precision and recall the replay gave it
+            at = {c: next((pt for pt in tuner.curves.get(c, ()) if pt.p == p), None)
+                  for c, p in chosen.items()}  # fmt: skip
+            pr = {c: None if pt is None else (pt.precision, pt.recall) for c, pt in at.items()}
+            log.info("alert policy tuned", extra=fields({"p": chosen, "precision_recall": pr}))
 
     def _judge_action(self, now_s: int, d: Decision, st: Forecast | None) -> None:
         """An applied plan: the link loads now expected under its routing (the stacked
@@ -401,7 +428,7 @@ class Service:
         """Steps ahead whose link bounds someone reads: the ledger's horizons, and every
         step of the alert window when alerts are on an upper bound."""
         cols = set(self._horizon_steps)
-        if self.s.alert_level:
+        if self.s.alert_level or isinstance(self.s.rule, ProbabilityRule):
             cols.update(range(1, self.s.rule.within_steps + 1))
         return sorted(cols)
 
@@ -536,6 +563,8 @@ class Service:
         st = {"ledger": self.s.ledger.state()}
         if self.s.feedback is not None:
             st["feedback"] = self.s.feedback.state()
+        if self.s.tuner is not None:
+            st["alert_tuner"] = self.s.tuner.state()
         if self.s.actions is not None:
             st["actions"] = self.s.actions.state()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -555,6 +584,10 @@ class Service:
         ok = isinstance(st, dict) and self.s.ledger.load_state(st.get("ledger", {}))
         if ok and self.s.feedback is not None and "feedback" in st:
             ok = self.s.feedback.load_state(st["feedback"])
+        tuner, rule = self.s.tuner, self.s.rule
+        if ok and tuner is not None and "alert_tuner" in st and tuner.load_state(st["alert_tuner"]):
+            if isinstance(rule, ProbabilityRule):
+                rule.p.update(tuner.chosen)
         if ok and self.s.actions is not None and "actions" in st:
             self.s.actions.load_state(st["actions"])
         return bool(ok)
@@ -634,6 +667,7 @@ class Service:
                     "version": s.forecast.version,
                 },
                 "plan": {"mode": s.plan.mode, "decisions": dict(s.plan.counts)},
+                "alert": self._alert_health(),
                 "feedback": None if s.feedback is None else s.feedback.counters(),
                 "shadow": None if s.shadow is None else s.shadow.counters(),
                 "store": {**s.writer.health(), "retained": dict(self.retained)},
@@ -641,6 +675,17 @@ class Service:
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "restored": self.restored,
         }
+
+    def _alert_health(self) -> dict[str, Any]:
+        """The alert policy; the probability rule's p per class and the tuner's curves."""
+        rule = self.s.rule
+        if not isinstance(rule, ProbabilityRule):
+            return {"policy": "threshold", "firing": len(rule.firing)}
+        out: dict[str, Any] = {"policy": "probability", "firing": len(rule.firing)}
+        out["p"] = {c: rule.p.get(c, rule.default_p) for c in rule.class_names}
+        if self.s.tuner is not None:
+            out["tuner"] = self.s.tuner.report()
+        return out
 
 
 class _Timer:

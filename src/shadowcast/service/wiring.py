@@ -18,7 +18,7 @@ from typing import Any
 from shadowcast.act.base import Actuator, Audit, AuditRecord, apply_plan, audit_table
 from shadowcast.alert.base import Notifier
 from shadowcast.alert.notifiers import build_notifiers
-from shadowcast.alert.rules import CapacityRule
+from shadowcast.alert.tuner import build_policy
 from shadowcast.clock import Clock
 from shadowcast.errors import ConfigError
 from shadowcast.feedback.actions import ActionJudge
@@ -228,9 +228,7 @@ def build_service(settings: Any, env: Environment) -> Service:
 
     # alert
     acfg = settings.alert
-    rule = CapacityRule(
-        topo.link_names(), acfg.utilisation_threshold, within, step, acfg.clear_ratio
-    )
+    rule, tuner = build_policy(acfg, topo.link_names(), topo.capacities / 1e6, within, step)
     notifiers = list(env.notifiers) if env.notifiers is not None else build_notifiers(acfg)
 
     # plan and act
@@ -318,6 +316,7 @@ def build_service(settings: Any, env: Environment) -> Service:
         linkmap=linkmap,
         ledger=ledger,
         rule=rule,
+        tuner=tuner,
         notifiers=notifiers,
         plan=plan,
         shadow=shadow,

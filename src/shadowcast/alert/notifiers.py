@@ -63,12 +63,18 @@ class LogNotifier:
     sent: int = 0
 
     def send(self, alert: Alert) -> bool:
-        log.warning("capacity alert: %s", alert.message, extra={"subject": alert.subject})
+        log.warning(
+            "alert %s: %s", alert.name, alert.message,
+            extra={"alert": alert.name, "subject": alert.subject},
+        )  # fmt: skip
         self.sent += 1
         return True
 
     def resolve(self, alert: Alert, at: np.datetime64) -> bool:
-        log.info("capacity alert resolved: %s", alert.subject, extra={"at": _iso(at)})
+        log.info(
+            "alert %s resolved: %s", alert.name, alert.subject,
+            extra={"alert": alert.name, "at": _iso(at)},
+        )  # fmt: skip
         return True
 
     def refresh(self, firing: Sequence[Alert], now: np.datetime64) -> None:

@@ -88,7 +88,8 @@ def replay_cmd(
     from shadowcast.errors import ConfigError
     from shadowcast.replay.driver import CHECKPOINT, ReplayRun, run_replay
     from shadowcast.replay.report import build_report, plot_busiest
-    from shadowcast.replay.source import auto_capacity_scale, load_source
+    from shadowcast.replay.source import capacity_scale as capacity_scale_of
+    from shadowcast.replay.source import load_source
     from shadowcast.store.replay_target import open_target, replay_target, reset
     from shadowcast.store.shared import SharedStore
 
@@ -99,18 +100,7 @@ def replay_cmd(
     source = load_source(
         topology, demands, capacities, weeks or cfg.weeks, cfg.seed if seed is None else seed
     )
-    scale = 1.0
-    if capacity_scale.strip().lower() == "auto":
-        scale = auto_capacity_scale(source)
-    else:
-        try:
-            scale = float(capacity_scale)
-        except ValueError:
-            raise ConfigError(
-                f"--capacity-scale: {capacity_scale!r} is not a number or auto"
-            ) from None
-        if not scale > 0:
-            raise ConfigError(f"--capacity-scale must be positive, got {capacity_scale}")
+    scale = capacity_scale_of(capacity_scale, source)
     if scale != 1.0:
         source = source.scaled(scale)
     data_dir = Path(settings.data_dir)

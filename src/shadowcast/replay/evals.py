@@ -49,21 +49,6 @@ def judge_replay(
     return judge.summary(days)
 
 
-def _scale(capacity_scale: str, source: Any) -> float:
-    from shadowcast.replay.source import auto_capacity_scale
-
-    if capacity_scale.strip().lower() == "auto":
-        return float(auto_capacity_scale(source))
-    try:
-        scale = float(capacity_scale)
-    except ValueError:
-        msg = f"--capacity-scale: {capacity_scale!r} is not a number or auto"
-        raise ConfigError(msg) from None
-    if not scale > 0:
-        raise ConfigError(f"--capacity-scale must be positive, got {capacity_scale}")
-    return scale
-
-
 def _judged_run(settings: Settings, source: Any, within_s: int) -> dict[str, Any]:
     """One replay of ``source`` in observe mode, its alerts judged; with the policy's
     figures (``policy``, ``p`` per class, the tuner's ``curves``)."""
@@ -146,6 +131,7 @@ def eval_alerts(
     choice over the whole series) and curves (precision and recall per p and class).
     With --test, p is tuned on --demands, then frozen while --test is judged: the figures
     are the held-out series', the training series' are under "train"."""
+    from shadowcast.replay.source import capacity_scale as capacity_scale_of
     from shadowcast.replay.source import load_source
 
     try:
@@ -158,7 +144,7 @@ def eval_alerts(
         if test is not None and demands is None:
             raise ConfigError("--test needs --demands (and --topology): the series to tune on")
         source = load_source(topology, demands, None, weeks, settings.replay.seed)
-        scale = _scale(capacity_scale, source)
+        scale = capacity_scale_of(capacity_scale, source)
         if scale != 1.0:
             source = source.scaled(scale)
         alert = settings.alert.model_copy(

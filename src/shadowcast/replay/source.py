@@ -99,6 +99,22 @@ def load_source(
     )
 
 
+def capacity_scale(text: str, source: TrafficSource) -> float:
+    """``--capacity-scale``: ``auto`` (:func:`auto_capacity_scale`) or a positive factor;
+    anything else is a ConfigError naming the option."""
+    from shadowcast.errors import ConfigError
+
+    if text.strip().lower() == "auto":
+        return float(auto_capacity_scale(source))
+    try:
+        scale = float(text)
+    except ValueError:
+        raise ConfigError(f"--capacity-scale: {text!r} is not a number or auto") from None
+    if not scale > 0:
+        raise ConfigError(f"--capacity-scale must be positive, got {text}")
+    return scale
+
+
 def auto_capacity_scale(source: TrafficSource, k_paths: int = 4, max_steps: int = 400) -> float:
     """The factor ``eval te --capacity-scale auto`` uses: capacities scaled so that the
     optimal routing's 95th-percentile max utilisation over the replay is 0.9 (for matrices

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import numpy as np
 
 from shadowcast.records import DemandSeries, Link, Topology
@@ -34,3 +37,16 @@ def small_source(days: int = 3, seed: int = 0) -> TrafficSource:
     by_kind = {k: (total * f).astype(np.float32) for k, f in kinds.items()}
     dem = DemandSeries(times, pairs, total, STEP, topo.nodes, "test ring")
     return TrafficSource(topo, dem, by_kind, "test ring")
+
+
+def stop_after(steps: int) -> tuple[threading.Event, Callable[[int], None]]:
+    """A replay's ``stop`` event and ``progress`` callback that stop it after ``steps``."""
+    stop = threading.Event()
+    seen = [0]
+
+    def progress(n: int) -> None:
+        seen[0] += n
+        if seen[0] == steps:
+            stop.set()
+
+    return stop, progress

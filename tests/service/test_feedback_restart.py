@@ -3,11 +3,11 @@ drift/recalibration state come back with the models."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ringnet import stop_after
 
 from shadowcast.errors import ConfigError
 from shadowcast.replay.driver import run_replay
@@ -29,13 +29,7 @@ def _run(settings: Any, source: TrafficSource, tmp: Path, **kw: Any):  # type: i
 def test_restart_keeps_the_ledger_and_the_feedback_state(
     settings: Any, source: TrafficSource, tmp_path: Path
 ) -> None:
-    stop = threading.Event()
-    seen = [0]
-
-    def progress(n: int) -> None:
-        seen[0] += n
-        if seen[0] == 150:  # past the warm-up (96 steps), between checkpoints
-            stop.set()
+    stop, progress = stop_after(150)  # past the warm-up (96 steps), between checkpoints
 
     part, groups, _ = _run(settings, source, tmp_path, progress=progress, stop=stop)
     assert part.interrupted

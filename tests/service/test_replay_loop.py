@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pytest
+from ringnet import stop_after
 
 from shadowcast.replay.driver import run_replay
 from shadowcast.replay.source import TrafficSource
@@ -61,13 +61,7 @@ def test_stop_then_resume_continues_from_the_store(
     settings: Any, source: TrafficSource, tmp_path: Path
 ) -> None:
     whole = run(settings, source, tmp_path / "whole")
-    stop = threading.Event()
-    seen = [0]
-
-    def progress(n: int) -> None:
-        seen[0] += n
-        if seen[0] == 150:  # past the warm-up (96 steps), between checkpoints
-            stop.set()
+    stop, progress = stop_after(150)  # past the warm-up (96 steps), between checkpoints
 
     part = run(settings, source, tmp_path / "split", progress=progress, stop=stop)
     assert part.interrupted and part.state.next_t == 150

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from netnames import process_token
 from shadowcast.act.base import AuditRecord, apply_plan, rollback
 from shadowcast.act.linux import LinuxActuator, LinuxBinding, Port
 from shadowcast.errors import ActuationError, RollbackError
@@ -57,8 +58,8 @@ _COUNTER = itertools.count()
 class Lab:
     def __init__(self) -> None:
         self.n = next(_COUNTER)
-        tag = f"{os.getpid() % 100000}{self.n}"
-        self.ns = {r: f"sc{tag}{r}" for r in ("r1", "r2", "r3", "r4")}
+        tag = f"{process_token()}{self.n}"
+        self.ns = {r: f"a{tag}{r}" for r in ("r1", "r2", "r3", "r4")}
         self.dev: dict[tuple[str, str], str] = {}
         self.addr: dict[tuple[str, str], str] = {}
 
@@ -79,15 +80,15 @@ class Lab:
                 "ip",
                 "link",
                 "add",
-                f"v{os.getpid() % 10000}{self.n}{net}a",
+                f"v{process_token()}{self.n}{net}a",
                 "type",
                 "veth",
                 "peer",
                 "name",
-                f"v{os.getpid() % 10000}{self.n}{net}b",
+                f"v{process_token()}{self.n}{net}b",
             )
             for end, r, dev, host in (("a", a, da, 1), ("b", b, db, 2)):
-                tmp = f"v{os.getpid() % 10000}{self.n}{net}{end}"
+                tmp = f"v{process_token()}{self.n}{net}{end}"
                 _sh("ip", "link", "set", tmp, "netns", self.ns[r])
                 _sh("ip", "-n", self.ns[r], "link", "set", tmp, "name", dev)
                 _sh("ip", "-n", self.ns[r], "addr", "add", f"10.{net}.0.{host}/24", "dev", dev)

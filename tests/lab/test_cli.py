@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from netnames import lab_prefix
 from shadowcast.lab import build, netns
 from shadowcast.lab.commands import app as lab_app
 from shadowcast.records import Link, Topology
 from shadowcast.shadow.commands import app as shadow_app
 
 pytestmark = pytest.mark.integration
-PREFIX = "sccli-"
+PREFIX = lab_prefix("c")
 
 
 def run(app: object, args: list[str]) -> dict:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
+from netnames import lab_prefix
 from shadowcast.act.linux import LinuxActuator
 from shadowcast.errors import PlanError
 from shadowcast.lab import build, faults, noc, scenario
@@ -200,8 +201,9 @@ def test_lab_demo_needs_root_and_says_so(monkeypatch: pytest.MonkeyPatch) -> Non
 
     from shadowcast.cli import app
 
+    prefix = lab_prefix("n")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    res = CliRunner().invoke(app, ["lab", "demo", "--prefix", "scnr-"])
+    res = CliRunner().invoke(app, ["lab", "demo", "--prefix", prefix])
     assert res.exit_code == 2
     assert "needs root" in res.output and len(res.output.strip().splitlines()) == 1
-    assert not any(n.startswith("scnr-") for n in build.netns.list_netns("scnr-"))
+    assert build.netns.list_netns(prefix) == []

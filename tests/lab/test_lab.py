@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from netnames import lab_prefix
 from shadowcast.lab import build, netns
 from shadowcast.lab.capture import Capture, link_counters, qdisc_bytes
 from shadowcast.lab.traffic import Processes, have_iperf3, reflector, replay_demands
@@ -27,7 +28,8 @@ from shadowcast.shadow.stamp import Reflector, Sender
 from shadowcast.shadow.tunnels import TunnelManager
 
 pytestmark = pytest.mark.integration
-PREFIX = "sctst-"
+PREFIX = lab_prefix("t")
+DOWN_PREFIX = lab_prefix("d")
 
 
 def diamond() -> Topology:
@@ -128,15 +130,15 @@ def test_down_leaves_nothing() -> None:
     ok, why = netns.have_root()
     if not ok:
         pytest.skip(why)
-    plan = build.plan_lab(diamond(), edges=["A", "D"], prefix="scdn-")
+    plan = build.plan_lab(diamond(), edges=["A", "D"], prefix=DOWN_PREFIX)
     build.up(plan)
-    assert len(netns.list_netns("scdn-")) == 6
+    assert len(netns.list_netns(DOWN_PREFIX)) == 6
     # a "crash": the state file is gone, the namespaces are still there
-    (build.STATE_DIR / "scdn-state.json").unlink()
-    assert build.down("scdn-") == 6
-    assert netns.list_netns("scdn-") == []
+    (build.STATE_DIR / f"{DOWN_PREFIX}state.json").unlink()
+    assert build.down(DOWN_PREFIX) == 6
+    assert netns.list_netns(DOWN_PREFIX) == []
     out = netns.run(["ip", "-o", "link", "show"])
-    assert "scdn-" not in out
+    assert DOWN_PREFIX not in out
 
 
 def test_demand_series_drives_cross_traffic(lab: build.LabPlan) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from netnames import lab_prefix
 from shadowcast.lab import build, faults, netns
 from shadowcast.lab.capture import device_bytes, qdisc_bytes
 from shadowcast.lab.demo import DemoOptions, DemoRun, LabDemo
@@ -25,7 +26,7 @@ from shadowcast.settings import load_settings
 from shadowcast.store.config import open_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-PREFIX = "scdmt-"
+PREFIX = lab_prefix("m")
 
 
 def _skip_reason() -> str | None:

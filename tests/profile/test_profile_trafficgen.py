@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from netnames import lab_prefix
 from shadowcast.errors import DataError
 from shadowcast.lab.genkinds import KINDS
 from shadowcast.lab.trafficgen import check_tools, generate, plan_sessions
@@ -54,7 +55,7 @@ def test_tiny_run_labels_flows_by_generator(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     plan = plan_sessions(len(TINY), seed=3, kinds=TINY, max_duration_s=4.0)
-    res = generate(tmp_path / "t.parquet", plan, slots=3, budget_s=120, prefix="scgt-")
+    res = generate(tmp_path / "t.parquet", plan, slots=3, budget_s=120, prefix=lab_prefix("g"))
     assert res["skipped"] == {} and res["sessions"] == len(TINY)
     t = pq.read_table(tmp_path / "t.parquet")
     by_session = {s.name: s for s in plan}

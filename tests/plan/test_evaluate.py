@@ -96,11 +96,9 @@ def test_bad_arguments() -> None:
         evaluate_te(_topo(), _series(), hedge="lots")
 
 
-def test_cli_eval_te_json(tmp_path: Path) -> None:
-    import typer
-
+def _write_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """The small topology (node-link JSON) and series (CSV) as files for the CLI."""
     from shadowcast.datasets import write_csv
-    from shadowcast.plan.commands import eval_te
 
     topo_path = tmp_path / "t.json"
     t = _topo()
@@ -117,7 +115,15 @@ def test_cli_eval_te_json(tmp_path: Path) -> None:
             }
         )
     )
-    dem = write_csv(_series(), tmp_path / "d.csv")
+    return topo_path, write_csv(_series(), tmp_path / "d.csv")
+
+
+def test_cli_eval_te_json(tmp_path: Path) -> None:
+    import typer
+
+    from shadowcast.plan.commands import eval_te
+
+    topo_path, dem = _write_inputs(tmp_path)
     app = typer.Typer()
     app.command()(eval_te)
     res = CliRunner().invoke(
@@ -132,6 +138,27 @@ def test_cli_eval_te_json(tmp_path: Path) -> None:
     methods = {r["method"] for r in out["rows"]}
     assert methods >= {"predictive-lp", "predictive-best", "oracle", "static-sp"}
     assert {r["hedge"] for r in out["rows"] if "hedge" in r} == {"saa:4:0.3"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [("x", "'x' is not a number or auto"), ("0", "must be positive"),
+     ("-1", "must be positive"), ("nan", "must be positive")],
+)  # fmt: skip
+def test_cli_eval_te_bad_capacity_scale(tmp_path: Path, bad: str, why: str) -> None:
+    """``eval te`` parses ``--capacity-scale`` as ``replay`` and ``eval alerts`` do: one
+    line naming the option, exit 2, before any data is read."""
+    from shadowcast.cli import app
+
+    topo_path, dem = _write_inputs(tmp_path)
+    res = CliRunner().invoke(
+        app,
+        ["eval", "te", "--topology", str(topo_path), "--demands", str(dem),
+         "--horizons", "15m", "--capacity-scale", bad, "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "--capacity-scale" in res.output and why in res.output
+    assert len(res.output.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -307,13 +307,16 @@ def eval_te(
 ) -> None:
     """Replay a demand series: static SP, reactive, threshold-reactive, predictive, oracle TE."""
     try:
+        from shadowcast.replay.source import parse_capacity_scale
+
+        factor = parse_capacity_scale(capacity_scale)
+        scale: float | str = "auto" if factor is None else factor
         topo, dem = _load(topology, capacities_from, demands, missing)
         tst = None
         if test is not None:
             from shadowcast.datasets import load_demands
 
             tst = load_demands(test, topology=topo, missing=missing)
-        scale: float | str = capacity_scale if capacity_scale == "auto" else float(capacity_scale)
         with RichProgress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("replaying", total=None)
             rows = evaluate_te(

@@ -102,10 +102,18 @@ def load_source(
 def capacity_scale(text: str, source: TrafficSource) -> float:
     """``--capacity-scale``: ``auto`` (:func:`auto_capacity_scale`) or a positive factor;
     anything else is a ConfigError naming the option."""
+    scale = parse_capacity_scale(text)
+    return float(auto_capacity_scale(source)) if scale is None else scale
+
+
+def parse_capacity_scale(text: str) -> float | None:
+    """``--capacity-scale`` text as a positive factor, or None for ``auto`` (which the
+    caller resolves against its traffic); anything else is a ConfigError naming the
+    option. ``replay``, ``eval alerts`` and ``eval te`` all parse it here."""
     from shadowcast.errors import ConfigError
 
     if text.strip().lower() == "auto":
-        return float(auto_capacity_scale(source))
+        return None
     try:
         scale = float(text)
     except ValueError:

@@ -10,6 +10,7 @@ extra to install. Every error ends as one line on stderr and an exit status from
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -116,6 +117,22 @@ def _missing(name: str, exc: ImportError) -> typer.core.TyperCommand:
     )
 
 
+def flow_help(cmd: Any) -> Any:
+    """``cmd`` and its subcommands with each help paragraph on one line.
+
+    Typer's rich help keeps a docstring's hard line breaks after its first paragraph and
+    wraps every line again at the terminal's width: a word or two alone on every other
+    line. One line per paragraph is wrapped once, at any width. A paragraph that starts
+    with click's ``\\b`` stays as written; what follows ``\\f`` is not help and is kept."""
+    if cmd.help:
+        head, cut, tail = inspect.cleandoc(cmd.help).partition("\f")
+        paras = (p if p.startswith("\b") else " ".join(p.split()) for p in head.split("\n\n"))
+        cmd.help = "\n\n".join(p for p in paras if p) + cut + tail
+    for sub in (getattr(cmd, "commands", None) or {}).values():
+        flow_help(sub)
+    return cmd
+
+
 class LazyGroup(typer.core.TyperGroup):
     """The root group: stage groups load on use; errors become one line and a status."""
 
@@ -127,7 +144,7 @@ class LazyGroup(typer.core.TyperGroup):
         if cmd is None and cmd_name in SUBCOMMANDS:  # help listings and completion
             text = SUBCOMMANDS[cmd_name][2]
             return _command(cmd_name, help=text, short_help=text)
-        return cmd
+        return cmd if cmd is None else flow_help(cmd)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         if args and args[0] in SUBCOMMANDS and args[0] not in self.commands:

@@ -242,12 +242,12 @@ def eval_feedback(
     unnoticed). The change starts a day before the end of the series (10:00; the holiday at
     midnight). Scored on the series it touches, one step ahead (links: at the shortest
     ledger horizon): steps_to_detect (steps from the change to the first drift of a group
-    holding them), coverage_80_before / _after (share
-    inside the 80 % interval over the day before / after; for links: under the 80 % upper
-    bound, nominally 90 %), steps_to_recover (steps until that coverage, averaged over 3
-    steps, is back within 3 points of nominal; coverage_80_worst_hour shows a later dip),
-    nmae_adaptive / nmae_frozen (from the change on), promotions (challengers promoted in
-    the adaptive run)."""
+    holding them), coverage_80_before / _after (share inside the 80 % interval over the
+    day before / after; for links: under the 80 % upper bound, nominally 90 %),
+    steps_to_recover (steps until that coverage, averaged over 3 steps, is back within 3
+    points of nominal; coverage_80_worst_hour shows a later dip), nmae_adaptive /
+    nmae_frozen (from the change on), promotions (challengers promoted in the adaptive
+    run)."""
     try:
         settings = settings_of(ctx)
         names = list(SCENARIOS) if scenario.strip().lower() == "all" else [scenario.strip()]

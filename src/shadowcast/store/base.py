@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import pyarrow as pa
+
+# A half-open ``[from, to)`` range on a timestamp column; None leaves that end open.
+TimeRange = tuple[datetime | None, datetime | None]
 
 
 class BlockNesting(Protocol):
@@ -73,7 +76,15 @@ class Store(Protocol):
         start: datetime | None = None,
         end: datetime | None = None,
         where: dict[str, str] | None = None,
-    ) -> pa.Table: ...
+        *,
+        ranges: Mapping[str, TimeRange] | None = None,
+    ) -> pa.Table:
+        """Rows of ``table`` in insertion order with the time column in ``[start, end)``,
+        the equality filters ``where``, and each other timestamp column of ``ranges`` in
+        its range (e.g. ``{"time_end": (a, b)}``: flows that ended in ``[a, b)``); a row
+        whose filtered column is null is left out. Every backend filters where it stores,
+        so only the matching rows are read back."""
+        ...
 
     def count(self, table: str) -> int: ...
 

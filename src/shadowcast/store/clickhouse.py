@@ -28,7 +28,7 @@ from shadowcast.errors import StoreError
 from shadowcast.store import clickhouse_maint as maint
 from shadowcast.store import clickhouse_query as q
 from shadowcast.store import conform as cf
-from shadowcast.store.base import AggQuery
+from shadowcast.store.base import AggQuery, TimeRange
 from shadowcast.store.clickhouse_io import Connection, parse_host, result_table
 from shadowcast.store.clickhouse_sql import NULL_MS, SEQ, Layout, ident
 from shadowcast.store.clickhouse_write import ThreadState, Writes
@@ -184,17 +184,20 @@ class ClickHouseStore(Writes):
         start: datetime | None = None,
         end: datetime | None = None,
         where: dict[str, str] | None = None,
+        *,
+        ranges: Mapping[str, TimeRange] | None = None,
     ) -> pa.Table:
-        """Rows of ``table`` in insertion order with the time column in [start, end)."""
+        """Rows of ``table`` in insertion order with the time column in [start, end) and
+        each column of ``ranges`` in its range (see :meth:`Store.read`)."""
         schema = cf.table_schema(table)
-        conds = q.filters(table, start, end, where)
+        conds = q.filters(table, start, end, where, ranges=ranges)
         cond = (" WHERE " + " AND ".join(conds)) if conds else ""
         names = ", ".join(ident(n) for n in schema.names)
         sql = f"SELECT {names} FROM {self.layout.name(table)}{cond} ORDER BY {ident(SEQ)}"
         out = self._select(sql, schema, f"read of {table!r}")
         pending = self._pending(table)
         if pending is not None:
-            out = pa.concat_tables([out, pending.read(table, start, end, where)])
+            out = pa.concat_tables([out, pending.read(table, start, end, where, ranges=ranges)])
         return out
 
     def count(self, table: str) -> int:

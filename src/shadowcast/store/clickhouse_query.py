@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from shadowcast.store import conform as cf
-from shadowcast.store.base import AggQuery
+from shadowcast.store.base import AggQuery, TimeRange
 from shadowcast.store.clickhouse_sql import (
     NULL_MS,
     ROLLUP_DIMS,
@@ -40,15 +40,19 @@ def filters(
     end: datetime | None,
     where: Mapping[str, object] | None,
     tcol: str | None = None,
+    *,
+    ranges: Mapping[str, TimeRange] | None = None,
 ) -> list[str]:
-    tcol = ident(tcol or cf.time_column(table))
     conds: list[str] = []
-    if start is not None or end is not None:
-        conds.append(f"{tcol} != {NULL_MS}")
-    if start is not None:
-        conds.append(f"{tcol} >= {ms(start)}")
-    if end is not None:
-        conds.append(f"{tcol} < {ms(end)}")
+    bounds = cf.time_ranges(table, None if tcol else start, None if tcol else end, ranges)
+    if tcol is not None and (start is not None or end is not None):  # e.g. a rollup's bucket
+        bounds.insert(0, (tcol, start, end))
+    for col, lo, hi in bounds:
+        conds.append(f"{ident(col)} != {NULL_MS}")
+        if lo is not None:
+            conds.append(f"{ident(col)} >= {ms(lo)}")
+        if hi is not None:
+            conds.append(f"{ident(col)} < {ms(hi)}")
     for col, scalar in cf.check_where(table, where).items():
         value = scalar.as_py()
         if isinstance(value, datetime):

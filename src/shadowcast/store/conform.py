@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute
 
 from shadowcast.errors import StoreError
-from shadowcast.store.base import AggQuery
+from shadowcast.store.base import AggQuery, TimeRange
 from shadowcast.store.schema import TABLES, TIME_COLUMN, TS
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,24 @@ def utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         return ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC)
+
+
+def time_ranges(
+    table: str,
+    start: datetime | None,
+    end: datetime | None,
+    ranges: Mapping[str, TimeRange] | None = None,
+) -> list[tuple[str, datetime | None, datetime | None]]:
+    """The half-open ranges a read keeps, as ``(column, from, to)`` in UTC: ``[start, end)``
+    on the table's time column, then each of ``ranges`` (another timestamp column of the
+    table, e.g. the flows' ``time_end``); open ends are None, unbounded ranges left out."""
+    out = []
+    for col, (lo, hi) in [(time_column(table), (start, end)), *(ranges or {}).items()]:
+        if not pa.types.is_timestamp(column_type(table, col)):
+            raise StoreError(f"range on {table!r}.{col!r}: not a timestamp column")
+        if lo is not None or hi is not None:
+            out.append((col, None if lo is None else utc(lo), None if hi is None else utc(hi)))
+    return out
 
 
 def check_where(table: str, where: Mapping[str, object] | None) -> dict[str, pa.Scalar]:

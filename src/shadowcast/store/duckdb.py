@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from shadowcast.errors import StoreError
 from shadowcast.store import conform as cf
-from shadowcast.store.base import AggQuery, inner_block
+from shadowcast.store.base import AggQuery, TimeRange, inner_block
 from shadowcast.store.schema import TABLES
 from shadowcast.store.segcheck import SegmentProblem, SegmentRepair, repair
 from shadowcast.store.segments import SEGMENTED, Pending, Segments
@@ -327,16 +327,15 @@ class DuckDBStore:
         start: datetime | None,
         end: datetime | None,
         where: Mapping[str, object] | None,
+        ranges: Mapping[str, TimeRange] | None = None,
     ) -> tuple[str, list[object]]:
-        tcol = cf.time_column(table)
         clauses: list[str] = []
         params: list[object] = []
-        if start is not None:
-            clauses.append(f"{q(tcol)} >= ?")
-            params.append(cf.utc(start))
-        if end is not None:
-            clauses.append(f"{q(tcol)} < ?")
-            params.append(cf.utc(end))
+        for col, lo, hi in cf.time_ranges(table, start, end, ranges):
+            for bound, op in ((lo, ">="), (hi, "<")):
+                if bound is not None:
+                    clauses.append(f"{q(col)} {op} ?")
+                    params.append(bound)
         for col, scalar in cf.check_where(table, where).items():
             typ = sql_type(scalar.type)
             clauses.append(f"{q(col)} = CAST(? AS {typ})")
@@ -350,10 +349,13 @@ class DuckDBStore:
         start: datetime | None = None,
         end: datetime | None = None,
         where: dict[str, str] | None = None,
+        *,
+        ranges: Mapping[str, TimeRange] | None = None,
     ) -> pa.Table:
-        """Rows of ``table`` (in insertion order) with the time column in [start, end)."""
+        """Rows of ``table`` (in insertion order) with the time column in [start, end)
+        and each column of ``ranges`` in its range (see :meth:`Store.read`)."""
         schema = cf.table_schema(table)
-        cond, params = self._filters(table, start, end, where)
+        cond, params = self._filters(table, start, end, where, ranges)
         out = self._query(table, f"SELECT * FROM {{src}}{cond}", params)
         return out.cast(schema)
 

@@ -20,7 +20,7 @@ import pyarrow.compute
 
 from shadowcast.errors import StoreError
 from shadowcast.store import conform as cf
-from shadowcast.store.base import AggQuery
+from shadowcast.store.base import AggQuery, TimeRange
 from shadowcast.store.schema import TABLES, TS
 
 if TYPE_CHECKING:
@@ -122,16 +122,19 @@ class MemoryStore:
         where: Mapping[str, object] | None,
         *,
         need_time: bool = False,
+        ranges: Mapping[str, TimeRange] | None = None,
     ) -> pa.Table:
         filters = cf.check_where(table, where)
+        bounds = cf.time_ranges(table, start, end, ranges)
         data = self._all(table)
-        tcol = data.column(cf.time_column(table))
-        mask = pc.is_valid(tcol) if need_time else None
+        mask = pc.is_valid(data.column(cf.time_column(table))) if need_time else None
         conds = []
-        if start is not None:
-            conds.append(pc.greater_equal(tcol, pa.scalar(cf.utc(start), TS)))
-        if end is not None:
-            conds.append(pc.less(tcol, pa.scalar(cf.utc(end), TS)))
+        for col, lo, hi in bounds:
+            typ = data.schema.field(col).type
+            if lo is not None:
+                conds.append(pc.greater_equal(data.column(col), pa.scalar(lo, typ)))
+            if hi is not None:
+                conds.append(pc.less(data.column(col), pa.scalar(hi, typ)))
         for col, scalar in filters.items():
             conds.append(pc.equal(data.column(col), scalar))
         for c in conds:
@@ -145,10 +148,12 @@ class MemoryStore:
         start: datetime | None = None,
         end: datetime | None = None,
         where: dict[str, str] | None = None,
+        *,
+        ranges: Mapping[str, TimeRange] | None = None,
     ) -> pa.Table:
         with self._lock:
             self._check_open()
-            return self._select(table, start, end, where)
+            return self._select(table, start, end, where, ranges=ranges)
 
     def aggregate(self, query: AggQuery) -> pa.Table:
         out_schema = cf.check_query(query)

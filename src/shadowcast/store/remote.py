@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from shadowcast.errors import StoreError
-from shadowcast.store.base import AggQuery, Store
+from shadowcast.store.base import AggQuery, Store, TimeRange
 
 log = logging.getLogger(__name__)
 SOCKET_NAME = "shadowcast.sock"
@@ -50,6 +50,15 @@ def _from_ipc(data: bytes) -> pa.Table:
 
 def _time(v: Any) -> datetime | None:
     return None if v in (None, "") else datetime.fromisoformat(str(v))
+
+
+def _ranges(v: Any) -> dict[str, TimeRange] | None:
+    """``{"column": [from, to]}`` of a read request (ISO times or null)."""
+    if not v:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(r, list) and len(r) == 2 for r in v.values()):
+        raise ValueError("ranges must map a column to [from, to]")
+    return {str(col): (_time(lo), _time(hi)) for col, (lo, hi) in v.items()}
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -104,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path == "/store/read":
                 table = st.read(
                     str(req["table"]), _time(req.get("start")), _time(req.get("end")),
-                    req.get("where") or None,
+                    req.get("where") or None, ranges=_ranges(req.get("ranges")),
                 )  # fmt: skip
             elif self.path == "/store/aggregate":
                 table = st.aggregate(
@@ -252,12 +261,18 @@ class RemoteStore:
         start: datetime | None = None,
         end: datetime | None = None,
         where: dict[str, str] | None = None,
+        *,
+        ranges: Mapping[str, TimeRange] | None = None,
     ) -> pa.Table:
         body = {
             "table": table,
             "start": start.isoformat() if start else None,
             "end": end.isoformat() if end else None,
             "where": where,
+            "ranges": {
+                col: [lo.isoformat() if lo else None, hi.isoformat() if hi else None]
+                for col, (lo, hi) in (ranges or {}).items()
+            },
         }
         return _from_ipc(self._call("POST", "/store/read", body))
 

@@ -9,13 +9,13 @@ until it ends, so nothing interleaves with it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pyarrow as pa
 
-from shadowcast.store.base import AggQuery, Store
+from shadowcast.store.base import AggQuery, Store, TimeRange
 
 
 class SharedStore:
@@ -49,9 +49,11 @@ class SharedStore:
         start: datetime | None = None,
         end: datetime | None = None,
         where: dict[str, str] | None = None,
+        *,
+        ranges: Mapping[str, TimeRange] | None = None,
     ) -> pa.Table:
         with self._lock:
-            return self.inner.read(table, start, end, where)
+            return self.inner.read(table, start, end, where, ranges=ranges)
 
     def count(self, table: str) -> int:
         with self._lock:

@@ -6,10 +6,13 @@ its own collector decodes. :class:`StoreFeed` polls the ``flows`` table every ``
 hands the intake the rows whose ``time_end`` is in ``[watermark, now - lateness)``, then
 moves the watermark there: each flow is handed over once, when it has ended and its
 collector has had ``lateness`` to store it. A row stored later than that is not seen (the
-same bound as the rollup's own lateness). Rows are read by the table's time column
-(``time_start``) from ``watermark - max_duration``: a flow record spans at most
-``max_duration`` (the exporters' active timeout). A failed poll keeps the watermark and
-is tried again at the next one.
+same bound as the rollup's own lateness). The store filters where it keeps the rows
+(``Store.read`` with a range on ``time_end``), so a poll reads back only the rows it hands
+over, not every flow of the last ``max_duration``; the range on the table's time column
+(``time_start`` from ``watermark - max_duration``: a flow record spans at most
+``max_duration``, the exporters' active timeout) lets the backend skip older data by its
+index or segment statistics. A failed poll keeps the watermark and is tried again at the
+next one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from shadowcast.errors import StoreError
@@ -65,11 +67,8 @@ class StoreFeed:
         if cut <= wm:
             return 0
         start = wm - self.max_duration_s * 1000
-        tab = self.store.read("flows", _dt(start), _dt(cut))
-        if tab.num_rows:
-            end = tab.column("time_end").cast(pa.int64()).fill_null(-1).to_numpy()
-            end = np.asarray(end, dtype=np.int64)
-            tab = tab.filter(pa.array((end >= wm) & (end < cut)))
+        ended = {"time_end": (_dt(wm), _dt(cut))}
+        tab = self.store.read("flows", _dt(start), _dt(cut), ranges=ended)
         if tab.num_rows:
             self.put(tab)
         self.watermark_ms = cut

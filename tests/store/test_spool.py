@@ -349,3 +349,18 @@ def test_a_full_file_system_is_waited_out(tmp_path: Path) -> None:
         store.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_the_writer_thread_runs_nicer_than_its_process(flaky: Flaky) -> None:
+    """The collector's writer yields the CPU to the socket readers (collect.writer_nice)."""
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    spool = Spool(flaky, nice=5, **FAST)
+    spool.start()
+    try:
+        spool.put("flows", batches(1)[0])
+        wait_calls(flaky, 1)
+        assert spool._thread is not None and spool._thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, spool._thread.native_id) == min(19, base + 5)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    finally:
+        spool.close()

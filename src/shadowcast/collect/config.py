@@ -85,6 +85,10 @@ class CollectConfig(BaseModel):
     spill_dir: Path | None = None
     spill_max_bytes: int = Field(default=1 << 30, ge=0, le=1 << 44)
     retry_max_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    # The thread that encodes and writes batches runs this much nicer than the rest
+    # (Linux): when the CPUs are short, the workers draining the sockets go first and
+    # the writer catches up from its buffer, instead of the kernel dropping datagrams.
+    writer_nice: int = Field(default=10, ge=0, le=19)
 
     # -- state bounds, per worker: exporters tracked (the least recently heard evicted
     # with all their state; their counters fold into exporter "other"), templates in

@@ -160,6 +160,7 @@ class CollectServer:
             spill_dir=config.spill_dir,
             spill_max_bytes=config.spill_max_bytes,
             retry_max_s=config.retry_max_s,
+            nice=config.writer_nice,
         )
         self.recovered_rows = 0  # rows a crashed run left in shared memory, stored now
         self.worker_pids: list[int] = []

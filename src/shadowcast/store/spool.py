@@ -89,6 +89,7 @@ class Spool:
         max_write_rows: int = 1_000_000,
         close_timeout_s: float = 10.0,
         sleep: Callable[[float], None] | None = None,
+        nice: int = 0,
     ) -> None:
         if memory_bytes < 1 or spill_max_bytes < 0 or retry_initial_s <= 0 or split_after < 1:
             raise StoreError("spool: memory_bytes, retry_initial_s and split_after must be > 0")
@@ -101,6 +102,7 @@ class Spool:
         self.split_after = split_after
         self.max_write_rows = max_write_rows
         self.close_timeout_s = close_timeout_s
+        self.nice = nice
         self._sleep = sleep
         self._q: deque[_Entry] = deque()
         self._cond = threading.Condition()
@@ -281,6 +283,8 @@ class Spool:
     # -- writer --------------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self.nice:
+            _lower_priority(self.nice)
         failures = 0  # consecutive, whatever the batch: drives the backoff
         while True:
             with self._cond:
@@ -416,3 +420,13 @@ def _unlink_all(paths: Iterable[str]) -> None:
     for p in paths:
         with contextlib.suppress(OSError):
             os.unlink(p)
+
+
+def _lower_priority(nice: int) -> None:
+    """Give the calling thread (Linux: a thread is a task) ``nice`` more niceness: a
+    writer behind a buffer yields the CPU to the threads that must keep up with input."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: keep going
+        log.warning("store writer: cannot lower its priority", extra={"error": str(exc)})

@@ -91,6 +91,15 @@ def cur_mlu(paths: PathSet, cap: F64, peak: F64, split: F64) -> float:
     return float(utilisation(paths, cap, peak[None], split)[0].max())
 
 
+def keep_in_force(cur: float, new: float, cfg: PlanConfig) -> bool:
+    """Hysteresis: keep the plan in force (planned MLU ``cur``) rather than adopt a new one
+    (``new``) unless the new one lowers the planned MLU by ``plan.hysteresis``, or the one in
+    force is planned over ``plan.target_utilisation`` and the new one lowers it at all."""
+    if cur > cfg.target_utilisation:
+        return new >= cur
+    return cur - new < cfg.hysteresis
+
+
 def cap_changes(paths: PathSet, cur: F64, new: F64, peak: F64, cap_n: int, notes: list[str]) -> F64:
     """Keep at most ``cap_n`` (class, OD) changes, the largest (share moved x demand)."""
     moved = 0.5 * np.abs(np.add.reduceat(np.abs(new - cur), paths.od_start[:-1], axis=1))

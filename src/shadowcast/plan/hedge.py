@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from shadowcast.errors import ConfigError, ForecastError
 from shadowcast.forecast.base import Forecaster
+from shadowcast.plan.churn import keep_in_force
 from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.optimise import LPResult, solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet
@@ -238,11 +239,23 @@ def plan_replay(
             robust=False,
             warm=warm,
         )
-        splits.append(res.split)
+        if prev is not None and keep_in_force(
+            planned_mlu(rp, scen, prev), planned_mlu(rp, scen, res.split), cfg
+        ):
+            res_split = prev
+        else:
+            res_split = res.split
+        splits.append(res_split)
         ms.append(res.solve_ms)
-        prev, warm = res.split, res.support
+        prev, warm = res_split, res.support
         tick(1)
     return splits, ms
+
+
+def planned_mlu(rp: Replay, scenarios: F64, split: F64) -> float:
+    """The MLU the replay's LP minimises (``robust=False``): the mean over the demand
+    scenarios ``[S, n_od]`` of each one's MLU under ``split``."""
+    return float(utilisation(rp.paths, rp.cap, scenarios, split).max(axis=1).mean())
 
 
 def pick_hedge(scores: dict[str, list[float]]) -> str:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from shadowcast.errors import PlanError
 from shadowcast.plan.base import LinkOutlook, Plan, Shaping
-from shadowcast.plan.churn import cap_changes, keep_in_force, rebalance
+from shadowcast.plan.churn import cap_changes, rebalance
 from shadowcast.plan.config import PlanConfig, parse_quantile
 from shadowcast.plan.optimise import normalise_split, solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet
@@ -166,7 +166,7 @@ def make_plan(
         hot = util_cur > cfg.move_above
         new, mlu, movable = rebalance(paths, cap, peak, cur, allowed, cfg, hot, notes)
         fixed = ~movable
-        if keep_in_force(float(util_cur.max()), mlu, cfg):
+        if util_cur.max() - mlu < cfg.hysteresis and util_cur.max() <= cfg.target_utilisation:
             new = cur
             notes.append(f"hysteresis: gain {util_cur.max() - mlu:.3f} < {cfg.hysteresis}")
     new = cap_changes(paths, cur, new, peak, cfg.max_changes, notes)

@@ -46,8 +46,9 @@ def test_keep_in_force_margin_and_threshold() -> None:
     cfg = PlanConfig(hysteresis=0.02, target_utilisation=0.9)
     assert keep_in_force(0.70, 0.69, cfg)  # gains 0.01 < 0.02: keep
     assert not keep_in_force(0.70, 0.67, cfg)  # gains 0.03: change
-    assert not keep_in_force(0.95, 0.945, cfg)  # over the target: any gain counts
-    assert keep_in_force(0.95, 0.95, cfg)  # ... but no gain is no change
+    assert not keep_in_force(0.91, 0.899, cfg)  # back under the target: change
+    assert keep_in_force(1.60, 1.59, cfg)  # over it and staying over: the margin holds
+    assert not keep_in_force(1.60, 1.55, cfg)
     assert not keep_in_force(0.70, 0.69, cfg.model_copy(update={"hysteresis": 0.0}))
 
 

@@ -93,10 +93,12 @@ def cur_mlu(paths: PathSet, cap: F64, peak: F64, split: F64) -> float:
 
 def keep_in_force(cur: float, new: float, cfg: PlanConfig) -> bool:
     """Hysteresis: keep the plan in force (planned MLU ``cur``) rather than adopt a new one
-    (``new``) unless the new one lowers the planned MLU by ``plan.hysteresis``, or the one in
-    force is planned over ``plan.target_utilisation`` and the new one lowers it at all."""
-    if cur > cfg.target_utilisation:
-        return new >= cur
+    (``new``) unless the new one lowers the planned MLU by ``plan.hysteresis``, or brings a
+    plan in force over ``plan.target_utilisation`` under it. Over the target the margin
+    still applies: every forecast wobble gains something there, and GEANT's matrices on
+    FIGRET's capacities sit at an MLU of about 1.6 throughout."""
+    if cur > cfg.target_utilisation >= new:
+        return False
     return cur - new < cfg.hysteresis
 
 

@@ -19,6 +19,10 @@ the *validation* stretch): the forecaster, per horizon, by its NMAE there (a bac
 then the hedge (``k`` and the churn weight), per horizon, by replaying the candidates on
 that stretch with the picked forecaster: the least mean + p95 of MLU / oracle, and among
 hedges within ``CHURN_SLACK`` of that the one that moves the least traffic.
+
+Each decision keeps the plan in force unless the new one pays
+(:func:`shadowcast.plan.churn.keep_in_force`: it lowers the planned MLU on the same
+scenarios by ``plan.hysteresis``, or brings it under ``plan.target_utilisation``).
 """
 
 from __future__ import annotations

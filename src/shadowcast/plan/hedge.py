@@ -245,13 +245,12 @@ def plan_replay(
         )
         if prev is not None and keep_in_force(
             planned_mlu(rp, scen, prev), planned_mlu(rp, scen, res.split), cfg
-        ):
-            res_split = prev
+        ):  # the next solve starts from the plan kept, as if it had just been found
+            warm = prev > 1e-9
         else:
-            res_split = res.split
-        splits.append(res_split)
+            prev, warm = res.split, res.support
+        splits.append(prev)
         ms.append(res.solve_ms)
-        prev, warm = res_split, res.support
         tick(1)
     return splits, ms
 

@@ -91,6 +91,17 @@ def cur_mlu(paths: PathSet, cap: F64, peak: F64, split: F64) -> float:
     return float(utilisation(paths, cap, peak[None], split)[0].max())
 
 
+def keep_in_force(cur: float, new: float, cfg: PlanConfig) -> bool:
+    """Hysteresis: keep the plan in force (planned MLU ``cur``) rather than adopt a new one
+    (``new``) unless the new one lowers the planned MLU by ``plan.hysteresis``, or brings a
+    plan in force over ``plan.target_utilisation`` under it. Over the target the margin
+    still applies: every forecast wobble gains something there, and GEANT's matrices on
+    FIGRET's capacities sit at an MLU of about 1.6 throughout."""
+    if cur > cfg.target_utilisation >= new:
+        return False
+    return cur - new < cfg.hysteresis
+
+
 def cap_changes(paths: PathSet, cur: F64, new: F64, peak: F64, cap_n: int, notes: list[str]) -> F64:
     """Keep at most ``cap_n`` (class, OD) changes, the largest (share moved x demand)."""
     moved = 0.5 * np.abs(np.add.reduceat(np.abs(new - cur), paths.od_start[:-1], axis=1))

@@ -299,6 +299,21 @@ class ColumnLP:
         self.aux_base[bc, pb.path_od[bp]] = r0 + oc.size + np.arange(bc.size)
 
     # -- solve ---------------------------------------------------------------------------
+    def _retry(self) -> highspy.HighsModelStatus:
+        """Solve again from scratch with the dual simplex once: primal simplex from the
+        last basis can stop with an 'Unknown' status (seen on GEANT in eval te's
+        predictive replay) on an LP that is feasible and bounded."""
+        h = self.h
+        log.warning(
+            "HiGHS stopped with %s: solving again from scratch",
+            h.modelStatusToString(h.getModelStatus()),
+        )
+        h.clearSolver()
+        h.setOptionValue("simplex_strategy", 1)
+        h.run()
+        h.setOptionValue("simplex_strategy", 4)
+        return h.getModelStatus()
+
     def solve(self) -> Solution:
         pb, h = self.pb, self.h
         n_c = pb.d.shape[1]
@@ -307,6 +322,8 @@ class ColumnLP:
         while True:
             h.run()
             status = h.getModelStatus()
+            if status != highspy.HighsModelStatus.kOptimal:
+                status = self._retry()
             if status != highspy.HighsModelStatus.kOptimal:
                 raise PlanError(f"HiGHS could not solve the TE LP: {h.modelStatusToString(status)}")
             rounds += 1

@@ -14,7 +14,8 @@ where it meets the true matrix ``D[t]``. Policies:
   on the forecast for ``t`` made at ``τ`` (at a configured quantile), hedged on the joint
   forecast error and with the convex utilisation penalty so that non-bottleneck links keep
   head-room (:mod:`shadowcast.plan.hedge`: what is picked, and how, on the training part
-  only);
+  only); a new plan replaces the one in force only if it lowers the planned MLU by
+  ``plan.hysteresis`` (or brings it under ``plan.target_utilisation``);
 * ``oracle``: min-MLU LP on the true ``D[t]``.
 
 Every LP policy uses the same candidate paths (k shortest per OD), so ``oracle`` is the

@@ -19,6 +19,10 @@ the *validation* stretch): the forecaster, per horizon, by its NMAE there (a bac
 then the hedge (``k`` and the churn weight), per horizon, by replaying the candidates on
 that stretch with the picked forecaster: the least mean + p95 of MLU / oracle, and among
 hedges within ``CHURN_SLACK`` of that the one that moves the least traffic.
+
+Each decision keeps the plan in force unless the new one pays
+(:func:`shadowcast.plan.churn.keep_in_force`: it lowers the planned MLU on the same
+scenarios by ``plan.hysteresis``, or brings it under ``plan.target_utilisation``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy.typing as npt
 
 from shadowcast.errors import ConfigError, ForecastError
 from shadowcast.forecast.base import Forecaster
+from shadowcast.plan.churn import keep_in_force
 from shadowcast.plan.config import PlanConfig
 from shadowcast.plan.optimise import LPResult, solve_min_mlu, utilisation
 from shadowcast.plan.paths import PathSet
@@ -238,11 +243,22 @@ def plan_replay(
             robust=False,
             warm=warm,
         )
-        splits.append(res.split)
+        if prev is not None and keep_in_force(
+            planned_mlu(rp, scen, prev), planned_mlu(rp, scen, res.split), cfg
+        ):  # the next solve starts from the plan kept, as if it had just been found
+            warm = prev > 1e-9
+        else:
+            prev, warm = res.split, res.support
+        splits.append(prev)
         ms.append(res.solve_ms)
-        prev, warm = res.split, res.support
         tick(1)
     return splits, ms
+
+
+def planned_mlu(rp: Replay, scenarios: F64, split: F64) -> float:
+    """The MLU the replay's LP minimises (``robust=False``): the mean over the demand
+    scenarios ``[S, n_od]`` of each one's MLU under ``split``."""
+    return float(utilisation(rp.paths, rp.cap, scenarios, split).max(axis=1).mean())
 
 
 def pick_hedge(scores: dict[str, list[float]]) -> str:

@@ -14,7 +14,9 @@
 * the retraining on drift: a refit ``retrain_after`` a drift of the OD series (at most one
   per ``retrain_min_interval``).
 
-Each drift is a row of ``drift_events`` and a ``ForecastAccuracyDegraded`` alert.
+Each drift is a row of ``drift_events`` and a ``ForecastAccuracyDegraded`` alert. A change
+of the routing in force that moves a link's load (:mod:`shadowcast.feedback.routes`) is a
+``route-change`` row of ``drift_events``, without an alert (the link forecasts follow it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from shadowcast.feedback.accuracy import RollingAccuracy
 from shadowcast.feedback.adapt import Adapter
 from shadowcast.feedback.config import FeedbackConfig
 from shadowcast.feedback.drift import DriftDetector, DriftEvent, single_groups, site_groups
+from shadowcast.feedback.routes import ROUTE_CHANGE, route_change_events
 from shadowcast.records import F64, Alert, Forecast
 from shadowcast.store.schema import ACCURACY_GROUPS_SCHEMA, DRIFT_SCHEMA
 from shadowcast.units import parse_duration
@@ -95,6 +98,7 @@ class FeedbackStage:
         self.last_summary_s: int | None = None
         self.drifts = 0
         self.retrains = 0
+        self.route_changes = 0
         self._drift_rows: list[dict[str, Any]] = []
 
     # -- every step ------------------------------------------------------------------------
@@ -144,6 +148,20 @@ class FeedbackStage:
         self.drifts += len(events)
         return events
 
+    def route_change(self, t_s: int, before: F64, after: F64) -> list[DriftEvent]:
+        """The routing in force changed before the step starting ``t_s``: ``before`` and
+        ``after`` are the step's link loads under the old and the new routing. Every link
+        moved by more than ``route_change_margin`` is a ``route-change`` event (a row of
+        ``drift_events``, action ``remap``: its forecasts are mapped under the new routing)
+        and its drift test starts over, quiet for the cooldown."""
+        names = self.drift["link"].names
+        events = route_change_events(t_s, before, after, names, self.cfg.route_change_margin)
+        if events:
+            self.drift["link"].hold(np.concatenate([e.members for e in events]))
+        self._drift_rows += [{**e.as_dict(), "action": "remap"} for e in events]
+        self.route_changes += len(events)
+        return events
+
     def _schedule_retrain(self, t_s: int) -> bool:
         if not self.cfg.retrain_on_drift or self.retrain_at_s is not None:
             return self.retrain_at_s is not None
@@ -166,6 +184,8 @@ class FeedbackStage:
         direction (one alert naming every group, its value the largest scaled error)."""
         grouped: dict[tuple[str, int, int], list[DriftEvent]] = {}
         for e in events:
+            if e.kind == ROUTE_CHANGE:  # not an accuracy drift: the forecasts follow it
+                continue
             grouped.setdefault((e.kind, e.direction, e.time_s), []).append(e)
         out = []
         for (kind, direction, t_s), evs in sorted(grouped.items()):
@@ -218,6 +238,7 @@ class FeedbackStage:
     def counters(self) -> dict[str, Any]:
         return {
             "drifts": self.drifts,
+            "route_changes": self.route_changes,
             "retrains_on_drift": self.retrains,
             "adapting_series": int(self.adapter.adapting(self._now()).sum()),
             "retrain_at_s": self.retrain_at_s,
@@ -240,6 +261,7 @@ class FeedbackStage:
             "retrain_at_s": self.retrain_at_s,
             "last_retrain_s": self.last_retrain_s,
             "counts": (self.drifts, self.retrains),
+            "route_changes": self.route_changes,
         }
 
     def load_state(self, st: dict[str, Any]) -> bool:
@@ -255,6 +277,7 @@ class FeedbackStage:
         self.retrain_at_s = st.get("retrain_at_s")
         self.last_retrain_s = st.get("last_retrain_s")
         self.drifts, self.retrains = st.get("counts", (0, 0))
+        self.route_changes = int(st.get("route_changes", 0))
         return True
 
 

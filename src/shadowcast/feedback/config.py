@@ -33,6 +33,13 @@ class FeedbackConfig(BaseModel):
     drift_threshold: float = Field(
         12.0, gt=0, le=1000, description="drift test: evidence needed (Page-Hinkley lambda)"
     )
+    drift_ahead: int = Field(
+        1,
+        ge=1,
+        le=288,
+        description="drift test of the OD series: errors of the forecasts made this many "
+        "steps ahead (a model that follows its last value absorbs a shift in one step)",
+    )
     drift_min_steps: int = Field(
         24, ge=2, le=100_000, description="steps learnt before the drift test is armed"
     )

@@ -93,6 +93,7 @@ class FeedbackStage:
         self.version: int | None = None  # the champion's version the ratios were learnt for
         self._one: dict[str, tuple[int, F64]] = {}  # kind -> (target step, 1-step forecast)
         self._tag: dict[str, int] = {}
+        self._ahead: dict[int, F64] = {}  # target step -> OD forecast drift_ahead steps ahead
         self.retrain_at_s: int | None = None
         self.last_retrain_s: int | None = None
         self.last_summary_s: int | None = None
@@ -118,11 +119,18 @@ class FeedbackStage:
         rank = np.argsort(np.argsort(lv, kind="stable"), kind="stable")
         return np.asarray(rank * 10 // max(lv.size, 1), dtype=np.int64)
 
-    def issued(self, kind: str, target_s: int, mean1: F64, tag: int = 0) -> None:
-        """The one-step-ahead forecast of ``kind`` for the step starting ``target_s``;
-        ``tag``: what it was made under (the routing's version, for links)."""
-        self._one[kind] = (int(target_s), np.asarray(mean1, dtype=np.float64).copy())
+    def issued(self, kind: str, target_s: int, mean: F64, tag: int = 0) -> None:
+        """The forecast of ``kind`` issued for the step starting ``target_s`` and on:
+        ``mean[n]`` one step ahead, or ``mean[n, H]`` (column ``j``: ``j`` steps later);
+        ``tag``: what it was made under (the routing's version, for links). With
+        ``drift_ahead`` k > 1 the drift test of the OD series takes the errors of the
+        forecasts made k steps ahead (column k - 1)."""
+        m = np.asarray(mean, dtype=np.float64)
+        self._one[kind] = (int(target_s), (m[:, 0] if m.ndim == 2 else m).copy())
         self._tag[kind] = int(tag)
+        k = self.cfg.drift_ahead
+        if kind == "od" and k > 1 and m.ndim == 2 and m.shape[1] >= k:
+            self._ahead[int(target_s) + (k - 1) * self.step_s] = m[:, k - 1].copy()
 
     def observe(self, kind: str, t_s: int, actual: F64, tag: int = 0) -> list[DriftEvent]:
         """The step starting ``t_s`` measured (under ``tag``): recalibration learns, drift
@@ -131,6 +139,11 @@ class FeedbackStage:
         if kind == "od":
             self.adapter.learn(t_s, actual)
         one = self._one.get(kind)
+        if kind == "od" and self.cfg.drift_ahead > 1:
+            ahead = self._ahead.pop(int(t_s), None)
+            for old in [t for t in self._ahead if t < t_s]:
+                del self._ahead[old]
+            one = None if ahead is None else (int(t_s), ahead)
         if one is None or one[0] != t_s or one[1].shape != np.shape(actual):
             return []
         if self._tag.get(kind, 0) != int(tag):
@@ -258,6 +271,7 @@ class FeedbackStage:
             "adapter": self.adapter.state(),
             "version": self.version,
             "one": self._one,
+            "ahead": self._ahead,
             "retrain_at_s": self.retrain_at_s,
             "last_retrain_s": self.last_retrain_s,
             "counts": (self.drifts, self.retrains),
@@ -274,6 +288,7 @@ class FeedbackStage:
         self.adapter.load_state(st["adapter"])
         self.version = st.get("version")
         self._one = dict(st.get("one", {}))
+        self._ahead = dict(st.get("ahead", {}))
         self.retrain_at_s = st.get("retrain_at_s")
         self.last_retrain_s = st.get("last_retrain_s")
         self.drifts, self.retrains = st.get("counts", (0, 0))

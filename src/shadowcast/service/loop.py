@@ -247,7 +247,7 @@ class Service:
                     st = fb.correct(end, st, fc.version)
                 link = s.linkmap.map(end, st, self._stacked_routing(), self._bound_columns())
                 if fb is not None:
-                    fb.issued("od", end, st.mean[:, 0])
+                    fb.issued("od", end, st.mean)
                     fb.issued("link", end, link.mean[:, 0], tag=s.routing.version)
                 report.forecast, report.link, report.stacked = fc, link, st
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)

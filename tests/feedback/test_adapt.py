@@ -103,3 +103,27 @@ def test_a_new_model_carries_the_adaptation_on_where_series_adapt() -> None:
     # no forecast one step before: nothing to carry on from, every ratio goes
     ad.switch_model(40 * STEP, new.mean)
     assert np.all(ad.ratio == 1.0)
+
+
+@pytest.mark.parametrize(("half", "sd"), [(40.0, 20.0), (8.0, 20.0)])
+def test_adapting_series_widths_come_from_their_recent_scores_at_once(half, sd) -> None:  # type: ignore[no-untyped-def]
+    """After a drift the adapting series' intervals are too wide (the model's own intervals
+    blown up by the change) or too narrow: their coverage is at the level within a few
+    steps, not after the many steps an adaptive step up and down would take."""
+    rng = np.random.default_rng(3)
+    n, H = 300, 2
+    ad = Adapter(n, H, [80.0], STEP, rate=0.5)
+    ad.start(np.arange(n), 0, steps=100)
+    zeros = np.zeros(n, dtype=np.int64)
+    issued = []
+    inside = []
+    for t in range(30):
+        y = 100.0 + sd * rng.standard_normal(n)
+        if issued:
+            prev = issued[-1]
+            inside.append(((y >= prev.lower[80.0][:, 0]) & (y <= prev.upper[80.0][:, 0])).mean())
+        ad.learn(t * STEP, y)
+        issued.append(ad.correct((t + 1) * STEP, _forecast(n, H, np.full(n, half)), zeros))
+    cov = np.array(inside)
+    assert cov[2:].mean() == pytest.approx(0.8, abs=0.04)
+    assert np.all(np.abs(cov[3:] - 0.8) < 0.1)  # every step, from the third on

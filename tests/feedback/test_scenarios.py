@@ -122,8 +122,8 @@ def test_an_unknown_scenario_or_onset_is_refused() -> None:
 def test_eval_feedback_end_to_end_on_a_short_series() -> None:
     """new-application over 3 days (the change on the third), through the command line:
     the drift is seen within 6 steps, the feedback beats the frozen models, coverage was
-    honest before and comes back. (The issue's 12-step recovery floor is not met: see
-    ``eval feedback``'s figures in the changelog.)"""
+    honest before and comes back within the issue's 12 steps (the adapting series' widths
+    from their recent scores; 14 steps with an adaptive step)."""
     import json
 
     from typer.testing import CliRunner
@@ -138,7 +138,7 @@ def test_eval_feedback_end_to_end_on_a_short_series() -> None:
     assert doc["steps_to_detect"] is not None and 0 <= doc["steps_to_detect"] <= 6
     assert doc["nmae_adaptive"] < doc["nmae_frozen"]
     assert abs(doc["coverage_80_before"] - 0.8) <= 0.05
-    assert doc["steps_to_recover"] is not None
+    assert doc["steps_to_recover"] is not None and doc["steps_to_recover"] <= 12
     # the feedback keeps coverage closer to 80 % than the frozen models after the change
     assert abs(doc["coverage_80_after"] - 0.8) < abs(doc["coverage_80_after_frozen"] - 0.8)
     assert set(doc) >= {

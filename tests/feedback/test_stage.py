@@ -99,3 +99,28 @@ def test_a_link_forecast_made_under_another_routing_is_not_tested() -> None:
     assert fb.observe("link", 40 * STEP, np.array([10.0, 190.0]), tag=1) == []
     fb.issued("link", 41 * STEP, load, tag=1)
     assert fb.observe("link", 41 * STEP, np.array([10.0, 190.0]), tag=1) != []
+
+
+def _persistence_run(ahead: int, shift_at: int, steps: int = 160) -> int | None:
+    """A model that forecasts the last value at every step ahead (it absorbs a shift in one
+    step); series 0-1 jump +30 % at ``shift_at`` (one step of it is not evidence enough).
+    The first step with an OD drift."""
+    fb = _stage(drift_ahead=ahead)
+    rng = np.random.default_rng(5)
+    n = len(CLASSES) * len(OD)
+    level = np.linspace(50, 150, n)
+    for t in range(1, steps):
+        y = level * (1 + 0.03 * rng.standard_normal(n))
+        if t >= shift_at:
+            y[:2] *= 1.3
+        if fb.observe("od", t * STEP, y):
+            return t
+        fb.issued("od", (t + 1) * STEP, np.repeat(y[:, None], 3, axis=1))
+    return None
+
+
+def test_drift_on_errors_some_steps_ahead_sees_a_shift_a_follower_absorbs() -> None:
+    assert _persistence_run(1, shift_at=100) is None  # one step ahead: a single spike
+    t = _persistence_run(3, shift_at=100)
+    assert t is not None and 100 <= t < 106
+    assert _persistence_run(3, shift_at=10_000) is None  # and nothing without a change

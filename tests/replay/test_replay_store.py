@@ -24,6 +24,12 @@ def test_plan_and_forecast_read_the_replay_store(tmp_path: Path) -> None:
     assert rep.returncode == 0, rep.stderr[-2000:]
     topo = Path(__file__).resolve().parents[2] / "src/shadowcast/datasets/data/Geant2001.graphml"
     store = str(env_dir / "replay.duckdb")
+    import duckdb
+
+    with duckdb.connect(store, read_only=True) as con:
+        row = con.execute("SELECT count(*) FROM drift_events").fetchone()
+    # the report counts the service's drift events (false drifts on a plain backbone)
+    assert row is not None and json.loads(rep.stdout)["feedback"]["drifts"] == row[0]
     plan = cli("plan", "--topology", str(topo), "--store", store, "--json")
     assert plan.returncode == 0, plan.stderr[-2000:]
     out = json.loads(plan.stdout)

@@ -11,8 +11,13 @@ Two corrections on top of the champion model's forecasts ``mean[n, H]`` (and bou
   model, refitted on drift, carries the new level by then).
 * **interval widths per volume decile and step ahead** (:class:`GroupACI`): the coverage of
   every decile is kept at the nominal level, not only the pooled coverage the model's own
-  conformal calibration targets; the series adapting after a drift form one more group with
-  a faster rate, learnt only from forecasts issued after the drift.
+  conformal calibration targets.
+* **interval widths of the series adapting after a drift**: one more group, learnt only
+  from forecasts issued after the drift, and not by stepping a width up and down (after
+  the misses of a change an adaptive step overshoots: two misses widen the intervals for
+  many steps of full coverage) but from the quantile of its recent scores: the width
+  factor that would have put ``level`` % of the group's series inside their intervals
+  over the last ``score_steps`` steps, ``|y - mean| / half-width`` at each step ahead.
 
 Both are vectorised over series and steps ahead; ``learn`` runs once per step.
 """
@@ -42,6 +47,10 @@ class _Issued:
     upper: Mapping[float, F64]
     deciles: I64
     adapting: B  # which series adapted when this was issued
+    mean: F64  # the corrected mean [n, H]
+    # per level, the half-widths above and below the mean before the drifted group's
+    # factor (its unit), for the adapting series' scores; None when none adapted
+    unit: Mapping[float, tuple[F64, F64]] | None
 
 
 class Adapter:
@@ -57,9 +66,9 @@ class Adapter:
         rate: float = 0.3,
         relax: float = 0.02,
         gamma: float = 0.02,
-        gamma_adapting: float = 0.1,
         deciles: int = 10,
         max_ratio: float = 10.0,
+        score_steps: int = 3,
         enabled: bool = True,
     ) -> None:
         self.n = int(n_series)
@@ -72,8 +81,12 @@ class Adapter:
         self.level = np.zeros(self.n)  # EW |y|: the ratio's epsilon
         self.adapt_until = np.full(self.n, -1, dtype=np.int64)  # time (s) adaptation ends
         self.widths = GroupACI(self.levels, self.H, deciles, gamma=gamma)
-        self.drifted = GroupACI(self.levels, self.H, 1, gamma=gamma_adapting)
+        self.drifted = GroupACI(self.levels, self.H, 1, gamma=0.0)  # set by _score
         self._issued: deque[_Issued] = deque(maxlen=self.H)
+        self.score_steps = int(score_steps)
+        # per level and step ahead, the adapting series' scores of the last steps
+        self._scores: dict[float, list[deque[F64]]] = {}
+        self._reset_scores()
 
     def adapting(self, now_s: int) -> B:
         return np.asarray(self.adapt_until > now_s)
@@ -83,6 +96,7 @@ class Adapter:
         fresh = members[self.adapt_until[members] <= now_s]
         if fresh.size and not self.adapting(now_s).any():
             self.drifted.reset()
+            self._reset_scores()
         self.adapt_until[members] = now_s + int(steps) * self.step_s
 
     def correct(self, issued_s: int, fc: Forecast, deciles: I64) -> Forecast:
@@ -98,18 +112,23 @@ class Adapter:
         groups = np.where(adapting, -1, deciles)
         lower: dict[float, F64] = {}
         upper: dict[float, F64] = {}
+        unit: dict[float, tuple[F64, F64]] = {}
         for lv, hi in fc.upper.items():
             f = np.ones_like(fc.mean)
             f[:, :H] = r * self.widths.factors(lv, groups)[:, :H]
+            lo = fc.lower.get(lv)
             if adapting.any():
+                unit[lv] = ((hi - fc.mean) * f, (fc.mean - (lo if lo is not None else hi)) * f)
                 f[adapting, :H] *= self.drifted.factors(lv, np.zeros(1, np.int64))[0, :H]
             upper[lv] = mean + (hi - fc.mean) * f
-            lo = fc.lower.get(lv)
             if lo is not None:
                 low = mean - (fc.mean - lo) * f
                 lower[lv] = np.maximum(low, 0.0) if (lo >= 0).all() else low
         out = Forecast(mean=mean, lower=lower, upper=upper, model=fc.model)
-        self._issued.append(_Issued(issued_s, fc.mean, lower, upper, np.asarray(deciles), adapting))
+        self._issued.append(
+            _Issued(issued_s, fc.mean, lower, upper, np.asarray(deciles), adapting, mean,
+                    unit if adapting.any() else None)
+        )  # fmt: skip
         return out
 
     def learn(self, t_s: int, actual: F64) -> None:
@@ -139,10 +158,32 @@ class Adapter:
                 )
                 steady = np.where(iss.adapting | ~ok, -1, iss.deciles)
                 self.widths.observe(lv, h, steady, inside)
-                after = np.where(iss.adapting & adapting & ok, 0, -1)
-                self.drifted.observe(lv, h, after, inside)
+                after = iss.adapting & adapting & ok
+                if iss.unit is not None and lv in iss.unit and after.any():
+                    up, down = iss.unit[lv]
+                    self._score(lv, h, y[after] - iss.mean[after, h - 1],
+                                up[after, h - 1], down[after, h - 1])  # fmt: skip
         calm = ~adapting
         self.ratio[calm] += self.relax * (1.0 - self.ratio[calm])
+
+    def _score(self, level: float, h: int, err: F64, up: F64, down: F64) -> None:
+        """The adapting series' errors at ``h`` steps ahead against their interval's unit
+        half-widths: their score joins the last ``score_steps`` steps' and the group's
+        width factor at ``h`` becomes the score quantile at ``level`` (module docstring)."""
+        half = np.where(err >= 0, up, down)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.where(half > 0, np.abs(err) / half, np.where(err == 0, 0.0, np.inf))
+        ring = self._scores[level][h - 1]
+        ring.append(score)
+        q = float(np.quantile(np.concatenate(ring), level / 100.0, method="higher"))
+        lw = self.drifted.log_w[level]
+        lw[h - 1, 0] = np.clip(np.log(max(q, 1e-12)), -self.drifted.bound, self.drifted.bound)
+
+    def _reset_scores(self) -> None:
+        self._scores = {
+            lv: [deque(maxlen=max(self.score_steps, 1)) for _ in range(self.H)]
+            for lv in self.levels
+        }
 
     def reset_ratios(self) -> None:
         """The model changed (refit, promotion, rollback): ratios learnt for the old one go."""

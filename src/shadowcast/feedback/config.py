@@ -15,11 +15,13 @@ class FeedbackConfig(BaseModel):
     a destination site; a link) with a two-sided Page-Hinkley test. A drift is kept in the
     store's ``drift_events``, raises a ``ForecastAccuracyDegraded`` alert, makes the
     group's series adapt their level for ``adapt_steps`` and, when ``retrain_on_drift``,
-    refits the models ``retrain_after`` later. Interval widths are recalibrated every step
-    per step ahead and per volume decile. ``challengers`` forecast in shadow, scored by the
-    same ledger; one whose NMAE over ``promote_window`` beats the champion's by
-    ``promote_margin`` is promoted (the champion goes to shadow); every fit, retrain,
-    promotion, demotion and rollback is a row of ``model_events``.
+    refits the models ``retrain_after`` later. A change of the routing in force between
+    two steps (the IGP routing around a failure, a rollback) is a ``route-change`` event of
+    every link whose load it moves by more than ``route_change_margin``. Interval widths
+    are recalibrated every step per step ahead and per volume decile. ``challengers``
+    forecast in shadow, scored by the same ledger; one whose NMAE over ``promote_window``
+    beats the champion's by ``promote_margin`` is promoted (the champion goes to shadow);
+    every fit, retrain, promotion, demotion and rollback is a row of ``model_events``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -31,11 +33,25 @@ class FeedbackConfig(BaseModel):
     drift_threshold: float = Field(
         12.0, gt=0, le=1000, description="drift test: evidence needed (Page-Hinkley lambda)"
     )
+    drift_ahead: int = Field(
+        1,
+        ge=1,
+        le=288,
+        description="drift test of the OD series: errors of the forecasts made this many "
+        "steps ahead (a model that follows its last value absorbs a shift in one step)",
+    )
     drift_min_steps: int = Field(
         24, ge=2, le=100_000, description="steps learnt before the drift test is armed"
     )
     drift_cooldown_steps: int = Field(
         24, ge=0, le=100_000, description="steps a drifted group stays quiet"
+    )
+    route_change_margin: float = Field(
+        0.2,
+        gt=0,
+        le=100,
+        description="a routing change is an event of every link whose load it moves by more "
+        "than this share",
     )
     adapt_steps: int = Field(
         72, ge=0, le=100_000, description="steps a drifted group's series adapt their level"

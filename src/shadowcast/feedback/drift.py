@@ -190,6 +190,14 @@ class DriftDetector:
         self.mad[learn] += k[learn] * (dev[learn] - self.mad[learn])
         return events
 
+    def hold(self, groups: I64) -> None:
+        """Groups whose series changed for a known reason (the routing moved their load):
+        the evidence gathered so far goes and they stay quiet for ``cooldown_steps``, as
+        after a drift, while their models settle."""
+        self.up[groups] = 0.0
+        self.down[groups] = 0.0
+        self.quiet[groups] = self.cooldown_steps
+
     # -- persistence -------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:

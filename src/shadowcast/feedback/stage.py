@@ -14,7 +14,9 @@
 * the retraining on drift: a refit ``retrain_after`` a drift of the OD series (at most one
   per ``retrain_min_interval``).
 
-Each drift is a row of ``drift_events`` and a ``ForecastAccuracyDegraded`` alert.
+Each drift is a row of ``drift_events`` and a ``ForecastAccuracyDegraded`` alert. A change
+of the routing in force that moves a link's load (:mod:`shadowcast.feedback.routes`) is a
+``route-change`` row of ``drift_events``, without an alert (the link forecasts follow it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from shadowcast.feedback.accuracy import RollingAccuracy
 from shadowcast.feedback.adapt import Adapter
 from shadowcast.feedback.config import FeedbackConfig
 from shadowcast.feedback.drift import DriftDetector, DriftEvent, single_groups, site_groups
+from shadowcast.feedback.routes import ROUTE_CHANGE, route_change_events
 from shadowcast.records import F64, Alert, Forecast
 from shadowcast.store.schema import ACCURACY_GROUPS_SCHEMA, DRIFT_SCHEMA
 from shadowcast.units import parse_duration
@@ -90,11 +93,13 @@ class FeedbackStage:
         self.version: int | None = None  # the champion's version the ratios were learnt for
         self._one: dict[str, tuple[int, F64]] = {}  # kind -> (target step, 1-step forecast)
         self._tag: dict[str, int] = {}
+        self._ahead: dict[int, F64] = {}  # target step -> OD forecast drift_ahead steps ahead
         self.retrain_at_s: int | None = None
         self.last_retrain_s: int | None = None
         self.last_summary_s: int | None = None
         self.drifts = 0
         self.retrains = 0
+        self.route_changes = 0
         self._drift_rows: list[dict[str, Any]] = []
 
     # -- every step ------------------------------------------------------------------------
@@ -114,11 +119,18 @@ class FeedbackStage:
         rank = np.argsort(np.argsort(lv, kind="stable"), kind="stable")
         return np.asarray(rank * 10 // max(lv.size, 1), dtype=np.int64)
 
-    def issued(self, kind: str, target_s: int, mean1: F64, tag: int = 0) -> None:
-        """The one-step-ahead forecast of ``kind`` for the step starting ``target_s``;
-        ``tag``: what it was made under (the routing's version, for links)."""
-        self._one[kind] = (int(target_s), np.asarray(mean1, dtype=np.float64).copy())
+    def issued(self, kind: str, target_s: int, mean: F64, tag: int = 0) -> None:
+        """The forecast of ``kind`` issued for the step starting ``target_s`` and on:
+        ``mean[n]`` one step ahead, or ``mean[n, H]`` (column ``j``: ``j`` steps later);
+        ``tag``: what it was made under (the routing's version, for links). With
+        ``drift_ahead`` k > 1 the drift test of the OD series takes the errors of the
+        forecasts made k steps ahead (column k - 1)."""
+        m = np.asarray(mean, dtype=np.float64)
+        self._one[kind] = (int(target_s), (m[:, 0] if m.ndim == 2 else m).copy())
         self._tag[kind] = int(tag)
+        k = self.cfg.drift_ahead
+        if kind == "od" and k > 1 and m.ndim == 2 and m.shape[1] >= k:
+            self._ahead[int(target_s) + (k - 1) * self.step_s] = m[:, k - 1].copy()
 
     def observe(self, kind: str, t_s: int, actual: F64, tag: int = 0) -> list[DriftEvent]:
         """The step starting ``t_s`` measured (under ``tag``): recalibration learns, drift
@@ -127,6 +139,11 @@ class FeedbackStage:
         if kind == "od":
             self.adapter.learn(t_s, actual)
         one = self._one.get(kind)
+        if kind == "od" and self.cfg.drift_ahead > 1:
+            ahead = self._ahead.pop(int(t_s), None)
+            for old in [t for t in self._ahead if t < t_s]:
+                del self._ahead[old]
+            one = None if ahead is None else (int(t_s), ahead)
         if one is None or one[0] != t_s or one[1].shape != np.shape(actual):
             return []
         if self._tag.get(kind, 0) != int(tag):
@@ -142,6 +159,20 @@ class FeedbackStage:
                     action = "retrain" if action == "none" else f"{action}+retrain"
             self._drift_rows.append({**e.as_dict(), "action": action})
         self.drifts += len(events)
+        return events
+
+    def route_change(self, t_s: int, before: F64, after: F64) -> list[DriftEvent]:
+        """The routing in force changed before the step starting ``t_s``: ``before`` and
+        ``after`` are the step's link loads under the old and the new routing. Every link
+        moved by more than ``route_change_margin`` is a ``route-change`` event (a row of
+        ``drift_events``, action ``remap``: its forecasts are mapped under the new routing)
+        and its drift test starts over, quiet for the cooldown."""
+        names = self.drift["link"].names
+        events = route_change_events(t_s, before, after, names, self.cfg.route_change_margin)
+        if events:
+            self.drift["link"].hold(np.concatenate([e.members for e in events]))
+        self._drift_rows += [{**e.as_dict(), "action": "remap"} for e in events]
+        self.route_changes += len(events)
         return events
 
     def _schedule_retrain(self, t_s: int) -> bool:
@@ -166,6 +197,8 @@ class FeedbackStage:
         direction (one alert naming every group, its value the largest scaled error)."""
         grouped: dict[tuple[str, int, int], list[DriftEvent]] = {}
         for e in events:
+            if e.kind == ROUTE_CHANGE:  # not an accuracy drift: the forecasts follow it
+                continue
             grouped.setdefault((e.kind, e.direction, e.time_s), []).append(e)
         out = []
         for (kind, direction, t_s), evs in sorted(grouped.items()):
@@ -218,6 +251,7 @@ class FeedbackStage:
     def counters(self) -> dict[str, Any]:
         return {
             "drifts": self.drifts,
+            "route_changes": self.route_changes,
             "retrains_on_drift": self.retrains,
             "adapting_series": int(self.adapter.adapting(self._now()).sum()),
             "retrain_at_s": self.retrain_at_s,
@@ -237,9 +271,11 @@ class FeedbackStage:
             "adapter": self.adapter.state(),
             "version": self.version,
             "one": self._one,
+            "ahead": self._ahead,
             "retrain_at_s": self.retrain_at_s,
             "last_retrain_s": self.last_retrain_s,
             "counts": (self.drifts, self.retrains),
+            "route_changes": self.route_changes,
         }
 
     def load_state(self, st: dict[str, Any]) -> bool:
@@ -252,9 +288,11 @@ class FeedbackStage:
         self.adapter.load_state(st["adapter"])
         self.version = st.get("version")
         self._one = dict(st.get("one", {}))
+        self._ahead = dict(st.get("ahead", {}))
         self.retrain_at_s = st.get("retrain_at_s")
         self.last_retrain_s = st.get("last_retrain_s")
         self.drifts, self.retrains = st.get("counts", (0, 0))
+        self.route_changes = int(st.get("route_changes", 0))
         return True
 
 

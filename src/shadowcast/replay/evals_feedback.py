@@ -31,6 +31,8 @@ import typer
 
 from shadowcast.cli_support import emit_json, error_exit, out, settings_of
 from shadowcast.errors import ConfigError, ShadowcastError
+from shadowcast.feedback.drift import DriftEvent
+from shadowcast.feedback.routes import ROUTE_CHANGE
 from shadowcast.feedback.scenarios import SCENARIOS, Scenario, build_scenario
 from shadowcast.records import F64
 from shadowcast.units import parse_duration
@@ -148,7 +150,7 @@ def drive(settings: Any, scn: Scenario, adaptive: bool, workdir: Path) -> Trace:
             elif scn.kind == "link" and rep.link is not None and LEVEL in rep.link.upper:
                 lk = rep.link
                 pending[t + ahead] = (lk.mean[mask, j], lk.upper[LEVEL][mask, j], None)
-            if any(e.kind == scn.kind and mask[e.members].any() for e in rep.drifts):
+            if any(_kind(e) == scn.kind and mask[e.members].any() for e in rep.drifts):
                 trace.drift_steps.append(t)
         service.s.writer.flush()
         names = service.s.store.read("model_events").column("event").to_pylist()
@@ -157,6 +159,11 @@ def drive(settings: Any, scn: Scenario, adaptive: bool, workdir: Path) -> Trace:
     finally:
         store.close()
     return trace
+
+
+def _kind(e: DriftEvent) -> str:
+    """The kind of series an event is about: a routing change moves links."""
+    return "link" if e.kind == ROUTE_CHANGE else e.kind
 
 
 def _recover(cov: F64, onset: int, target: float) -> int | None:
@@ -242,12 +249,13 @@ def eval_feedback(
     unnoticed). The change starts a day before the end of the series (10:00; the holiday at
     midnight). Scored on the series it touches, one step ahead (links: at the shortest
     ledger horizon): steps_to_detect (steps from the change to the first drift of a group
-    holding them), coverage_80_before / _after (share inside the 80 % interval over the
-    day before / after; for links: under the 80 % upper bound, nominally 90 %),
-    steps_to_recover (steps until that coverage, averaged over 3 steps, is back within 3
-    points of nominal; coverage_80_worst_hour shows a later dip), nmae_adaptive /
-    nmae_frozen (from the change on), promotions (challengers promoted in the adaptive
-    run)."""
+    holding them, or for links the first route-change event the service records when its
+    routing in force changes), coverage_80_before / _after (share
+    inside the 80 % interval over the day before / after; for links: under the 80 % upper
+    bound, nominally 90 %), steps_to_recover (steps until that coverage, averaged over 3
+    steps, is back within 3 points of nominal; coverage_80_worst_hour shows a later dip),
+    nmae_adaptive / nmae_frozen (from the change on), promotions (challengers promoted in
+    the adaptive run)."""
     try:
         settings = settings_of(ctx)
         names = list(SCENARIOS) if scenario.strip().lower() == "all" else [scenario.strip()]

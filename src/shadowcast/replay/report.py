@@ -244,6 +244,7 @@ def build_report(run: ReplayRun, threshold: float, within_s: int, store: str) ->
         "busiest_links": busiest(run),
         "rollup": health["stages"]["rollup"],
         "shadow": health["stages"]["shadow"],
+        "feedback": health["stages"]["feedback"],
         "model": run.service.s.forecast.model_name,
         "model_version": run.service.s.forecast.version,
         "collector": run.collector,

@@ -154,6 +154,7 @@ class Service:
         self.last_checkpoint_s: int | None = None
         self.stage_seconds: dict[str, float] = {}
         self._routing_cache: tuple[int, sp.csr_matrix] | None = None
+        self._routing_seen: tuple[int, sp.csr_matrix] | None = None  # at the last step's end
         self._horizon_steps = sorted(set(stages.horizons.values()))
         # held for a whole tick, an approval and a checkpoint: the API's threads read and
         # act between steps, never in the middle of one (see ``api/state.py``)
@@ -223,7 +224,8 @@ class Service:
         fb = s.feedback
         if fb is not None:
             with self._timed("feedback"):
-                report.drifts = fb.observe("od", t, stacked) + fb.observe(
+                report.drifts = self._route_changes(fb, t, stacked, load)
+                report.drifts += fb.observe("od", t, stacked) + fb.observe(
                     "link", t, load, tag=s.routing.version
                 )
                 self._on_drift(report.drifts)
@@ -245,7 +247,7 @@ class Service:
                     st = fb.correct(end, st, fc.version)
                 link = s.linkmap.map(end, st, self._stacked_routing(), self._bound_columns())
                 if fb is not None:
-                    fb.issued("od", end, st.mean[:, 0])
+                    fb.issued("od", end, st.mean)
                     fb.issued("link", end, link.mean[:, 0], tag=s.routing.version)
                 report.forecast, report.link, report.stacked = fc, link, st
                 s.ledger.issue("od", end, fc.model, st.mean, st.lower, st.upper, stacked)
@@ -301,6 +303,7 @@ class Service:
             summary = fb.summary_table(end)
             if summary is not None:
                 s.writer.add("accuracy_groups", summary)
+        self._routing_seen = (s.routing.version, self._stacked_routing())
         self.steps += 1
         self.last = report
         if self.on_step is not None:
@@ -346,6 +349,16 @@ class Service:
         predicted = np.asarray(self._stacked_routing() @ st.mean, dtype=np.float64)
         plan_id = d.plan.plan_id if d.plan is not None else ""
         self.s.actions.applied(now_s, plan_id, predicted, self.s.routing.version)
+
+    def _route_changes(
+        self, fb: FeedbackStage, t: int, stacked: F64, load: F64
+    ) -> list[DriftEvent]:
+        """The routing changed since the last step ended (not by this service's own plan,
+        applied within a step): the links whose load it moved, as events."""
+        seen = self._routing_seen
+        if seen is None or seen[0] == self.s.routing.version:
+            return []
+        return fb.route_change(t, np.asarray(seen[1] @ stacked, dtype=np.float64), load)
 
     def _on_drift(self, events: Sequence[DriftEvent]) -> None:
         """Drifts to the store and, as ``ForecastAccuracyDegraded`` alerts, the notifiers."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from shadowcast.api import plans, series, views
+from shadowcast.api import feedback, plans, series, views
 from shadowcast.api.auth import AuthError, Principal, Tokens
 from shadowcast.api.state import ApiState
 
@@ -205,6 +205,15 @@ def accuracy(
 ) -> dict[str, Any]:
     """Forecast accuracy from the ledger: running scores and the hourly trend."""
     return views.accuracy(_state(request), hours)
+
+
+@router.get("/actions")
+def actions(
+    request: Request, who: Reader, hours: Annotated[float, Query(gt=0, le=24 * 400)] = 24 * 7
+) -> dict[str, Any]:
+    """Every applied action judged by its effect: the MLU its plan predicted after it and
+    the MLU realised, per horizon, over the last ``hours`` (newest first)."""
+    return feedback.actions(_state(request), hours)
 
 
 @router.get("/settings")

@@ -165,3 +165,23 @@ def accuracy_chart(trend: list[dict[str, Any]]) -> dict[str, Any]:
     xs, cols = _align([(t, v) for _, t, v in spec])
     series = [dict(meta, values=col) for (meta, _, _), col in zip(spec, cols, strict=True)]
     return {"x": xs, "series": series, "bands": [], "unit": "ratio"}
+
+
+def actions_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per applied action (x: when it was applied) and horizon: the MLU its plan predicted
+    after it (dashed) and the MLU realised (points joined across gaps)."""
+    palette = ["#1f3b73", "#d0621b", "#2e9d4f", "#7b61c9"]
+    horizons = sorted({int(r["horizon_s"]) for r in rows})
+    spec: list[tuple[dict[str, Any], list[int | None], list[Any]]] = []
+    for i, h in enumerate(horizons):
+        sel = sorted((r for r in rows if int(r["horizon_s"]) == h), key=lambda r: r["issued"])
+        t = [_ts(r["issued"]) for r in sel]
+        c = palette[i % len(palette)]
+        label = sel[0]["horizon"]
+        spec.append(({"label": f"predicted {label}", "color": c, "dash": [4, 3], "span": True,
+                      "points": True}, t, [r["mlu_predicted"] for r in sel]))  # fmt: skip
+        spec.append(({"label": f"realised {label}", "color": c, "width": 2, "span": True,
+                      "points": True}, t, [r["mlu_realised"] for r in sel]))  # fmt: skip
+    xs, cols = _align([(t, v) for _, t, v in spec])
+    series = [dict(meta, values=col) for (meta, _, _), col in zip(spec, cols, strict=True)]
+    return {"x": xs, "series": series, "bands": [], "unit": "pct"}

@@ -73,3 +73,23 @@ def test_actions_bad_window_is_422_naming_it(client: TestClient, hours: str) -> 
 
 def test_actions_need_a_token(client: TestClient) -> None:
     assert client.get("/api/v1/actions").status_code == 401
+
+
+def test_alert_tuning_shows_the_curve_of_the_latest_tuning(
+    client: TestClient, acting: ApiState
+) -> None:
+    r = client.get("/api/v1/alerts/tuning", headers=READ)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    svc = acting.service
+    assert svc is not None and svc.s.tuner is not None
+    rule = svc.s.rule
+    assert doc["policy"] == "probability" and doc["tuned"] == svc.s.tuner.tuned
+    tab = acting.store.read("alert_tuning")
+    latest = tab.column("time").cast("int64").to_numpy().max() // 1000
+    for c in rule.class_names:  # type: ignore[attr-defined]
+        got = doc["classes"][c]
+        assert got["p"] == rule.p.get(c, rule.default_p)  # type: ignore[attr-defined]
+        assert got["tuned_at"][:19] == str(np.datetime64(int(latest), "s"))
+        assert len(got["curve"]["p"]) == len(svc.s.tuner.grid)
+    assert len(doc["history"]) == int((tab.column("chosen").to_numpy() == 1).sum())

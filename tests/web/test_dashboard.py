@@ -138,6 +138,10 @@ def test_every_page_renders_with_data(site: tuple[str, Any], browser: Any, artif
     page.goto(url + "/alerts")
     rows = page.locator("#alert-list tbody tr")
     assert rows.count() >= 1 and "confirmed" in page.inner_text("#alert-list")
+    # the alert tuner's precision/recall curve per link class, over p
+    curves = page.locator("#tuning figure.chart.rendered canvas")
+    assert curves.count() == len(state.service.s.rule.class_names)
+    assert "precision" in page.inner_text("#tuning") and "recall" in page.inner_text("#tuning")
     page.screenshot(path=str(artifacts / "04-alerts.png"), full_page=True)
     page.goto(url + "/tunnels")
     assert page.locator("#tunnel-list tbody tr").count() >= 1

@@ -143,6 +143,15 @@ def alerts(
     return series.alerts(_state(request), limit)
 
 
+@router.get("/alerts/tuning")
+def alert_tuning(
+    request: Request, who: Reader, hours: Annotated[float, Query(gt=0, le=24 * 400)] = 24 * 7
+) -> dict[str, Any]:
+    """The probability rule's p in force per link class, the precision/recall curve behind
+    it (the latest tuning) and the tuner's choices over the last ``hours``."""
+    return feedback.tuning(_state(request), hours)
+
+
 @router.get("/plans")
 def plan_list(request: Request, who: Reader) -> dict[str, Any]:
     """Plans the service made, newest first, with their state and reasons."""

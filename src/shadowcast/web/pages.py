@@ -2,11 +2,11 @@
 
 Pages: ``/`` (map coloured by predicted utilisation with a slider over the horizons, the
 links at risk, alerts firing), ``/links/{name}`` and ``/applications`` (forecast plots with
-interval bands and what was measured), ``/alerts``, ``/plans`` (reasons; approve, reject,
-roll back for admins), ``/actions`` (predicted against realised MLU per applied action),
-``/tunnels``, ``/accuracy``. Chart data travel in
-``<script type="application/json">`` blocks read by ``static/app.js`` (the CSP allows no
-inline script).
+interval bands and what was measured), ``/alerts`` (with the alert tuner's precision/recall
+curve per link class), ``/plans`` (reasons; approve, reject, roll back for admins),
+``/actions`` (predicted against realised MLU per applied action), ``/tunnels``,
+``/accuracy``. Chart data travel in ``<script type="application/json">`` blocks read by
+``static/app.js`` (the CSP allows no inline script).
 
 Who: with tokens configured a page needs the token, from the login form's cookie
 (``HttpOnly``, ``SameSite=Strict``) or an ``Authorization: Bearer`` header; every form
@@ -130,7 +130,12 @@ def mount(app: FastAPI, state: ApiState) -> None:
 
     @app.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
     def alerts(request: Request) -> Response:
-        return render(request, "alerts.html", build=lambda: {"alerts": series.alerts(state)})
+        def build() -> dict[str, Any]:
+            tun = feedback.tuning(state, 24 * 7)
+            charts_ = {c: charts.tuning_chart(d) for c, d in tun["classes"].items()}
+            return {"alerts": series.alerts(state), "tun": tun, "tun_charts": charts_}
+
+        return render(request, "alerts.html", build=build)
 
     @app.get("/plans", response_class=HTMLResponse, include_in_schema=False)
     def plan_page(request: Request, done: str = "") -> Response:

@@ -36,7 +36,7 @@
     var spec = JSON.parse(document.getElementById(fig.getAttribute("data-chart")).textContent);
     if (!spec.x.length) { fig.textContent = "No data yet."; return; }
     var data = [spec.x];
-    var series = [{}];
+    var series = [spec.time === false ? { label: spec.xlabel || "x" } : {}];
     spec.series.forEach(function (s) {
       data.push(s.values);
       series.push({ label: s.label, stroke: s.color, width: s.width || 1, dash: s.dash,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from shadowcast.api import feedback, plans, series, views
+from shadowcast.api import feedback, models, plans, series, views
 from shadowcast.api.auth import AuthError, Principal, Tokens
 from shadowcast.api.state import ApiState
 
@@ -200,6 +200,28 @@ def plan_apply(request: Request, who: Admin, body: PlanBody) -> dict[str, Any]:
     """Apply a whole plan (``shadowcast plan --json``) through the checker (admin)."""
     with _writes:
         return plans.apply_body(_state(request), who, body.model_dump())
+
+
+class ModelRollbackBody(BaseModel):
+    """The saved forecast model version to make the champion again, and why (audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=0, le=10**9)
+    reason: str = Field("", max_length=500)
+
+
+@router.get("/models")
+def model_list(request: Request, who: Reader) -> dict[str, Any]:
+    """The forecast model versions: the champion, and every saved version with its reason."""
+    return models.versions(_state(request))
+
+
+@router.post("/models/rollback")
+def model_rollback(request: Request, who: Admin, body: ModelRollbackBody) -> dict[str, Any]:
+    """Make a saved forecast model version the champion now (admin): the next step
+    forecasts with it (``shadowcast forecast models rollback --api``)."""
+    with _writes:
+        return models.rollback(_state(request), who, body.version, body.reason)
 
 
 @router.get("/tunnels")

@@ -57,3 +57,14 @@ def served(tmp: Path) -> ApiState:
     state = ApiState(settings, store)
     state.attach(run.service)
     return state
+
+
+def served_acting(tmp: Path) -> ApiState:
+    """The ring replayed for 3 days in auto mode (plans are applied, their effect judged
+    into ``action_outcomes``), its service attached to an ApiState."""
+    settings = token_settings()
+    store = SharedStore(open_store(StoreConfig(data_dir=tmp, path="acting.duckdb")))
+    run = run_replay(settings, _ringnet().small_source(), store, tmp / "state", ipfix=False)
+    state = ApiState(settings, store)
+    state.attach(run.service)
+    return state

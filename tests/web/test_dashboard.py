@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from served import ADMIN_TOKEN, READ_TOKEN, served  # noqa: E402
+from served import ADMIN_TOKEN, READ_TOKEN, served, served_acting  # noqa: E402
 
 from shadowcast.api.server import ApiServer  # noqa: E402
 
@@ -46,6 +46,19 @@ def artifacts() -> Path:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     state = served(tmp_path_factory.mktemp("web"))
+    server = ApiServer(state, state.settings.api)
+    url = server.start()
+    try:
+        yield url, state
+    finally:
+        server.stop()
+        state.store.close()
+
+
+@pytest.fixture(scope="module")
+def acting_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """A replay in auto mode: its plans are applied and judged (``action_outcomes``)."""
+    state = served_acting(tmp_path_factory.mktemp("web-acting"))
     server = ApiServer(state, state.settings.api)
     url = server.start()
     try:
@@ -125,6 +138,10 @@ def test_every_page_renders_with_data(site: tuple[str, Any], browser: Any, artif
     page.goto(url + "/alerts")
     rows = page.locator("#alert-list tbody tr")
     assert rows.count() >= 1 and "confirmed" in page.inner_text("#alert-list")
+    # the alert tuner's precision/recall curve per link class, over p
+    curves = page.locator("#tuning figure.chart.rendered canvas")
+    assert curves.count() == len(state.service.s.rule.class_names)
+    assert "precision" in page.inner_text("#tuning") and "recall" in page.inner_text("#tuning")
     page.screenshot(path=str(artifacts / "04-alerts.png"), full_page=True)
     page.goto(url + "/tunnels")
     assert page.locator("#tunnel-list tbody tr").count() >= 1
@@ -155,4 +172,40 @@ def test_admin_approves_a_plan_by_clicking(
     audit = state.store.read("audit").to_pylist()
     assert [(r["token"], r["action"], r["target"], r["status"]) for r in audit][-1] == (
         "ops", "approve", plan_id, "ok")  # fmt: skip
+    assert page.errors == []
+
+
+def _line_pixels(page: Any, rgb: tuple[int, int, int]) -> int:
+    """Opaque pixels of colour ``rgb`` on the first chart's canvas (a series' line/points)."""
+    return int(page.evaluate(
+        """([r, g, b]) => {
+            const c = document.querySelector("figure.chart canvas");
+            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4)
+                if (Math.abs(d[i]-r) < 16 && Math.abs(d[i+1]-g) < 16 && Math.abs(d[i+2]-b) < 16
+                    && d[i+3] > 200) n++;
+            return n;
+        }""",
+        list(rgb),
+    ))  # fmt: skip
+
+
+def test_actions_page_plots_predicted_against_realised_mlu(
+    acting_site: tuple[str, Any], browser: Any, artifacts: Path
+) -> None:
+    from shadowcast.api.feedback import actions
+
+    url, state = acting_site
+    rows = actions(state, 24 * 7)["actions"]
+    assert rows, "the acting replay applied and judged plans"
+    page = _login(browser, url, READ_TOKEN)
+    page.goto(url + "/actions")
+    page.wait_for_selector("figure.chart.rendered canvas")
+    assert page.locator("#action-list tbody tr").count() == len(rows)
+    legend = page.inner_text("figure.chart")
+    first = rows[0]["horizon"]
+    assert f"predicted {first}" in legend and f"realised {first}" in legend
+    page.screenshot(path=str(artifacts / "09-actions.png"), full_page=True)
+    assert _line_pixels(page, (31, 59, 115)) > 50  # the first horizon's series drawn
     assert page.errors == []

@@ -10,7 +10,8 @@ links: one numpy pass per step of history), and sets ``p`` per link class: the l
 most recall and lead at that precision). A class without such a ``p`` takes the choice
 made over every link; without one there either, its ``p`` stays as it is (``p`` moves
 only on evidence that reaches the target). The precision/recall/lead curve behind each
-choice is kept (``curves``).
+choice is kept (``curves``), and written after each tuning as rows of the store's
+``alert_tuning`` (:meth:`PolicyTuner.table`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from shadowcast.alert.config import AlertConfig
 from shadowcast.alert.policy import I64, B, ProbabilityRule, link_classes
 from shadowcast.alert.rules import CapacityRule
 from shadowcast.records import F64
+from shadowcast.store.schema import ALERT_TUNING_SCHEMA
 from shadowcast.units import parse_duration
 
 
@@ -236,6 +239,37 @@ class PolicyTuner:
             "p": dict(self.chosen),
             "curves": {c: [pt.as_dict() for pt in pts] for c, pts in self.curves.items()},
         }
+
+    def table(self, now_s: int) -> pa.Table:
+        """The latest tuning as ``alert_tuning`` rows: per class, every p of its curve with
+        its figures, the p chosen for the class (NaN: none yet) and ``chosen`` on its row."""
+        cols: dict[str, list[Any]] = {f.name: [] for f in ALERT_TUNING_SCHEMA}
+        nan = float("nan")
+        for c, pts in sorted(self.curves.items()):
+            cp = self.chosen.get(c)
+            for pt in pts:
+                cols["link_class"].append(c)
+                cols["p"].append(pt.p)
+                cols["chosen"].append(int(cp is not None and abs(pt.p - cp) < 1e-9))
+                cols["chosen_p"].append(nan if cp is None else cp)
+                cols["alerts"].append(pt.alerts)
+                cols["true_alerts"].append(pt.true_alerts)
+                cols["episodes"].append(pt.episodes)
+                cols["announced"].append(pt.announced)
+                for k in ("precision", "recall", "lead_steps_median"):
+                    v = getattr(pt, k)
+                    cols[k].append(nan if v is None else float(v))
+        n = len(cols["p"])
+        cols["time"] = [int(now_s) * 1000] * n
+        cols["target_precision"] = [self.target] * n
+        cols["history_steps"] = [len(self.signal)] * n
+        arrays = [
+            pa.array(cols["time"], pa.int64()).cast(f.type)
+            if f.name == "time"
+            else pa.array(cols[f.name], f.type)
+            for f in ALERT_TUNING_SCHEMA
+        ]
+        return pa.Table.from_arrays(arrays, schema=ALERT_TUNING_SCHEMA)
 
     def state(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "signal": list(self.signal),

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from shadowcast.api import plans, series, views
+from shadowcast.api import feedback, models, plans, series, views
 from shadowcast.api.auth import AuthError, Principal, Tokens
 from shadowcast.api.state import ApiState
 
@@ -143,6 +143,15 @@ def alerts(
     return series.alerts(_state(request), limit)
 
 
+@router.get("/alerts/tuning")
+def alert_tuning(
+    request: Request, who: Reader, hours: Annotated[float, Query(gt=0, le=24 * 400)] = 24 * 7
+) -> dict[str, Any]:
+    """The probability rule's p in force per link class, the precision/recall curve behind
+    it (the latest tuning) and the tuner's choices over the last ``hours``."""
+    return feedback.tuning(_state(request), hours)
+
+
 @router.get("/plans")
 def plan_list(request: Request, who: Reader) -> dict[str, Any]:
     """Plans the service made, newest first, with their state and reasons."""
@@ -193,6 +202,28 @@ def plan_apply(request: Request, who: Admin, body: PlanBody) -> dict[str, Any]:
         return plans.apply_body(_state(request), who, body.model_dump())
 
 
+class ModelRollbackBody(BaseModel):
+    """The saved forecast model version to make the champion again, and why (audited)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=0, le=10**9)
+    reason: str = Field("", max_length=500)
+
+
+@router.get("/models")
+def model_list(request: Request, who: Reader) -> dict[str, Any]:
+    """The forecast model versions: the champion, and every saved version with its reason."""
+    return models.versions(_state(request))
+
+
+@router.post("/models/rollback")
+def model_rollback(request: Request, who: Admin, body: ModelRollbackBody) -> dict[str, Any]:
+    """Make a saved forecast model version the champion now (admin): the next step
+    forecasts with it (``shadowcast forecast models rollback --api``)."""
+    with _writes:
+        return models.rollback(_state(request), who, body.version, body.reason)
+
+
 @router.get("/tunnels")
 def tunnels(request: Request, who: Reader) -> dict[str, Any]:
     """Shadow tunnels and their latest measurements."""
@@ -205,6 +236,15 @@ def accuracy(
 ) -> dict[str, Any]:
     """Forecast accuracy from the ledger: running scores and the hourly trend."""
     return views.accuracy(_state(request), hours)
+
+
+@router.get("/actions")
+def actions(
+    request: Request, who: Reader, hours: Annotated[float, Query(gt=0, le=24 * 400)] = 24 * 7
+) -> dict[str, Any]:
+    """Every applied action judged by its effect: the MLU its plan predicted after it and
+    the MLU realised, per horizon, over the last ``hours`` (newest first)."""
+    return feedback.actions(_state(request), hours)
 
 
 @router.get("/settings")

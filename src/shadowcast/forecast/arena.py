@@ -16,7 +16,8 @@
   them can become the champion again (``rollback``), caught up with the steps it has not
   seen from the cycle's history. A rollback asked for from the
   command line (``request_rollback``, a mark in the versions file) is applied by the
-  service at its next checkpoint, or when it next starts.
+  service at its next checkpoint, or when it next starts; one asked for through the API
+  (``POST /api/v1/models/rollback``, ``service/operator.py``) is applied at once.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from shadowcast.api import client
 from shadowcast.cli_support import emit_json, error_exit, out, settings_of
-from shadowcast.errors import ConfigError, ShadowcastError
+from shadowcast.errors import ConfigError, ForecastError, ShadowcastError
 from shadowcast.forecast.arena import on_disk, read_versions, request_rollback
 
 app = typer.Typer(
@@ -82,12 +83,40 @@ def rollback(
     ctx: typer.Context,
     version: Annotated[int, typer.Argument(help="the version to make the champion again")],
     state_dir: StateDir = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            help="the running service's API (e.g. http://127.0.0.1:8650): roll back now "
+            "through POST /api/v1/models/rollback instead of marking a request",
+        ),
+    ] = None,
+    token_env: Annotated[
+        str,
+        typer.Option("--token-env", help="with --api: the variable holding an admin token"),
+    ] = "SHADOWCAST_API_TOKEN",
+    reason: Annotated[str, typer.Option("--reason", help="why (kept in the audit)")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Make a saved version the champion again. A running service applies it at its next
-    checkpoint (service.checkpoint_every), a stopped one when it starts; the version comes
+    """Make a saved version the champion again. With --api the running service does it now
+    (its next step forecasts with it; audited with the token's name). Without, a request is
+    marked in the state folder: a running service applies it at its next checkpoint
+    (service.checkpoint_every), a stopped one when it starts. Either way the version comes
     back as a new version, caught up with the steps it missed, and the change is a row of
     ``model_events``."""
+    if api is not None:
+        try:
+            doc = client.call(api, "POST", "/api/v1/models/rollback",
+                              {"version": version, "reason": reason[:500]}, token_env,
+                              ForecastError)  # fmt: skip
+        except ShadowcastError as exc:
+            raise error_exit(exc) from None
+        if as_json:
+            emit_json({"applied": True, **doc})
+        else:
+            out.print(f"rolled back to v{version} ({doc.get('model')}) now: the champion is "
+                      f"v{doc.get('version')}")  # fmt: skip
+        return
     try:
         folder = _folder(ctx, state_dir)
         entry = request_rollback(folder, version)

@@ -291,7 +291,7 @@ class Service:
                 self.decisions.append(d)
                 s.writer.add("decisions", decisions_table([d], s.plan.mode))
         if s.tuner is not None and isinstance(s.rule, ProbabilityRule):
-            self._tune(s.tuner, s.rule, report.link_util, peak)
+            self._tune(s.tuner, s.rule, report.link_util, peak, end)
         rows = s.ledger.take_rows()
         if rows:
             s.writer.add("accuracy", accuracy_table(rows))
@@ -327,14 +327,22 @@ class Service:
             self.s.writer.add("model_events", model_events_table(events))
 
     def _tune(
-        self, tuner: PolicyTuner, rule: ProbabilityRule, measured: F64 | None, peak: F64 | None
+        self,
+        tuner: PolicyTuner,
+        rule: ProbabilityRule,
+        measured: F64 | None,
+        peak: F64 | None,
+        now_s: int,
     ) -> None:
-        """The alert policy's outcomes of this step; p per link class when a tuning is due."""
+        """The alert policy's outcomes of this step; p per link class when a tuning is due
+        (its curves and choices to the store's ``alert_tuning``)."""
         if measured is None:
             return
         with self._timed("alert"):
             tuner.step(measured, peak)
             chosen = tuner.maybe_tune(rule)
+        if chosen is not None:
+            self.s.writer.add("alert_tuning", tuner.table(now_s))
         if chosen:  # p per class, with the precision and recall the replay gave it
             at = {c: next((pt for pt in tuner.curves.get(c, ()) if pt.p == p), None)
                   for c, p in chosen.items()}  # fmt: skip

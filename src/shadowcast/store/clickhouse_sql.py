@@ -52,6 +52,7 @@ SHARD_KEYS: dict[str, tuple[str, ...]] = {
     "drift_events": ("subject",),
     "model_events": ("model",),
     "action_outcomes": ("plan_id",),
+    "alert_tuning": ("link_class",),
 }  # a table not listed is spread at random
 
 # flows rollups: step in seconds -> table suffix; dimensions kept and values summed.

@@ -37,6 +37,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "model_events",
     "audit",
     "action_outcomes",
+    "alert_tuning",
 )
 #: DuckDB threads allowed in the settings: four per CPU of this machine (at least 16).
 MAX_THREADS = max(16, (os.cpu_count() or 1) * 4)
@@ -60,6 +61,7 @@ DEFAULT_RETENTION_DAYS: dict[str, float] = {
     "model_events": 730,
     "audit": 730,
     "action_outcomes": 365,
+    "alert_tuning": 365,
 }
 
 

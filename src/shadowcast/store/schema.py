@@ -264,6 +264,28 @@ ACTION_OUTCOMES_SCHEMA = pa.schema(
     ]
 )
 
+# The alert tuner's choices (``alert/tuner.py``), one row per (tuning, link class, p of the
+# grid): the curve behind each choice as rows, the p chosen for the class after it (NaN: the
+# class has no p with the evidence yet) and ``chosen`` = 1 on that p's row.
+ALERT_TUNING_SCHEMA = pa.schema(
+    [
+        ("time", TS),  # when the tuner ran (the service's clock)
+        ("link_class", pa.string()),
+        ("p", pa.float64()),
+        ("chosen", pa.int64()),
+        ("chosen_p", pa.float64()),
+        ("target_precision", pa.float64()),
+        ("alerts", pa.int64()),  # judged alerts at p
+        ("true_alerts", pa.int64()),
+        ("episodes", pa.int64()),
+        ("announced", pa.int64()),
+        ("precision", pa.float64()),  # NaN: no alert judged
+        ("recall", pa.float64()),  # NaN: no episode
+        ("lead_steps_median", pa.float64()),  # NaN: none announced
+        ("history_steps", pa.int64()),
+    ]
+)
+
 # Every admin action of the REST API (``api/audit.py``): who (the token's name), what
 # (approve, reject, apply, rollback), on what, and how it ended.
 AUDIT_SCHEMA = pa.schema(
@@ -295,6 +317,7 @@ TABLES: dict[str, pa.Schema] = {
     "model_events": MODEL_EVENTS_SCHEMA,
     "audit": AUDIT_SCHEMA,
     "action_outcomes": ACTION_OUTCOMES_SCHEMA,
+    "alert_tuning": ALERT_TUNING_SCHEMA,
 }
 
 # The column that carries each table's time (for bucketing and retention).
@@ -316,4 +339,5 @@ TIME_COLUMN: dict[str, str] = {
     "model_events": "time",
     "audit": "time",
     "action_outcomes": "time",
+    "alert_tuning": "time",
 }

@@ -3,7 +3,9 @@ and chart specs for ``static/app.js`` (one x axis, aligned series, bands between
 
 A chart spec is plain JSON: ``{"x": [unix seconds], "series": [{"label", "values", "color",
 "dash", "fill"}], "bands": [[upper index, lower index, fill]], "unit": "pct"|"mbps",
-"threshold": 0.9}``; series indices count from 1 (uPlot's, 0 being x).
+"threshold": 0.9}``; series indices count from 1 (uPlot's, 0 being x). A series with
+``"points": true`` shows its points; ``"time": false`` (with ``"xlabel"``) makes x a plain
+number (the tuning curve's p).
 """
 
 from __future__ import annotations
@@ -165,3 +167,45 @@ def accuracy_chart(trend: list[dict[str, Any]]) -> dict[str, Any]:
     xs, cols = _align([(t, v) for _, t, v in spec])
     series = [dict(meta, values=col) for (meta, _, _), col in zip(spec, cols, strict=True)]
     return {"x": xs, "series": series, "bands": [], "unit": "ratio"}
+
+
+def actions_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per applied action (x: when it was applied) and horizon: the MLU its plan predicted
+    after it (dashed) and the MLU realised (points joined across gaps)."""
+    palette = ["#1f3b73", "#d0621b", "#2e9d4f", "#7b61c9"]
+    horizons = sorted({int(r["horizon_s"]) for r in rows})
+    spec: list[tuple[dict[str, Any], list[int | None], list[Any]]] = []
+    for i, h in enumerate(horizons):
+        sel = sorted((r for r in rows if int(r["horizon_s"]) == h), key=lambda r: r["issued"])
+        t = [_ts(r["issued"]) for r in sel]
+        c = palette[i % len(palette)]
+        label = sel[0]["horizon"]
+        spec.append(({"label": f"predicted {label}", "color": c, "dash": [4, 3], "span": True,
+                      "points": True}, t, [r["mlu_predicted"] for r in sel]))  # fmt: skip
+        spec.append(({"label": f"realised {label}", "color": c, "width": 2, "span": True,
+                      "points": True}, t, [r["mlu_realised"] for r in sel]))  # fmt: skip
+    xs, cols = _align([(t, v) for _, t, v in spec])
+    series = [dict(meta, values=col) for (meta, _, _), col in zip(spec, cols, strict=True)]
+    return {"x": xs, "series": series, "bands": [], "unit": "pct"}
+
+
+def tuning_chart(cls: dict[str, Any]) -> dict[str, Any]:
+    """A link class's tuning curve over p (x): precision and recall of the rule replayed at
+    each p, and the p in force marked on the precision curve."""
+    curve = cls.get("curve") or {"p": [], "precision": [], "recall": []}
+    xs = list(curve["p"])
+    now = cls.get("p")
+    mark = [v if now is not None and abs(x - now) < 1e-9 else None
+            for x, v in zip(xs, curve["precision"], strict=True)]  # fmt: skip
+    series = [
+        {"label": "precision", "color": "#1f3b73", "width": 2, "values": curve["precision"]},
+        {
+            "label": "recall",
+            "color": "#d0621b",
+            "width": 2,
+            "dash": [6, 4],
+            "values": curve["recall"],
+        },
+        {"label": "p in force", "color": "#d03030", "points": True, "values": mark},
+    ]
+    return {"x": xs, "series": series, "bands": [], "unit": "ratio", "time": False, "xlabel": "p"}

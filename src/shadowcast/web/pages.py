@@ -2,10 +2,11 @@
 
 Pages: ``/`` (map coloured by predicted utilisation with a slider over the horizons, the
 links at risk, alerts firing), ``/links/{name}`` and ``/applications`` (forecast plots with
-interval bands and what was measured), ``/alerts``, ``/plans`` (reasons; approve, reject,
-roll back for admins), ``/tunnels``, ``/accuracy``. Chart data travel in
-``<script type="application/json">`` blocks read by ``static/app.js`` (the CSP allows no
-inline script).
+interval bands and what was measured), ``/alerts`` (with the alert tuner's precision/recall
+curve per link class), ``/plans`` (reasons; approve, reject, roll back for admins),
+``/actions`` (predicted against realised MLU per applied action), ``/tunnels``,
+``/accuracy``. Chart data travel in ``<script type="application/json">`` blocks read by
+``static/app.js`` (the CSP allows no inline script).
 
 Who: with tokens configured a page needs the token, from the login form's cookie
 (``HttpOnly``, ``SameSite=Strict``) or an ``Authorization: Bearer`` header; every form
@@ -26,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from shadowcast.api import plans, series, views
+from shadowcast.api import feedback, plans, series, views
 from shadowcast.api.auth import COOKIE, AuthError, Principal, Tokens, csrf_value
 from shadowcast.api.state import ApiState, NotReady
 from shadowcast.errors import ShadowcastError
@@ -34,7 +35,8 @@ from shadowcast.web import charts
 
 HERE = Path(__file__).resolve().parent
 NAV = (("/", "Map"), ("/applications", "Applications"), ("/alerts", "Alerts"),
-       ("/plans", "Plans"), ("/tunnels", "Shadow paths"), ("/accuracy", "Accuracy"))  # fmt: skip
+       ("/plans", "Plans"), ("/actions", "Actions"), ("/tunnels", "Shadow paths"),
+       ("/accuracy", "Accuracy"))  # fmt: skip
 
 
 def _json(value: Any) -> Markup:
@@ -128,7 +130,12 @@ def mount(app: FastAPI, state: ApiState) -> None:
 
     @app.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
     def alerts(request: Request) -> Response:
-        return render(request, "alerts.html", build=lambda: {"alerts": series.alerts(state)})
+        def build() -> dict[str, Any]:
+            tun = feedback.tuning(state, 24 * 7)
+            charts_ = {c: charts.tuning_chart(d) for c, d in tun["classes"].items()}
+            return {"alerts": series.alerts(state), "tun": tun, "tun_charts": charts_}
+
+        return render(request, "alerts.html", build=build)
 
     @app.get("/plans", response_class=HTMLResponse, include_in_schema=False)
     def plan_page(request: Request, done: str = "") -> Response:
@@ -159,6 +166,14 @@ def mount(app: FastAPI, state: ApiState) -> None:
         except ShadowcastError as exc:
             note = f"{action} refused: {' '.join(str(exc).split())}"
         return RedirectResponse(f"/plans?done={quote(note)}", 303)
+
+    @app.get("/actions", response_class=HTMLResponse, include_in_schema=False)
+    def action_page(request: Request) -> Response:
+        def build() -> dict[str, Any]:
+            acts = feedback.actions(state, 24 * 7)
+            return {"acts": acts, "chart": charts.actions_chart(acts["actions"])}
+
+        return render(request, "actions.html", build=build)
 
     @app.get("/tunnels", response_class=HTMLResponse, include_in_schema=False)
     def tunnels(request: Request) -> Response:

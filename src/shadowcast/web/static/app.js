@@ -36,11 +36,12 @@
     var spec = JSON.parse(document.getElementById(fig.getAttribute("data-chart")).textContent);
     if (!spec.x.length) { fig.textContent = "No data yet."; return; }
     var data = [spec.x];
-    var series = [{}];
+    var series = [spec.time === false ? { label: spec.xlabel || "x" } : {}];
     spec.series.forEach(function (s) {
       data.push(s.values);
       series.push({ label: s.label, stroke: s.color, width: s.width || 1, dash: s.dash,
-                    value: fmt(spec.unit), spanGaps: !!s.span });
+                    value: fmt(spec.unit), spanGaps: !!s.span,
+                    points: s.points ? { show: true, size: 8, fill: s.color } : {} });
     });
     if (spec.threshold != null) {
       data.push(spec.x.map(function () { return spec.threshold; }));
@@ -52,10 +53,14 @@
       series: series,
       bands: spec.bands.map(function (b) { return { series: [b[0], b[1]], fill: b[2] }; }),
       axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(spec.unit)(u, v); }); }, size: 80 }],
-      scales: { x: { time: true } }
+      scales: { x: { time: spec.time !== false } }
     };
     fig.classList.add("rendered");
-    new uPlot(opts, data, fig);
+    var plot = new uPlot(opts, data, fig);
+    if (spec.x.length === 1) {  // a lone x: an hour (or 0.05 of a ratio) each side
+      var pad = spec.time === false ? 0.05 : 3600;
+      plot.setScale("x", { min: spec.x[0] - pad, max: spec.x[0] + pad });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", function () {

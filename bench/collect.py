@@ -14,7 +14,7 @@ Every collector gets the same socket buffer (``--rcvbuf``, default 4 MiB = this 
 rmem_max, which is what nfcapd gets). The machine may be shared: figures are noisy; the
 JSON carries the load average seen at start and end.
 
-    .venv/bin/python bench/collect.py [--json] [--rates 0.3,0.6,1.2,2.4,3] [--step-s 2]
+    .venv/bin/python bench/collect.py [--json] [--rates 0.3,0.6,1.2,2.4,3,4.2] [--step-s 2]
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--decode-records", type=int, default=150_000)
-    ap.add_argument("--rates", default="0.3,0.6,0.9,1.2,1.5,1.8,2.4,3.0", help="offered Mrecords/s")
+    ap.add_argument("--rates", default="0.3,0.6,0.9,1.2,1.5,1.8,2.4,3.0,3.6,4.2", help="offered Mrecords/s")
     ap.add_argument("--step-s", type=float, default=2.0)
     ap.add_argument("--exporters", type=int, default=8)
     ap.add_argument("--senders", type=int, default=1, help="sending processes (sendmmsg)")

@@ -347,7 +347,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--decode-records", type=int, default=150_000)
-    ap.add_argument("--rates", default="0.3,0.6,0.9,1.2,1.5,1.8,2.4,3.0,3.6,4.2", help="offered Mrecords/s")
+    ap.add_argument(
+        "--rates", default="0.3,0.6,0.9,1.2,1.5,1.8,2.4,3.0,3.6,4.2", help="offered Mrecords/s"
+    )
     ap.add_argument("--step-s", type=float, default=2.0)
     ap.add_argument("--exporters", type=int, default=8)
     ap.add_argument("--senders", type=int, default=1, help="sending processes (sendmmsg)")

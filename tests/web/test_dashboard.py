@@ -136,6 +136,7 @@ def test_every_page_renders_with_data(site: tuple[str, Any], browser: Any, artif
     page.screenshot(path=str(artifacts / "03-applications.png"), full_page=True)
     # alerts with lead time and outcome
     page.goto(url + "/alerts")
+    assert page.title() == "shadowcast · alerts"  # the tuning section once, in the page
     rows = page.locator("#alert-list tbody tr")
     assert rows.count() >= 1 and "confirmed" in page.inner_text("#alert-list")
     # the alert tuner's precision/recall curve per link class, over p

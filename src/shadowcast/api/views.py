@@ -3,7 +3,8 @@
 Each function copies what it needs from the service under its lock (``ApiState.reading``)
 and returns plain JSON-ready data. Link predictions come from the latest step's
 ``LinkPrediction``; P(exceed) per link and horizon is read off its upper bound at the
-highest level with a normal law (the link bounds are combined as Gaussian half-widths:
+highest level with a normal law, as the alert policy reads it
+(``alert.policy.exceedance``; the link bounds are combined as Gaussian half-widths:
 ``forecast/links.py``); runout from the stored link loads (``forecast.links.runout``),
 recomputed once per simulated or real day of data.
 """
@@ -16,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 
+from shadowcast.alert.policy import exceedance
 from shadowcast.api.state import ApiState
 from shadowcast.errors import StoreError
 from shadowcast.forecast.links import runout
@@ -64,17 +65,6 @@ def topology(state: ApiState) -> dict[str, Any]:
             for i, lk in enumerate(topo.links)
         ],
     }  # fmt: skip
-
-
-def p_exceed(mean: F64, upper: F64 | None, level: float, limit: F64) -> F64:
-    """P(load > limit) under a normal law with ``mean`` and the ``level`` % upper bound."""
-    if upper is None:
-        return np.asarray((mean >= limit).astype(np.float64))
-    z = float(norm.ppf(0.5 + level / 200.0))
-    sigma = np.maximum(upper - mean, 0.0) / max(z, 1e-9)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = norm.sf((limit - mean) / sigma)
-    return np.asarray(np.where(sigma > 0, p, (mean >= limit).astype(np.float64)))
 
 
 def _runout(state: ApiState, names: list[str], capacity: F64, now_s: int) -> dict[str, Any]:
@@ -147,8 +137,8 @@ def links(state: ApiState) -> dict[str, Any]:
                     continue
                 m = float(pred.mean[i, h - 1])
                 ups = {f"{lv:g}": num(pred.upper[lv][i, h - 1] / cap[i]) for lv in levels}
-                upper = pred.upper[top][i : i + 1, h - 1] if levels else None
-                pe = p_exceed(np.array([m]), upper, top, np.array([thr * cap[i]]))[0]
+                upper = {top: pred.upper[top][i : i + 1, h - 1 : h]} if levels else {}
+                pe = exceedance(np.array([[m]]), upper, cap[i : i + 1], thr)[0, 0]
                 row["predicted"][label] = {
                     "steps": h,
                     "target": iso(pred.issued_s + h * pred.step_s),

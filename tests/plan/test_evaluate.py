@@ -142,8 +142,9 @@ def test_cli_eval_te_json(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("bad", "why"),
-    [("x", "'x' is not a number or auto"), ("0", "must be positive"),
-     ("-1", "must be positive"), ("nan", "must be positive")],
+    [("x", "'x' is not a number or auto"), ("0", "must be a positive finite"),
+     ("-1", "must be a positive finite"), ("nan", "must be a positive finite"),
+     ("inf", "must be a positive finite")],
 )  # fmt: skip
 def test_cli_eval_te_bad_capacity_scale(tmp_path: Path, bad: str, why: str) -> None:
     """``eval te`` parses ``--capacity-scale`` as ``replay`` and ``eval alerts`` do: one

@@ -14,6 +14,6 @@ def test_capacity_scale_factor_auto_and_bad_input() -> None:
     assert capacity_scale("2.5", source) == 2.5
     assert capacity_scale(" AUTO ", source) == pytest.approx(auto_capacity_scale(source))
     for bad, why in (("x", "not a number or auto"), ("0", "positive"), ("-1", "positive"),
-                     ("nan", "positive"), ("", "not a number")):  # fmt: skip
+                     ("nan", "positive"), ("inf", "finite"), ("", "not a number")):  # fmt: skip
         with pytest.raises(ConfigError, match=f"--capacity-scale.*{why}"):
             capacity_scale(bad, source)

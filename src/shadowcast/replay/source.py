@@ -118,8 +118,8 @@ def parse_capacity_scale(text: str) -> float | None:
         scale = float(text)
     except ValueError:
         raise ConfigError(f"--capacity-scale: {text!r} is not a number or auto") from None
-    if not scale > 0:
-        raise ConfigError(f"--capacity-scale must be positive, got {text}")
+    if not 0 < scale < float("inf"):
+        raise ConfigError(f"--capacity-scale must be a positive finite factor, got {text}")
     return scale
 
 

@@ -23,7 +23,11 @@ class PlanConfig(BaseModel):
     latency_stretch: dict[str, float] = Field(default_factory=lambda: {"high": 1.5, "medium": 3.0})
     latency_slack_ms: float = Field(default=5.0, ge=0, le=10_000)
     churn_weight: float = Field(
-        default=0.02, ge=0, le=100, description="cost of moving all traffic, in MLU"
+        default=0.02,
+        ge=0,
+        le=100,
+        description="cost in MLU per unit of demand-weighted sum |x - previous| of the splits: "
+        "moving all traffic to other paths costs twice this (it leaves one path, joins another)",
     )
     penalty_weight: float = Field(
         default=0.1,

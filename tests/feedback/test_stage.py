@@ -124,3 +124,22 @@ def test_drift_on_errors_some_steps_ahead_sees_a_shift_a_follower_absorbs() -> N
     t = _persistence_run(3, shift_at=100)
     assert t is not None and 100 <= t < 106
     assert _persistence_run(3, shift_at=10_000) is None  # and nothing without a change
+
+
+def test_a_drift_some_steps_ahead_is_recorded_not_acted_on() -> None:
+    """The second test's drift is a row of drift_events (its group named with the steps
+    ahead) and nothing more: no level adaptation, no refit."""
+    fb = _stage(drift_ahead=3)
+    rng = np.random.default_rng(5)
+    n = len(CLASSES) * len(OD)
+    level = np.linspace(50, 150, n)
+    for t in range(1, 106):
+        y = level * (1 + 0.03 * rng.standard_normal(n))
+        y[:2] *= 1.3 if t >= 100 else 1.0
+        fb.observe("od", t * STEP, y)
+        fb.issued("od", (t + 1) * STEP, np.repeat(y[:, None], 3, axis=1))
+    table = fb.take_drift_table()
+    assert table is not None
+    rows = table.to_pylist()
+    assert rows and all(r["subject"].endswith("/3") and r["action"] == "none" for r in rows)
+    assert fb.retrain_at_s is None and (fb.adapter.adapt_until < 0).all()

@@ -12,16 +12,18 @@ class FeedbackConfig(BaseModel):
 
     Every step the one-step-ahead errors of every (class, OD) series and link are scaled by
     each series' typical error and tested for drift per group (a class at a source site, at
-    a destination site; a link) with a two-sided Page-Hinkley test. A drift is kept in the
-    store's ``drift_events``, raises a ``ForecastAccuracyDegraded`` alert, makes the
-    group's series adapt their level for ``adapt_steps`` and, when ``retrain_on_drift``,
-    refits the models ``retrain_after`` later. A change of the routing in force between
-    two steps (the IGP routing around a failure, a rollback) is a ``route-change`` event of
-    every link whose load it moves by more than ``route_change_margin``. Interval widths
-    are recalibrated every step per step ahead and per volume decile. ``challengers``
-    forecast in shadow, scored by the same ledger; one whose NMAE over ``promote_window``
-    beats the champion's by ``promote_margin`` is promoted (the champion goes to shadow);
-    every fit, retrain, promotion, demotion and rollback is a row of ``model_events``.
+    a destination site; a link) with a two-sided Page-Hinkley test; a second test takes the
+    OD series' errors ``drift_ahead`` steps ahead, per site group and per class across the
+    backbone. A drift is kept in the store's ``drift_events`` and raises a
+    ``ForecastAccuracyDegraded`` alert; a one-step drift makes the group's series adapt
+    their level for ``adapt_steps`` and, when ``retrain_on_drift``, refits the models
+    ``retrain_after`` later. A change of the routing in force between two steps (the IGP
+    routing around a failure, a rollback) is a ``route-change`` event of every link whose
+    load it moves by more than ``route_change_margin``. Interval widths are recalibrated
+    every step per step ahead and per volume decile. ``challengers`` forecast in shadow,
+    scored by the same ledger; one whose NMAE over ``promote_window`` beats the champion's
+    by ``promote_margin`` is promoted (the champion goes to shadow); every fit, retrain,
+    promotion, demotion and rollback is a row of ``model_events``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -34,11 +36,21 @@ class FeedbackConfig(BaseModel):
         12.0, gt=0, le=1000, description="drift test: evidence needed (Page-Hinkley lambda)"
     )
     drift_ahead: int = Field(
-        1,
+        6,
         ge=1,
         le=288,
-        description="drift test of the OD series: errors of the forecasts made this many "
-        "steps ahead (a model that follows its last value absorbs a shift in one step)",
+        description="a second drift test of the OD series, on the errors of the forecasts "
+        "made this many steps ahead, per site group and per class across the backbone (a "
+        "model that follows its last value absorbs a shift in a step or two: the one-step "
+        "test sees a spike); its drifts are recorded and alerted, nothing more; 1: off",
+    )
+    drift_ahead_baseline_rate: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="drift test on forecasts drift_ahead steps ahead: how fast a group's "
+        "usual error (mean, deviation) follows its quiet steps (0.1: over about 10 steps; "
+        "errors some steps ahead carry a bias that comes with the hour of day)",
     )
     drift_min_steps: int = Field(
         24, ge=2, le=100_000, description="steps learnt before the drift test is armed"

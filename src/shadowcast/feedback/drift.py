@@ -4,12 +4,15 @@ Each step brings the one-step-ahead error of every series (``actual - forecast``
 relative to the forecast (plus 5 % of the series' usual level, so that near-empty series do
 not speak loudest) and scaled by the series' own typical relative error (an exponentially
 weighted mean, at least 1 %), so that every series speaks in the same unit at any hour.
-Series belong to groups (a routing class at a source site, at a destination site; a link):
-a many-to-many membership given once as (series index, group index) pairs. Per group and
-step, the statistic is the mean scaled error of its series, standardised by its own
-running mean and mean absolute deviation (learnt while the group is quiet; the deviation
-floored at ``min_spread`` typical errors, so that a group whose errors were unusually calm
-is not flagged for ordinary noise).
+Series belong to groups (a routing class at a source site, at a destination site, across
+the whole backbone; a link): a many-to-many membership given once as (series index, group
+index) pairs. Per group and step, the statistic is the mean scaled error of its series,
+standardised by its own running mean and mean absolute deviation (learnt while the group is
+quiet; the deviation floored at ``min_spread`` typical errors, so that a group whose errors
+were unusually calm is not flagged for ordinary noise; for a group of more than
+``spread_size`` series the floor shrinks as one over the square root of its size, as the
+noise of a mean does, so that a change small on each series but common to all of them,
+a holiday, is seen).
 
 The test is Page-Hinkley, two-sided, in its recursive (CUSUM) form::
 
@@ -19,7 +22,10 @@ The test is Page-Hinkley, two-sided, in its recursive (CUSUM) form::
 
 ``delta`` is the change tolerated (in standard units), ``lambda`` the evidence needed. A
 group that drifted is reset and stays quiet for ``cooldown_steps`` (the models adapt in the
-meantime); its baseline is not learnt from the drifted steps.
+meantime); its baseline is not learnt from the drifted steps. When the errors change for a
+known reason (another model version forecasts), :meth:`DriftDetector.rebase` learns every
+group's baseline again over ``rebase_steps`` quiet steps: a refit that removes a bias is not
+a drift.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ class DriftDetector:
         scale_rate: float = 0.02,
         baseline_rate: float = 0.02,
         min_spread: float = 0.75,
+        spread_size: float = float("inf"),
+        rebase_steps: int = 12,
     ) -> None:
         self.kind = kind
         self.n = int(n_series)
@@ -96,7 +104,10 @@ class DriftDetector:
         self.scale_rate = float(scale_rate)
         self.baseline_rate = float(baseline_rate)
         self.min_spread = float(min_spread)
+        self.rebase_steps = int(rebase_steps)
         self.size = np.bincount(self.group_idx, minlength=g).astype(np.float64)
+        shrink = np.sqrt(np.minimum(1.0, float(spread_size) / np.maximum(self.size, 1.0)))
+        self.floor = self.min_spread * shrink  # per group
         self.scale = np.full(self.n, np.nan)  # EW |e| per series
         self.level = np.full(self.n, np.nan)  # EW |y| per series (the floor)
         self.seen = np.zeros(self.n)  # steps each series' scale learnt from
@@ -105,6 +116,8 @@ class DriftDetector:
         self.up = np.zeros(g)
         self.down = np.zeros(g)
         self.quiet = np.zeros(g, dtype=np.int64)  # cooldown steps left
+        self.relearn = np.zeros(g, dtype=np.int64)  # steps left learning a new baseline
+        self.learnt = np.zeros(g)  # steps each group's baseline learnt from
         self.steps = 0
         self.last_u = np.zeros(g)
 
@@ -152,13 +165,14 @@ class DriftDetector:
         seen = np.isfinite(stat)
         fresh = seen & ~np.isfinite(self.mad)
         self.mu[fresh], self.mad[fresh] = stat[fresh], 0.0
-        spread = np.maximum(1.25 * np.nan_to_num(self.mad), self.min_spread)
+        spread = np.maximum(1.25 * np.nan_to_num(self.mad), self.floor)
         u = np.where(seen, np.clip((stat - self.mu) / spread, -_CLIP, _CLIP), 0.0)
         self.last_u = u
         armed = self.steps > self.min_steps
         self.up = np.maximum(0.0, self.up + u - self.delta)
         self.down = np.maximum(0.0, self.down - u - self.delta)
-        calm = (self.quiet > 0) | (not armed)  # warming up or cooling down: no evidence
+        relearning = self.relearn > 0
+        calm = (self.quiet > 0) | relearning | (not armed)  # no evidence meanwhile
         self.up[calm] = 0.0
         self.down[calm] = 0.0
         hit = armed & seen & ((self.up > self.threshold) | (self.down > self.threshold))
@@ -181,14 +195,28 @@ class DriftDetector:
         self.up[hit] = 0.0
         self.down[hit] = 0.0
         self.quiet = np.where(hit, self.cooldown_steps, np.maximum(self.quiet - 1, 0))
-        # the baseline learns from every warm-up step, then only from quiet, unremarkable ones
-        learn = seen & ~hit & (self.quiet == 0) & ((np.abs(u) < 4.0) | (not armed))
-        r = self.baseline_rate
+        # the baseline learns from every warm-up or relearning step, then only from quiet,
+        # unremarkable ones: a running mean at first, then exponentially weighted
+        usual = (self.quiet == 0) & ((np.abs(u) < 4.0) | (not armed))
+        learn = seen & ~hit & (usual | relearning)
+        self.relearn = np.maximum(self.relearn - 1, 0)
+        self.learnt[learn] += 1
         dev = np.abs(stat - self.mu)
-        k = np.full(stat.shape, r if armed else 1.0 / self.steps)
+        k = np.maximum(self.baseline_rate, 1.0 / np.maximum(self.learnt, 1.0))
         self.mu[learn] += k[learn] * (stat[learn] - self.mu[learn])
         self.mad[learn] += k[learn] * (dev[learn] - self.mad[learn])
         return events
+
+    def rebase(self) -> None:
+        """Every group's errors change for a known reason (another model version): their
+        baselines are learnt again over ``rebase_steps`` steps, without evidence meanwhile."""
+        if self.rebase_steps <= 0:
+            return
+        self.mad[:] = np.nan  # the next step seen starts the baseline again
+        self.learnt[:] = 0.0
+        self.up[:] = 0.0
+        self.down[:] = 0.0
+        self.relearn[:] = self.rebase_steps
 
     def hold(self, groups: I64) -> None:
         """Groups whose series changed for a known reason (the routing moved their load):
@@ -209,6 +237,8 @@ class DriftDetector:
             "up": self.up,
             "down": self.down,
             "quiet": self.quiet,
+            "relearn": self.relearn,
+            "learnt": self.learnt,
             "steps": self.steps,
             "seen": self.seen,
         }
@@ -220,16 +250,20 @@ class DriftDetector:
         for k in ("scale", "level", "mu", "mad", "up", "down"):
             setattr(self, k, np.asarray(st[k], dtype=np.float64).copy())
         self.quiet = np.asarray(st["quiet"], dtype=np.int64).copy()
+        g = self.mu.shape
+        self.relearn = np.asarray(st.get("relearn", np.zeros(g)), dtype=np.int64).copy()
+        self.learnt = np.asarray(st.get("learnt", np.full(g, 1e9)), dtype=np.float64).copy()
         self.steps = int(st["steps"])
         self.seen = np.asarray(st.get("seen", np.zeros(self.n)), dtype=np.float64).copy()
         return True
 
 
 def site_groups(
-    classes: Sequence[str], od_pairs: Sequence[tuple[str, str]]
+    classes: Sequence[str], od_pairs: Sequence[tuple[str, str]], *, backbone: bool = False
 ) -> tuple[tuple[I64, I64], list[str]]:
     """Membership of the stacked (class-major) class x OD series in the groups "class at
-    source site" (``high@A>``) and "class at destination site" (``high@>B``)."""
+    source site" (``high@A>``), "class at destination site" (``high@>B``) and, with
+    ``backbone``, "class across the backbone" (``high@*``)."""
     n_od = len(od_pairs)
     nodes = sorted({a for a, _ in od_pairs} | {b for _, b in od_pairs})
     ni = {n: i for i, n in enumerate(nodes)}
@@ -244,6 +278,10 @@ def site_groups(
         names += [f"{c}@{n}>" for n in nodes] + [f"{c}@>{n}" for n in nodes]
         series += [idx, idx]
         groups += [base + src, base + len(nodes) + dst]
+        if backbone:
+            names.append(f"{c}@*")
+            series.append(idx)
+            groups.append(np.full(n_od, base + 2 * len(nodes), dtype=np.int64))
     return (np.concatenate(series), np.concatenate(groups)), names
 
 

@@ -43,9 +43,7 @@ def artifacts() -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    state = served(tmp_path_factory.mktemp("web"))
+def _serve(state: Any) -> Iterator[tuple[str, Any]]:
     server = ApiServer(state, state.settings.api)
     url = server.start()
     try:
@@ -53,19 +51,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     finally:
         server.stop()
         state.store.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    yield from _serve(served(tmp_path_factory.mktemp("web")))
 
 
 @pytest.fixture(scope="module")
 def acting_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     """A replay in auto mode: its plans are applied and judged (``action_outcomes``)."""
-    state = served_acting(tmp_path_factory.mktemp("web-acting"))
-    server = ApiServer(state, state.settings.api)
-    url = server.start()
-    try:
-        yield url, state
-    finally:
-        server.stop()
-        state.store.close()
+    yield from _serve(served_acting(tmp_path_factory.mktemp("web-acting")))
 
 
 @pytest.fixture(scope="module")

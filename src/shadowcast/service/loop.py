@@ -379,8 +379,8 @@ class Service:
         if not events:
             return
         new = fb.alerts(events)
-        for a in new:
-            log.warning(a.message, extra={"alert": a.name, "subject": a.subject})
+        for a in new:  # the log notifier, when configured, logs it as a warning
+            log.info(a.message, extra={"alert": a.name, "subject": a.subject})
             for n in self.s.notifiers:
                 n.send(a)
 

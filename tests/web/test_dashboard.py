@@ -88,21 +88,26 @@ def _login(browser: Any, url: str, token: str) -> Any:
     return page
 
 
-def _band_pixels(page: Any, rgb: tuple[int, int, int]) -> int:
-    """Pixels of the first chart's canvas of colour ``rgb`` half-transparent (a band's fill:
-    the canvas itself is transparent)."""
+def _pixels(page: Any, rgb: tuple[int, int, int], tol: int, alpha: tuple[int, int]) -> int:
+    """Pixels of the first chart's canvas within ``tol`` of colour ``rgb`` whose alpha lies
+    strictly inside ``alpha`` (the canvas itself is transparent)."""
     return int(page.evaluate(
-        """([r, g, b]) => {
+        """([r, g, b, tol, lo, hi]) => {
             const c = document.querySelector("figure.chart canvas");
             const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
             let n = 0;
             for (let i = 0; i < d.length; i += 4)
-                if (Math.abs(d[i]-r) < 12 && Math.abs(d[i+1]-g) < 12 && Math.abs(d[i+2]-b) < 12
-                    && d[i+3] > 10 && d[i+3] < 120) n++;
+                if (Math.abs(d[i]-r) < tol && Math.abs(d[i+1]-g) < tol
+                    && Math.abs(d[i+2]-b) < tol && d[i+3] > lo && d[i+3] < hi) n++;
             return n;
         }""",
-        list(rgb),
+        [*rgb, tol, *alpha],
     ))  # fmt: skip
+
+
+def _band_pixels(page: Any, rgb: tuple[int, int, int]) -> int:
+    """Half-transparent pixels of colour ``rgb`` on the first chart (a band's fill)."""
+    return _pixels(page, rgb, 12, (10, 120))
 
 
 def test_every_page_renders_with_data(site: tuple[str, Any], browser: Any, artifacts: Path) -> None:
@@ -174,18 +179,7 @@ def test_admin_approves_a_plan_by_clicking(
 
 def _line_pixels(page: Any, rgb: tuple[int, int, int]) -> int:
     """Opaque pixels of colour ``rgb`` on the first chart's canvas (a series' line/points)."""
-    return int(page.evaluate(
-        """([r, g, b]) => {
-            const c = document.querySelector("figure.chart canvas");
-            const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-            let n = 0;
-            for (let i = 0; i < d.length; i += 4)
-                if (Math.abs(d[i]-r) < 16 && Math.abs(d[i+1]-g) < 16 && Math.abs(d[i+2]-b) < 16
-                    && d[i+3] > 200) n++;
-            return n;
-        }""",
-        list(rgb),
-    ))  # fmt: skip
+    return _pixels(page, rgb, 16, (200, 256))
 
 
 def test_actions_page_plots_predicted_against_realised_mlu(

@@ -28,12 +28,16 @@ def make_rows() -> MakeRows:
 
 
 # Every backend, and the duckdb backend in each flows_format ("duckdb" is its default,
-# parquet segments; "duckdb:table" keeps flows in DuckDB tables). ClickHouse runs on a
-# local server ("clickhouse") and on a two-shard cluster ("clickhouse:cluster"), both
-# started by the fixtures below (integration: they need clickhouse-server installed).
+# parquet segments; "duckdb:table" keeps flows in DuckDB tables; "duckdb:fresh" writes
+# fresh Arrow segments, compacted in the background, as a collector's store does).
+# ClickHouse runs on a local server ("clickhouse") and on a two-shard cluster
+# ("clickhouse:cluster"), both started by the fixtures below (integration: they need
+# clickhouse-server installed).
 CLICKHOUSE_PARAMS = ["clickhouse", "clickhouse:cluster"]
 BACKEND_PARAMS = [
-    *sorted(b for b in [*BACKENDS, "duckdb:table"] if not b.startswith("clickhouse")),
+    *sorted(
+        b for b in [*BACKENDS, "duckdb:table", "duckdb:fresh"] if not b.startswith("clickhouse")
+    ),
     *(pytest.param(p, marks=pytest.mark.integration) for p in CLICKHOUSE_PARAMS),
 ]
 CLUSTER = "shadowcast_test"
@@ -87,7 +91,11 @@ def config_for(request: pytest.FixtureRequest) -> ConfigFor:
             return StoreConfig.model_validate(
                 {"backend": name, **fields, "clickhouse": {**ch, **extra}}
             )
-        extra_fmt = {"flows_format": variant} if variant else {}
+        extra_fmt: dict[str, object] = {}
+        if variant == "fresh":
+            extra_fmt = {"fresh_segments": "arrow"}
+        elif variant:
+            extra_fmt = {"flows_format": variant}
         return StoreConfig.model_validate({"backend": name, **extra_fmt, **fields})
 
     return make

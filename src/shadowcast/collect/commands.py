@@ -148,7 +148,7 @@ def collect(
             "metrics_port": metrics_port,
         },
     )
-    st = open_store(_store_config(store_base, store))
+    st = open_store(_store_config(store_base, store).collecting())
     sources = []
     if interface:
         sources.append(

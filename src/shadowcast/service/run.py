@@ -72,7 +72,7 @@ class Runner:
         topo = load_topology(settings)
         data_dir = Path(settings.data_dir)
         self.state_dir = Path(settings.service.state_dir or data_dir / "state")
-        self.store = SharedStore(open_store(settings.store))
+        self.store = SharedStore(open_store(settings.store.collecting()))
         self.clock = WallClock()
         self.service: Service = build_service(
             settings,

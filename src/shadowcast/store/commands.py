@@ -68,9 +68,9 @@ def store_stats(store: Store, cfg: StoreConfig) -> dict[str, Any]:
     path = cfg.resolved_path()
     if cfg.backend == "duckdb" and path != ":memory:":
         files = [Path(path), Path(path + ".wal")]
-        segments = Path(path + ".segments")  # flows as Parquet segment files
+        segments = Path(path + ".segments")  # flows as Parquet (and fresh Arrow) segments
         if segments.is_dir():
-            files += list(segments.rglob("*.parquet"))
+            files += list(segments.rglob("*.parquet")) + list(segments.rglob("*.arrow"))
         size = sum(f.stat().st_size for f in files if f.is_file())
     where = repr(store) if cfg.backend == "clickhouse" else path  # servers and database
     return {

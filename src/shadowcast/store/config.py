@@ -121,6 +121,11 @@ class StoreConfig(BaseModel):
     # cost of a DuckDB insert), or "table" (plain DuckDB tables). Each reads the other's.
     flows_format: Literal["parquet", "table"] = "parquet"
     segment_compression: Literal["lz4", "zstd", "snappy", "none"] = "lz4"
+    # How a write of flows/flow_features becomes a segment (duckdb, parquet mode): "parquet"
+    # at once, or "arrow": an Arrow IPC file (about half the writer's CPU per row), compacted
+    # into Parquet in the background at the lowest CPU priority (readers see both).
+    # "auto": arrow in a process that collects from the network (collect, run), else parquet.
+    fresh_segments: Literal["auto", "arrow", "parquet"] = "auto"
     memory_limit: str | None = None  # DuckDB memory_limit, e.g. "4GB" or "50%"
     threads: int | None = Field(default=None, ge=1)
     clickhouse: ClickHouseConfig = Field(default_factory=ClickHouseConfig)
@@ -156,6 +161,13 @@ class StoreConfig(BaseModel):
         """These settings for the DuckDB file ``path`` (a ``--store``/``--path`` option)."""
         p = str(path) if str(path) == ":memory:" else str(Path(path).resolve())
         return self.model_copy(update={"backend": "duckdb", "path": p})
+
+    def collecting(self) -> StoreConfig:
+        """These settings for a process that stores what it collects from the network:
+        ``fresh_segments: auto`` becomes ``arrow``."""
+        if self.fresh_segments != "auto":
+            return self
+        return self.model_copy(update={"fresh_segments": "arrow"})
 
     def resolved_path(self) -> str:
         """The DuckDB file (``:memory:`` unchanged)."""

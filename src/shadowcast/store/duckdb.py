@@ -13,15 +13,21 @@ Cursors are closed by :meth:`DuckDBStore.close`.
 Parquet segment files named by a manifest table in the database (see
 :mod:`shadowcast.store.segments`): the same transactions and answers, at about a third of
 the write cost. ``flows_format="table"`` keeps them as DuckDB tables; either mode reads
-what the other wrote.
+what the other wrote. With ``fresh="arrow"`` (collectors) each write is an Arrow IPC
+segment, about half the CPU per row again, and a background thread at the lowest CPU
+priority compacts them into Parquet segments (:meth:`DuckDBStore.compact`) once writes
+pause for ``COMPACT_QUIET_S`` (or a backlog of ``COMPACT_BACKLOG_ROWS`` builds up); closing
+the store compacts what is left for up to ``CLOSE_COMPACT_S``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,7 +43,13 @@ from shadowcast.store import conform as cf
 from shadowcast.store.base import AggQuery, TimeRange, inner_block
 from shadowcast.store.schema import TABLES
 from shadowcast.store.segcheck import SegmentProblem, SegmentRepair, repair
-from shadowcast.store.segments import SEGMENTED, Pending, Segments
+from shadowcast.store.segments import (
+    COMPACT_AFTER_S,
+    COMPACT_BACKLOG_ROWS,
+    SEGMENTED,
+    Pending,
+    Segments,
+)
 from shadowcast.store.sqltypes import q, sql_type
 
 if TYPE_CHECKING:
@@ -46,6 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 US_UTC = pa.timestamp("us", tz="UTC")
+COMPACT_EVERY_S = 1.0  # how often the compactor looks for fresh segments due
+COMPACT_QUIET_S = 1.0  # ... and it waits until no write came for this long (or a backlog)
+CLOSE_COMPACT_S = 60.0  # close() compacts fresh segments for at most this long
 
 
 class _Local(threading.local):
@@ -64,7 +79,7 @@ class _Local(threading.local):
 _NOT_DATA = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
 
 
-def _io(exc: duckdb.Error) -> bool:
+def _io(exc: Exception) -> bool:
     return isinstance(exc, duckdb.IOException)
 
 
@@ -79,6 +94,8 @@ class DuckDBStore:
         threads: int | None = None,
         flows_format: str = "parquet",
         compression: str = "lz4",
+        fresh: str = "parquet",
+        compact_after_s: float = COMPACT_AFTER_S,
     ) -> None:
         self.path = str(path)
         if flows_format not in ("parquet", "table"):
@@ -115,7 +132,7 @@ class DuckDBStore:
             root = Path(self.path + ".segments")
         self._with_table: dict[str, bool] = {}
         try:
-            self._segments = Segments(root, compression, fsync=self._tmp is None)
+            self._segments = Segments(root, compression, fsync=self._tmp is None, fresh=fresh)
             self._create_tables()
             self._segments.open(self._con)
             for name in SEGMENTED:  # parquet mode: old table rows, if any, stay readable
@@ -129,6 +146,15 @@ class DuckDBStore:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open segments of {self.path}: {exc}") from exc
+        self.compact_after_s = compact_after_s
+        self._last_write = 0.0  # monotonic time of the last write of a segmented table
+        self._stop_compactor = threading.Event()
+        self._compactor: threading.Thread | None = None
+        if fresh == "arrow" and flows_format == "parquet":
+            self._compactor = threading.Thread(
+                target=self._compact_loop, name="store-compactor", daemon=True
+            )
+            self._compactor.start()
 
     @classmethod
     def from_config(cls, config: StoreConfig) -> DuckDBStore:
@@ -138,6 +164,7 @@ class DuckDBStore:
             threads=config.threads,
             flows_format=config.flows_format,
             compression=config.segment_compression,
+            fresh="arrow" if config.fresh_segments == "arrow" else "parquet",
         )
 
     def __repr__(self) -> str:
@@ -194,30 +221,36 @@ class DuckDBStore:
         self._local.cur = cur
         return cur
 
-    def _source(self, cur: duckdb.DuckDBPyConnection, table: str) -> str:
+    def _source(self, cur: duckdb.DuckDBPyConnection, table: str, registered: list[str]) -> str:
         if table not in SEGMENTED:
             return q(table)
-        return self._segments.source(cur, table, self._with_table[table])
+        return self._segments.source(cur, table, self._with_table[table], registered)
 
     def _query(self, table: str, sql: str, params: Sequence[object] = ()) -> pa.Table:
         """Run ``sql`` with ``{src}`` standing for the table's rows."""
         cur = self._cursor()
         for attempt in range(3):
+            views: list[str] = []
             try:
-                rel = cur.sql(sql.replace("{src}", self._source(cur, table)), params=list(params))
+                src = self._source(cur, table, views)
+                rel = cur.sql(sql.replace("{src}", src), params=list(params))
                 out = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
                 break
-            except duckdb.Error as exc:
+            except (duckdb.Error, OSError, pa.ArrowException) as exc:
                 # outside a transaction, ask again when damaged segment files were found
-                # and set aside, or a segment was merged away meanwhile
+                # and set aside, or a segment was merged or compacted away meanwhile
                 again = attempt < 2 and self._local.depth == 0
-                if not (again and (self._set_aside(cur, table, exc) or _io(exc))):
+                gone = _io(exc) or isinstance(exc, FileNotFoundError)
+                if not (again and (self._set_aside(cur, table, exc) or gone)):
                     raise StoreError(f"query on {table!r} failed: {exc}") from exc
                 self._segments.counters["queries_retried"] += 1
+            finally:
+                for view in views:
+                    cur.unregister(view)
         assert isinstance(out, pa.Table)
         return out
 
-    def _set_aside(self, cur: duckdb.DuckDBPyConnection, table: str, exc: duckdb.Error) -> bool:
+    def _set_aside(self, cur: duckdb.DuckDBPyConnection, table: str, exc: Exception) -> bool:
         """After a failed query: footers checked, files the error names read in full and,
         if that finds nothing and the error may come from the data, every file in full."""
         if table not in SEGMENTED:
@@ -258,10 +291,13 @@ class DuckDBStore:
         return int(data.num_rows)
 
     def _write_segment(self, table: str, data: pa.Table) -> None:
+        self._last_write = time.monotonic()
         with self.transaction():
             seq = self._segments.next_seq()
             self._segments.append(self._cursor(), table, data, seq, self._local.pending)
         log.debug("store write", extra={"table": table, "rows": data.num_rows})
+        if self._compactor is not None:
+            return  # fresh segments: the compactor rewrites them
         if self._local.depth == 0 and self._maint.acquire(blocking=False):
             try:
                 with self.transaction():
@@ -270,6 +306,79 @@ class DuckDBStore:
                 log.warning("segment merge skipped", extra={"table": table, "error": str(exc)})
             finally:
                 self._maint.release()
+
+    # -- compaction of fresh segments ----------------------------------------------------
+
+    def compact(self, *, force: bool = False, budget_s: float | None = None) -> int:
+        """Rewrite fresh (Arrow) segments due for it (all of them with ``force``) as
+        Parquet segments, one run per transaction, for at most ``budget_s``; rows
+        compacted."""
+        done = 0
+        until = None if budget_s is None else time.monotonic() + budget_s
+        for table in sorted(SEGMENTED):
+            while until is None or time.monotonic() < until:
+                with self._maint, self.transaction():
+                    n = self._segments.compact(
+                        self._cursor(),
+                        table,
+                        self._local.pending,
+                        force=force,
+                        after_s=self.compact_after_s,
+                    )
+                if n == 0:
+                    break
+                done += n
+                log.debug("fresh segments compacted", extra={"table": table, "rows": n})
+        return done
+
+    def fresh_rows(self) -> int:
+        """Rows in fresh segments not compacted yet."""
+        cur = self._cursor()
+        try:
+            return sum(self._segments.fresh_rows(cur, t) for t in SEGMENTED)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot read the segment manifest of {self.path}: {exc}") from exc
+
+    def _compact_loop(self) -> None:
+        """The compactor thread: at the lowest CPU priority (Linux: per thread), so the
+        collector's readers and writer go first and it takes the idle time."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (OSError, AttributeError):
+            log.debug("compactor priority unchanged", exc_info=True)
+        while not self._stop_compactor.wait(COMPACT_EVERY_S):
+            try:
+                busy = time.monotonic() - self._last_write < COMPACT_QUIET_S
+                if busy and self.fresh_rows() < COMPACT_BACKLOG_ROWS:
+                    continue  # a burst: the collector goes first
+                self.compact()
+            except StoreError as exc:
+                if self._closed:
+                    return
+                log.warning("segment compaction failed; retried", extra={"error": str(exc)})
+            except (duckdb.Error, OSError, pa.ArrowException) as exc:
+                if self._closed:
+                    return
+                log.warning("segment compaction failed; retried", extra={"error": str(exc)})
+
+    def _stop_compacting(self) -> None:
+        """Stop the compactor thread, then compact what is left (bounded in time)."""
+        thread, self._compactor = self._compactor, None
+        if thread is None:
+            return
+        self._stop_compactor.set()
+        thread.join()
+        try:
+            self.compact(force=True, budget_s=CLOSE_COMPACT_S)
+            left = self.fresh_rows()
+        except (StoreError, duckdb.Error, OSError, pa.ArrowException) as exc:
+            log.warning("fresh segments left as they are", extra={"error": str(exc)})
+            return
+        if left:
+            log.info(
+                "fresh segments left for the next writer to compact (still readable)",
+                extra={"rows": left},
+            )
 
     def _doom(self) -> None:
         if self._local.depth > 0:
@@ -469,6 +578,8 @@ class DuckDBStore:
         return deleted
 
     def close(self) -> None:
+        if not self._closed:
+            self._stop_compacting()
         with self._lock:
             if self._closed:
                 return

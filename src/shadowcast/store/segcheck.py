@@ -67,6 +67,8 @@ def inspect(path: Path, rows: int, *, full: bool) -> str | None:
     """None when the file is sound, else what is wrong with it (one line)."""
     if not path.is_file():
         return "file missing"
+    if path.name.endswith(".arrow"):
+        return _inspect_ipc(path, rows, full=full)
     try:
         pf = pq.ParquetFile(path, page_checksum_verification=full)
         n = pf.metadata.num_rows
@@ -80,18 +82,87 @@ def inspect(path: Path, rows: int, *, full: bool) -> str | None:
     return None
 
 
-def salvage(path: Path, table: str) -> pa.Table | None:
-    """The rows of the row groups that still read (checksums verified); None if none."""
+def _inspect_ipc(path: Path, rows: int, *, full: bool) -> str | None:
+    """A fresh (Arrow IPC) segment: the footer must parse and its record batches hold
+    the manifest's rows (each batch is read: the cheap check needs its length); with
+    ``full``, every batch is also validated in full. IPC files carry no page CRC: a
+    garbled value that still decodes is not found."""
+    try:
+        with pa.memory_map(str(path)) as src:
+            reader = pa.ipc.open_file(src)
+            n = 0
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                if full:
+                    batch.validate(full=True)
+                n += batch.num_rows
+        if n != rows:
+            return f"holds {n} rows, the manifest says {rows}"
+    except (OSError, pa.ArrowException) as exc:
+        return f"unreadable: {' '.join(str(exc).split())}"
+    return None
+
+
+def _readable_parts(path: Path) -> list[pa.Table]:
+    """The row groups (Parquet, checksums verified) or record batches (Arrow IPC) of a
+    segment file that still read."""
+    parts: list[pa.Table] = []
+    if path.name.endswith(".arrow"):
+        return _readable_batches(path)
     try:
         pf = pq.ParquetFile(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException):
-        return None
-    parts = []
+        return parts
     for i in range(pf.num_row_groups):
         try:
             parts.append(pf.read_row_group(i))
         except (OSError, pa.ArrowException) as exc:
             log.warning("row group lost", extra={"path": str(path), "group": i, "error": str(exc)})
+    return parts
+
+
+def _readable_batches(path: Path) -> list[pa.Table]:
+    """The record batches of an Arrow IPC file that still read. A file cut short (no
+    footer) is read as the stream it starts with, up to the first batch that does not."""
+    parts: list[pa.Table] = []
+    try:
+        with pa.memory_map(str(path)) as src:
+            try:
+                reader = pa.ipc.open_file(src)
+            except (OSError, pa.ArrowException):
+                src.seek(8)  # "ARROW1" and padding, then the stream
+                stream = pa.ipc.open_stream(src)
+                while True:
+                    try:
+                        batch = stream.read_next_batch()
+                        batch.validate(full=True)
+                    except StopIteration:
+                        break
+                    except (OSError, pa.ArrowException) as exc:
+                        log.warning(
+                            "rest of a cut file lost", extra={"path": str(path), "error": str(exc)}
+                        )
+                        break
+                    parts.append(pa.Table.from_batches([batch]))
+                return parts
+            for i in range(reader.num_record_batches):
+                try:
+                    batch = reader.get_batch(i)
+                    batch.validate(full=True)
+                    parts.append(pa.Table.from_batches([batch]))
+                except (OSError, pa.ArrowException) as exc:
+                    log.warning(
+                        "record batch lost",
+                        extra={"path": str(path), "group": i, "error": str(exc)},
+                    )
+    except (OSError, pa.ArrowException):
+        return parts
+    return parts
+
+
+def salvage(path: Path, table: str) -> pa.Table | None:
+    """The rows of the row groups (record batches) that still read; None if none."""
+    parts = _readable_parts(path)
     if not parts:
         return None
     try:

@@ -9,6 +9,15 @@ DuckDB transaction as everything else, so segments are committed, rolled back an
 readers exactly as table rows are; files no committed manifest row names (a crash between
 writing the file and committing) are deleted when the store is next opened.
 
+Fresh segments (``fresh="arrow"``, what a collector writes): a write becomes an Arrow IPC
+file (``.arrow``, LZ4) instead, about half the writer's CPU per row of a Parquet file
+(Parquet's page encoding, not its compression, is the cost), and a background pass
+(:meth:`Segments.compact`, run by the store at low priority) rewrites runs of fresh
+segments into one Parquet segment each, once they hold ``COMPACT_ROWS`` rows or are
+``compact_after_s`` old, in the same manifest transaction discipline. Until then queries
+read them too: each run of consecutive fresh files is registered with the query's DuckDB
+cursor as an Arrow table and joined to the Parquet runs in manifest order.
+
 Queries read the committed files with ``read_parquet([...])`` in manifest (= insertion)
 order, less any file found damaged (:mod:`shadowcast.store.segcheck`): a query that fails
 has the manifest's files inspected, the damaged ones are logged, counted and set aside
@@ -22,9 +31,11 @@ so a day does not leave tens of thousands of files.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,6 +70,30 @@ COMPRESSIONS: tuple[str, ...] = ("lz4", "zstd", "snappy", "none")
 ROW_GROUP = 131_072  # DuckDB scans row groups in parallel
 SMALL_ROWS = 100_000  # segments under this many rows are merged ...
 MERGE_RUN = 16  # ... once this many of them end the table
+FRESH_FORMATS: tuple[str, ...] = ("parquet", "arrow")
+FRESH_SUFFIX = ".arrow"
+COMPACT_ROWS = 1_048_576  # fresh rows rewritten into one Parquet segment (8 row groups)
+COMPACT_AFTER_S = 30.0  # ... or fewer, once the oldest fresh file is this old
+# While writes keep coming (a burst), compaction waits, unless this many rows are fresh
+# (a query reads fresh rows whole: this bounds its memory, ~0.5 GB).
+COMPACT_BACKLOG_ROWS = 4 * COMPACT_ROWS
+# Arrow IPC offers LZ4 (frame) and ZSTD buffer compression only.
+_IPC_COMPRESSION: dict[str, str | None] = {"lz4": "lz4", "zstd": "zstd", "snappy": "lz4"}
+
+
+def is_fresh(name: str) -> bool:
+    """A fresh (Arrow IPC) segment file, by its name."""
+    return name.endswith(FRESH_SUFFIX)
+
+
+def read_segment(path: Path, schema: pa.Schema) -> pa.Table:
+    """All rows of one segment file, either format, as ``schema``."""
+    if is_fresh(path.name):
+        with pa.memory_map(str(path)) as src:
+            data = pa.ipc.open_file(src).read_all()
+        return data.cast(schema)
+    out: pa.Table = pq.read_table(path, schema=schema)
+    return out
 
 
 @dataclass(slots=True)
@@ -129,12 +164,17 @@ def _lit(text: str) -> str:
 class Segments:
     """The segment files of one store under ``root`` and their manifest."""
 
-    def __init__(self, root: Path, compression: str = "lz4", fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path, compression: str = "lz4", fsync: bool = True, fresh: str = "parquet"
+    ) -> None:
         if compression not in COMPRESSIONS:
             raise StoreError(f"unknown segment compression {compression!r} (one of {COMPRESSIONS})")
+        if fresh not in FRESH_FORMATS:
+            raise StoreError(f"unknown fresh segment format {fresh!r} (one of {FRESH_FORMATS})")
         self.root = root
         self.compression = compression
         self.fsync = fsync
+        self.fresh = fresh
         self._opened: Path | None = None
         self._entry = [0, 0]
         self._damaged: dict[tuple[str, str], SegmentProblem] = {}
@@ -186,21 +226,30 @@ class Segments:
 
     # -- files ---------------------------------------------------------------------------
 
-    def _write_file(self, table: str, data: pa.Table) -> Path:
+    def _write_file(self, table: str, data: pa.Table, fresh: bool = False) -> Path:
+        """``data`` as a new segment file: Parquet, or Arrow IPC when ``fresh``."""
         folder = self.root / table
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{uuid.uuid4().hex}.parquet"
+        path = folder / (uuid.uuid4().hex + (FRESH_SUFFIX if fresh else ".parquet"))
         strings = [f.name for f in data.schema if pa.types.is_string(f.type)]
         try:
-            pq.write_table(
-                data,
-                path,
-                compression=self.compression,
-                row_group_size=ROW_GROUP,
-                use_dictionary=strings,
-                write_statistics=_pruned_on(data.schema),
-                write_page_checksum=True,
-            )
+            if fresh:
+                options = pa.ipc.IpcWriteOptions(compression=_IPC_COMPRESSION.get(self.compression))
+                with (
+                    pa.OSFile(str(path), "wb") as sink,
+                    pa.ipc.new_file(sink, data.schema, options=options) as writer,
+                ):
+                    writer.write_table(data, max_chunksize=ROW_GROUP)
+            else:
+                pq.write_table(
+                    data,
+                    path,
+                    compression=self.compression,
+                    row_group_size=ROW_GROUP,
+                    use_dictionary=strings,
+                    write_statistics=_pruned_on(data.schema),
+                    write_page_checksum=True,
+                )
             if self.fsync:
                 fd = os.open(path, os.O_RDONLY)
                 try:
@@ -232,8 +281,9 @@ class Segments:
         seq: int,
         pending: Pending,
     ) -> None:
-        """Write ``data`` as a new segment inside the cursor's open transaction."""
-        path = self._write_file(table, data)
+        """Write ``data`` as a new segment inside the cursor's open transaction (a fresh
+        one when the store writes fresh segments)."""
+        path = self._write_file(table, data, fresh=self.fresh == "arrow")
         pending.created.append(path)
         lo, hi = self._bounds(table, data)
         try:
@@ -308,16 +358,47 @@ class Segments:
         with self._damaged_lock:
             self._damaged.pop((table, file), None)
 
-    def source(self, cur: duckdb.DuckDBPyConnection, table: str, with_table: bool) -> str:
+    def source(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        table: str,
+        with_table: bool,
+        registered: list[str] | None = None,
+    ) -> str:
         """A FROM-clause item holding the rows of ``table`` (its DuckDB table, when
-        ``with_table``, followed by its segments)."""
+        ``with_table``, followed by its segments in manifest order).
+
+        Each run of fresh (Arrow) files is read (memory-mapped) and registered with
+        ``cur`` as a view whose name is appended to ``registered``: the caller
+        unregisters them after its query. Raises OSError or ArrowException when a fresh
+        file cannot be read (compacted away meanwhile: ask again; or damaged)."""
         files = self.files(cur, table)
         if not files:
             return '"' + table + '"'
-        scan = f"read_parquet([{', '.join(_lit(f) for f in files)}])"
-        if not with_table:
-            return scan
-        return f'(SELECT * FROM "{table}" UNION ALL SELECT * FROM {scan})'
+        scans = [f'SELECT * FROM "{table}"'] if with_table else []
+        schema = cf.table_schema(table)
+        for fresh, group in itertools.groupby(files, key=is_fresh):
+            run = list(group)
+            if not fresh:
+                scans.append(f"SELECT * FROM read_parquet([{', '.join(_lit(f) for f in run)}])")
+                continue
+            view = f"_shadowcast_fresh_{table}_{len(scans)}"
+            data = pa.concat_tables([read_segment(Path(f), schema) for f in run])
+            cur.register(view, data)
+            if registered is not None:
+                registered.append(view)
+            scans.append(f"SELECT * FROM {view}")
+        if len(scans) == 1 and scans[0].startswith("SELECT * FROM read_parquet("):
+            return scans[0].removeprefix("SELECT * FROM ")
+        return "(" + " UNION ALL ".join(scans) + ")"
+
+    def fresh_rows(self, cur: duckdb.DuckDBPyConnection, table: str) -> int:
+        """Rows of ``table`` in fresh (not yet compacted) segments."""
+        rows = cur.execute(
+            f"SELECT coalesce(sum(rows), 0) FROM {MANIFEST} WHERE tbl = ? AND file LIKE ?",
+            [table, "%" + FRESH_SUFFIX],
+        ).fetchall()
+        return int(rows[0][0])
 
     # -- retention and merging -----------------------------------------------------------
 
@@ -339,7 +420,7 @@ class Segments:
                     cur.execute(f"DELETE FROM {MANIFEST} WHERE tbl = ? AND seq = ?", [table, seq])
                     deleted += int(rows)
                 else:
-                    data = pq.read_table(path, schema=cf.table_schema(table))
+                    data = read_segment(path, cf.table_schema(table))
                     t = data.column(tcol)
                     keep = pc.or_kleene(
                         pc.greater_equal(t, pa.scalar(cutoff, t.type)), pc.is_null(t)
@@ -374,9 +455,21 @@ class Segments:
         if len(run) < MERGE_RUN:
             return 0
         run.reverse()
+        self._replace_run(cur, table, run, pending)
+        return len(run)
+
+    def _replace_run(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        table: str,
+        run: list[tuple[int, str]],
+        pending: Pending,
+    ) -> pa.Table:
+        """Rewrite consecutive segments ``run`` ((seq, file), in order) as one Parquet
+        segment taking the first one's place in the manifest; the rows rewritten."""
         schema = cf.table_schema(table)
         paths = [self.root / table / name for _, name in run]
-        data = pa.concat_tables([pq.read_table(p, schema=schema) for p in paths])
+        data = pa.concat_tables([read_segment(p, schema) for p in paths])
         new = self._write_file(table, data)
         pending.created.append(new)
         lo, hi = self._bounds(table, data)
@@ -390,4 +483,48 @@ class Segments:
             [table, seqs[0], new.name, data.num_rows, lo, hi],
         )
         pending.obsolete.extend(paths)
-        return len(run)
+        return data
+
+    def compact(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        table: str,
+        pending: Pending,
+        *,
+        force: bool = False,
+        min_rows: int = COMPACT_ROWS,
+        after_s: float = COMPACT_AFTER_S,
+    ) -> int:
+        """Rewrite the oldest run of consecutive fresh segments of ``table`` (up to about
+        ``min_rows`` rows) as one Parquet segment, when it holds ``min_rows`` rows, its
+        first file is ``after_s`` old, or ``force``; rows compacted (0: nothing due)."""
+        first = cur.execute(
+            f"SELECT min(seq) FROM {MANIFEST} WHERE tbl = ? AND file LIKE ?",
+            [table, "%" + FRESH_SUFFIX],
+        ).fetchall()
+        if first[0][0] is None:
+            return 0
+        tail = cur.execute(
+            f"SELECT seq, file, rows FROM {MANIFEST} WHERE tbl = ? AND seq >= ? "
+            "ORDER BY seq LIMIT 4096",
+            [table, int(first[0][0])],
+        ).fetchall()
+        run: list[tuple[int, str]] = []
+        rows = 0
+        for seq, name, n in tail:
+            if not is_fresh(str(name)) or (table, str(name)) in self._damaged:
+                break
+            run.append((int(seq), str(name)))
+            rows += int(n)
+            if rows >= min_rows:
+                break
+        if not run:
+            return 0
+        if not force and rows < min_rows:
+            try:
+                age = time.time() - (self.root / table / run[0][1]).stat().st_mtime
+            except OSError:
+                age = after_s  # gone or unreadable: let the rewrite find out
+            if age < after_s:
+                return 0
+        return int(self._replace_run(cur, table, run, pending).num_rows)

@@ -90,6 +90,7 @@ class Spool:
         close_timeout_s: float = 10.0,
         sleep: Callable[[float], None] | None = None,
         nice: int = 0,
+        release: Callable[[str], None] | None = None,
     ) -> None:
         if memory_bytes < 1 or spill_max_bytes < 0 or retry_initial_s <= 0 or split_after < 1:
             raise StoreError("spool: memory_bytes, retry_initial_s and split_after must be > 0")
@@ -103,6 +104,8 @@ class Spool:
         self.max_write_rows = max_write_rows
         self.close_timeout_s = close_timeout_s
         self.nice = nice
+        # what becomes of a put's ``release`` files once handled (default: deleted)
+        self._release_file = release or _unlink
         self._sleep = sleep
         self._q: deque[_Entry] = deque()
         self._cond = threading.Condition()
@@ -200,10 +203,10 @@ class Spool:
     # -- producer ------------------------------------------------------------------------
 
     def put(self, table: str, batch: pa.Table, release: Iterable[str] = ()) -> None:
-        """Queue ``batch`` for ``table``; files in ``release`` are deleted once it is
-        stored, on disk, rejected or lost."""
+        """Queue ``batch`` for ``table``; files in ``release`` are deleted (or given to
+        the spool's ``release``) once it is stored, on disk, rejected or lost."""
         if batch.num_rows == 0:
-            _unlink_all(release)
+            self._release(release)
             return
         e = _Entry(table, batch.num_rows, int(batch.nbytes), batch, release=list(release))
         with self._put_lock:
@@ -249,7 +252,7 @@ class Spool:
             self._stats.spilled_bytes += f.size
             self._stats.rows_spilled += e.rows
         e.data, e.path, e.nbytes = None, f.path, f.size
-        _unlink_all(e.release)
+        self._release(e.release)
         e.release = []
         log.warning("spool: %d rows of %r spilled to disk (%s)", e.rows, e.table, why)
         return True
@@ -407,19 +410,27 @@ class Spool:
         elif e.path is not None:
             self._stats.spilled_bytes -= e.nbytes
             _unlink_all([str(e.path)])
-        _unlink_all(e.release)
+        self._release(e.release)
+
+    def _release(self, paths: Iterable[str]) -> None:
+        for p in paths:
+            self._release_file(p)
 
     def _lose(self, e: _Entry, why: str) -> None:
         with self._cond:
             self._stats.rows_lost += e.rows
-        _unlink_all(e.release)
+        self._release(e.release)
         log.error("store buffer full: %d rows of %r LOST (%s)", e.rows, e.table, why)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _unlink_all(paths: Iterable[str]) -> None:
     for p in paths:
-        with contextlib.suppress(OSError):
-            os.unlink(p)
+        _unlink(p)
 
 
 def _lower_priority(nice: int) -> None:

@@ -105,3 +105,35 @@ def test_batch_files_are_whole_or_absent(tmp_path: Path) -> None:
     got = pa.ipc.open_stream(pa.memory_map(path)).read_all()
     assert got.num_rows == 50
     assert sp.pending() == (1, os.path.getsize(path))
+
+
+def test_stored_batch_files_are_given_back_and_overwritten(tmp_path: Path) -> None:
+    """Once stored, a worker's file is renamed for it (not deleted) and its next batch
+    overwrites it; what the supervisor read earlier is a copy, unchanged by that."""
+    from multiprocessing import Pipe
+
+    from shadowcast.collect.ipc import MAX_FREE, recv_message
+
+    sp = Spill(str(tmp_path), "w0-")
+    big, small = random_table("flows", 400, seed=1), random_table("flows", 30, seed=2)
+    a, b = Pipe()
+    sp.send(a, "flows", big)
+    first = recv_message(b)
+    assert first.table is not None and first.table.equals(big)
+    shm.recycle(first.path)  # stored
+    assert not os.path.exists(first.path)
+    assert [p.name for p in tmp_path.iterdir()] == ["w0-free-000000001.buf"]
+    sp.send(a, "flows", small)  # overwrites the given-back file, cut to its new length
+    second = recv_message(b)
+    assert sp.reused == 1 and second.table is not None and second.table.equals(small)
+    assert not list(tmp_path.glob("*.buf"))
+    assert first.table.equals(big)  # a copy: the overwrite did not reach it
+    # files that are not a worker's batch are deleted; a worker keeps MAX_FREE at most
+    other = tmp_path / "r000001-w9-000000001.flows.arrow"
+    other.write_bytes(b"x")
+    shm.recycle(str(other))
+    assert not other.exists()
+    for i in range(MAX_FREE + 3):
+        (tmp_path / shm.free_name("w0-", i)).write_bytes(b"old")
+    assert sp.pending() == (1, os.path.getsize(second.path))
+    assert len(sp.free) == MAX_FREE and len(list(tmp_path.glob("*.buf"))) == MAX_FREE

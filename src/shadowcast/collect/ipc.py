@@ -1,8 +1,9 @@
 """Messages from collector workers to the supervisor over a pipe.
 
 ``F`` + table name + NUL + path: a batch spilled as an Arrow IPC file into a shared-memory
-folder (the supervisor maps it without copying and deletes it once stored; a worker with
-too many files not yet stored waits: that is the back-pressure);
+folder (the supervisor reads it, a copy, and once the rows are stored renames the file
+for its worker to overwrite with a later batch, :func:`shm.recycle`; a worker with too
+many files not yet stored waits: that is the back-pressure);
 ``B`` + table name, then one more message, the Arrow IPC stream itself (for sources
 without a spill folder); ``S`` + JSON: per-exporter counters (``e``) and what the worker
 holds (``w``: templates, waiting bytes, memory); ``R``: ready; ``D``: done;
@@ -24,7 +25,7 @@ from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
-from shadowcast.collect.shm import batch_name
+from shadowcast.collect.shm import FREE_SUFFIX, batch_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Message:
 
 
 PIPE_BYTES = 1 << 20
+MAX_FREE = 8  # files given back to a worker that it keeps for later batches
 F_SETPIPE_SZ = 1031  # Linux
 
 
@@ -73,16 +75,28 @@ class Spill:
         self.seq = 0
         self.waited_s = 0.0
         self.parent: int | None = None
+        self.free: list[str] = []  # files given back (stored), to be overwritten
+        self.reused = 0
 
     def pending(self) -> tuple[int, int]:
-        """Files of this worker still in the folder, and their bytes."""
+        """Files of this worker still in the folder, and their bytes (and, on the way,
+        the files given back to it: a few kept, the rest deleted)."""
         n = size = 0
+        free: list[str] = []
         with os.scandir(self.folder) as it:
             for entry in it:
-                if entry.name.startswith(self.prefix) and entry.name.endswith(".arrow"):
+                if not entry.name.startswith(self.prefix):
+                    continue
+                if entry.name.endswith(".arrow"):
                     n += 1
                     with contextlib.suppress(OSError):
                         size += entry.stat().st_size
+                elif entry.name.endswith(FREE_SUFFIX):
+                    free.append(entry.path)
+        for extra in free[MAX_FREE:]:
+            with contextlib.suppress(OSError):
+                os.unlink(extra)
+        self.free = free[:MAX_FREE]
         return n, size
 
     def full(self) -> bool:
@@ -104,10 +118,26 @@ class Spill:
         self.seq += 1
         path = os.path.join(self.folder, batch_name(self.prefix, self.seq, name))
         tmp = path + ".tmp"
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
+        if self._take_free(tmp):  # overwrite a stored file's pages: no allocation
+            with open(tmp, "r+b") as f:
+                with pa.ipc.new_stream(pa.PythonFile(f, mode="w"), table.schema) as writer:
+                    writer.write_table(table)
+                f.truncate()
+            self.reused += 1
+        else:
+            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
         os.replace(tmp, path)
         return path
+
+    def _take_free(self, tmp: str) -> bool:
+        while self.free:
+            try:
+                os.rename(self.free.pop(), tmp)
+                return True
+            except OSError:
+                continue  # gone meanwhile (the folder cleaned): try the next
+        return False
 
 
 def recv_message(conn: Connection) -> Message:
@@ -115,7 +145,9 @@ def recv_message(conn: Connection) -> Message:
     raw = conn.recv_bytes()
     if raw[:1] == b"F":
         name, _, path = raw[1:].decode().partition("\0")
-        table = pa.ipc.open_stream(pa.memory_map(path)).read_all()
+        # a copy, not a map: the file is overwritten by its worker once stored
+        with pa.OSFile(path, "rb") as src:
+            table = pa.ipc.open_stream(src).read_all()
         return Message("batch", name=name, table=table, path=path)
     if raw[:1] == b"B":
         body = conn.recv_bytes()

@@ -47,7 +47,13 @@ from shadowcast.collect.batcher import Batcher
 from shadowcast.collect.config import CollectConfig
 from shadowcast.collect.ipc import Message, recv_message
 from shadowcast.collect.metrics import CollectSnapshot, merge_exporters, socket_drops
-from shadowcast.collect.shm import make_folder, orphans, release_folder, store_identity
+from shadowcast.collect.shm import (
+    make_folder,
+    orphans,
+    recycle,
+    release_folder,
+    store_identity,
+)
 from shadowcast.collect.validate import RecordChecks
 from shadowcast.collect.worker import (
     DecoderFactory,
@@ -161,6 +167,7 @@ class CollectServer:
             spill_max_bytes=config.spill_max_bytes,
             retry_max_s=config.retry_max_s,
             nice=config.writer_nice,
+            release=recycle,
         )
         self.recovered_rows = 0  # rows a crashed run left in shared memory, stored now
         self.worker_pids: list[int] = []

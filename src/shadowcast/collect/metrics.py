@@ -64,6 +64,7 @@ class CollectSnapshot:
     workers: dict[int, dict[str, int]] = field(default_factory=dict)
     spool: SpoolStats = field(default_factory=SpoolStats)
     rows_recovered: int = 0  # rows a crashed run left behind, stored by this one
+    fresh_rows: int = 0  # stored rows in fresh segments the store has not compacted yet
 
     @property
     def rows_lost(self) -> int:
@@ -83,6 +84,7 @@ class CollectSnapshot:
             "rows_rejected": sp.rows_rejected,
             "rows_dropped_by_store": sp.rows_dropped,
             "rows_recovered": self.rows_recovered,
+            "fresh_rows": self.fresh_rows,
             "buffered_rows": sp.queued_rows,
             "spilled_bytes": sp.spilled_bytes,
             "workers": {str(w): dict(g) for w, g in sorted(self.workers.items())},
@@ -182,6 +184,11 @@ class CollectCollector(Collector):
         )
         yield GaugeMetricFamily(
             "shadowcast_collect_spilled_bytes", "bytes waiting on disk", sp.spilled_bytes
+        )
+        yield GaugeMetricFamily(
+            "shadowcast_collect_store_fresh_rows",
+            "stored rows in fresh segments not compacted into Parquet yet",
+            snap.fresh_rows,
         )
         names = sorted({k for g in snap.workers.values() for k in g})
         for key in names:

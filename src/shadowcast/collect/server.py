@@ -19,9 +19,10 @@ Shutdown (SIGTERM/SIGINT or ``duration``): workers stop waiting for new datagram
 what the kernel already accepted until the sockets are empty, decode it, send it, and say
 ``done``; the supervisor writes everything it holds and closes the store.
 
-A batch file is deleted only once its rows are stored (or spilled to ``spill_dir``): after
-a crash, even SIGKILL, the next start stores what the dead run's folder still holds
-(:mod:`collect.shm`).
+A batch file leaves the folder only once its rows are stored (or spilled to ``spill_dir``):
+after a crash, even SIGKILL, the next start stores what the dead run's folder still holds
+(:mod:`collect.shm`). A stored file is given back to its worker, which overwrites it with a
+later batch (:func:`shm.recycle`): the supervisor reads batches as copies.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from shadowcast.collect.shm import (
     release_folder,
     store_identity,
 )
+from shadowcast.collect.steer import steer_by_exporter
 from shadowcast.collect.validate import RecordChecks
 from shadowcast.collect.worker import (
     DecoderFactory,
@@ -61,7 +63,7 @@ from shadowcast.collect.worker import (
     default_decoder_factory,
     worker_main,
 )
-from shadowcast.errors import ConfigError
+from shadowcast.errors import ConfigError, StoreError
 from shadowcast.records import FLOW_SCHEMA
 from shadowcast.store.base import Store
 from shadowcast.store.spool import Spool
@@ -94,6 +96,7 @@ def open_udp_sockets(
                 set_rcvbuf(s, rcvbuf)
                 s.bind((bind, actual))
                 actual = s.getsockname()[1]
+            steer_by_exporter(socks)  # an exporter's datagrams: one worker, by its address
             out[actual] = socks
     except OSError as exc:
         for socks in out.values():
@@ -220,7 +223,18 @@ class CollectServer:
             workers=gauges,
             spool=sp,
             rows_recovered=self.recovered_rows + sp.rows_recovered,
+            fresh_rows=self._fresh_rows(),
         )
+
+    def _fresh_rows(self) -> int:
+        """Rows the store holds in fresh segments (0 where it has none, or is closed)."""
+        fresh = getattr(self.store, "fresh_rows", None)
+        if not callable(fresh):
+            return 0
+        try:
+            return int(fresh())
+        except StoreError:
+            return 0
 
     # -- run -------------------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ load hits both alike). "stored" is what each collector kept: rows in
 our store (Prometheus ``shadowcast_collect_stored_rows_total``), flows in nfcapd's files
 (``nfdump -I``), records parsed by the netflow-py loop (it has no store).
 
+Our collector's store writes fresh (Arrow) segments and compacts them into Parquet once
+writes pause; after each of its steps the bench waits for that compaction
+(``compact_s_after``) so that the next collector's step has the CPUs to itself.
+
 Every collector gets the same socket buffer (``--rcvbuf``, default 4 MiB = this kernel's
 rmem_max, which is what nfcapd gets). The machine may be shared: figures are noisy; the
 JSON carries the load average seen at start and end.
@@ -207,6 +211,7 @@ class Shadowcast:
     name = "shadowcast"
 
     def __init__(self, tmp: Path, rcvbuf: int, workers: int) -> None:
+        self.compact_s: list[float] = []  # per step: waiting for its compaction
         self.port, self.mport = free_udp_port(), free_tcp_port()
         self.err = open(tmp / "shadowcast.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -226,18 +231,28 @@ class Shadowcast:
                 raise RuntimeError(f"shadowcast collect did not start: {log_path.read_text()}")
             time.sleep(0.1)
 
-    def stored(self) -> int:
+    def metric(self, name: str) -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.mport}/metrics", timeout=5) as r:
             text = r.read().decode()
-        m = re.search(r"^shadowcast_collect_stored_rows_total (\S+)$", text, re.M)
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
         return int(float(m.group(1))) if m else 0
+
+    def stored(self) -> int:
+        return self.metric("shadowcast_collect_stored_rows_total")
 
     def step(
         self, path: Path, n_exp: int, rate: float, seconds: float, senders: int
     ) -> tuple[int, float, int]:
         before = self.stored()
         sent, took = offer(path, self.port, n_exp, rate, seconds, senders)
-        return sent, took, settle(self.stored) - before
+        stored = settle(self.stored) - before
+        # Its store compacts fresh segments once writes pause: let it finish before the
+        # next collector's step, which must not share the CPUs with it.
+        t0, until = time.monotonic(), time.monotonic() + 300
+        while self.metric("shadowcast_collect_store_fresh_rows") and time.monotonic() < until:
+            time.sleep(0.25)
+        self.compact_s.append(round(time.monotonic() - t0, 2))
+        return sent, took, stored
 
     def close(self) -> dict[str, Any]:
         self.proc.send_signal(signal.SIGTERM)
@@ -421,6 +436,8 @@ def main() -> None:
                     "stored_records_per_s": round(stored / took) if took else 0,
                     "loadavg_1m": round(os.getloadavg()[0], 2),
                 }
+                if getattr(coll, "compact_s", None):  # its store's catch-up after the step
+                    row["compact_s_after"] = coll.compact_s[-1]
                 e2e.append(row)
                 log(
                     f"{coll.name:>10}: offered {rate / 1e6:.2f} M/s (achieved "

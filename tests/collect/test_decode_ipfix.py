@@ -273,3 +273,24 @@ def test_data_before_template_is_not_a_sequence_gap() -> None:
     st = dec.stats.of(EXP)
     assert t.num_rows == 270
     assert (st.template_misses, st.sequence_gaps, st.lost_records_estimate) == (4, 0, 0)
+
+
+def test_v9_exporter_restart_restarts_the_sequence() -> None:
+    """A sequence number far behind the expectation is a restart, not a late packet: the
+    tracker follows it, so a gap after the restart is seen (it used to wait until the
+    new counter caught up with the old one, every packet counted as late)."""
+    packets = build_v9(synth_flows(600, seed=3), template_every=5)
+
+    def with_seq(p: bytes, add: int) -> bytes:
+        seq = struct.unpack_from("!I", p, 12)[0]
+        return p[:12] + struct.pack("!I", seq + add) + p[16:]
+
+    dec = NfV9IpfixDecoder()
+    before = _decode(dec, [with_seq(p, 100_000) for p in packets])
+    assert before.num_rows == 600 and dec.stats.of(EXP).sequence_gaps == 0
+    dropped = 7  # a data packet (templates go out every 5th)
+    after = _decode(dec, [p for i, p in enumerate(packets) if i != dropped])
+    st = dec.stats.of(EXP)
+    assert after.num_rows == 570
+    assert st.sequence_gaps == 1
+    assert st.lost_records_estimate > 0

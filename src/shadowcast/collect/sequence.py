@@ -6,6 +6,11 @@ from shadowcast.collect.base import ExporterStats
 
 _MOD = 1 << 32
 _WINDOW = 1 << 20  # a jump larger than this is a restart or reordering, not a loss
+# A packet at most this far behind the expectation arrived late (reordered): the
+# expectation stays. Further back, the exporter restarted (its counter started again):
+# the expectation follows it, or every later packet would count as late, miss the
+# decoders' in-sequence fast path, and no gap would be seen until the counter caught up.
+_LATE = 1 << 12
 
 
 class SequenceTracker:
@@ -28,7 +33,7 @@ class SequenceTracker:
             if gap < _WINDOW:
                 st.sequence_gaps += 1
                 st.lost_records_estimate += gap * per_unit
-            elif (expected - seq) % _MOD < _WINDOW:
+            elif (expected - seq) % _MOD < _LATE:
                 return  # late (reordered) packet: keep the expectation
         if expected is None and len(self._next) >= self.max_scopes:
             self._next.clear()

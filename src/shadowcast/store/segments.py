@@ -234,7 +234,11 @@ class Segments:
         strings = [f.name for f in data.schema if pa.types.is_string(f.type)]
         try:
             if fresh:
-                options = pa.ipc.IpcWriteOptions(compression=_IPC_COMPRESSION.get(self.compression))
+                # compressed in the calling thread: a collector's writer runs at a lower
+                # priority than its socket readers, Arrow's thread pool would not
+                options = pa.ipc.IpcWriteOptions(
+                    compression=_IPC_COMPRESSION.get(self.compression), use_threads=False
+                )
                 with (
                     pa.OSFile(str(path), "wb") as sink,
                     pa.ipc.new_file(sink, data.schema, options=options) as writer,

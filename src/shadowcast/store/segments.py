@@ -86,13 +86,16 @@ def is_fresh(name: str) -> bool:
     return name.endswith(FRESH_SUFFIX)
 
 
-def read_segment(path: Path, schema: pa.Schema) -> pa.Table:
-    """All rows of one segment file, either format, as ``schema``."""
+def read_segment(path: Path, schema: pa.Schema, threads: bool = True) -> pa.Table:
+    """All rows of one segment file, either format, as ``schema``; ``threads=False``
+    decompresses in the calling thread (the compactor's, at the lowest priority), not in
+    Arrow's thread pool."""
     if is_fresh(path.name):
+        options = pa.ipc.IpcReadOptions(use_threads=threads)
         with pa.memory_map(str(path)) as src:
-            data = pa.ipc.open_file(src).read_all()
+            data = pa.ipc.open_file(src, options=options).read_all()
         return data.cast(schema)
-    out: pa.Table = pq.read_table(path, schema=schema)
+    out: pa.Table = pq.read_table(path, schema=schema, use_threads=threads)
     return out
 
 
@@ -473,7 +476,7 @@ class Segments:
         segment taking the first one's place in the manifest; the rows rewritten."""
         schema = cf.table_schema(table)
         paths = [self.root / table / name for _, name in run]
-        data = pa.concat_tables([read_segment(p, schema) for p in paths])
+        data = pa.concat_tables([read_segment(p, schema, threads=False) for p in paths])
         new = self._write_file(table, data)
         pending.created.append(new)
         lo, hi = self._bounds(table, data)

@@ -18,7 +18,7 @@ Every collector gets the same socket buffer (``--rcvbuf``, default 4 MiB = this 
 rmem_max, which is what nfcapd gets). The machine may be shared: figures are noisy; the
 JSON carries the load average seen at start and end.
 
-    .venv/bin/python bench/collect.py [--json] [--rates 0.3,0.6,1.2,2.4,3,4.2] [--step-s 2]
+    .venv/bin/python bench/collect.py [--json] [--rates 0.3,0.6,...,2.7,3,3.3,3.6,4.2] [--step-s 2]
 """
 
 from __future__ import annotations
@@ -363,7 +363,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--decode-records", type=int, default=150_000)
     ap.add_argument(
-        "--rates", default="0.3,0.6,0.9,1.2,1.5,1.8,2.4,3.0,3.6,4.2", help="offered Mrecords/s"
+        "--rates",
+        default="0.3,0.6,0.9,1.2,1.5,1.8,2.4,2.7,3.0,3.3,3.6,4.2",
+        help="offered Mrecords/s",
     )
     ap.add_argument("--step-s", type=float, default=2.0)
     ap.add_argument("--exporters", type=int, default=8)
@@ -452,9 +454,16 @@ def main() -> None:
 
     def summary(name: str) -> dict[str, float]:
         rows = [r for r in e2e if r["collector"] == name]
-        lossless = [r["achieved_records_per_s"] for r in rows if r["stored_share"] >= 0.999]
+        lossless = [r for r in rows if r["stored_share"] >= 0.999]
         return {
-            "lossless_up_to": float(max(lossless, default=0)),
+            "lossless_up_to": float(
+                max((r["achieved_records_per_s"] for r in lossless), default=0)
+            ),
+            # the rate both collectors were offered (the achieved rate differs by the
+            # senders' jitter, a few hundred records/s): the floor compares these
+            "lossless_offered_up_to": float(
+                max((r["offered_records_per_s"] for r in lossless), default=0)
+            ),
             "saturation": float(max((r["stored_records_per_s"] for r in rows), default=0)),
         }
 
@@ -482,8 +491,8 @@ def main() -> None:
         "floors": {
             "decode_ipfix_1_5M": decode["ipfix"] >= 1.5e6,
             "lossless_0_6M": sums["shadowcast"]["lossless_up_to"] >= 0.6e6 * 0.97,
-            "lossless_at_least_nfcapd": sums["shadowcast"]["lossless_up_to"]
-            >= sums["nfcapd"]["lossless_up_to"],
+            "lossless_at_least_nfcapd": sums["shadowcast"]["lossless_offered_up_to"]
+            >= sums["nfcapd"]["lossless_offered_up_to"],
             "saturation_half_nfcapd": (ratios["saturation_vs_nfcapd"] or 0) >= 0.5,
         },
         "shadowcast_final_stats": {k: final.get(k) for k in ("totals", "socket_drops")},

@@ -352,11 +352,7 @@ class DuckDBStore:
                 if busy and self.fresh_rows() < COMPACT_BACKLOG_ROWS:
                     continue  # a burst: the collector goes first
                 self.compact()
-            except StoreError as exc:
-                if self._closed:
-                    return
-                log.warning("segment compaction failed; retried", extra={"error": str(exc)})
-            except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            except (StoreError, duckdb.Error, OSError, pa.ArrowException) as exc:
                 if self._closed:
                     return
                 log.warning("segment compaction failed; retried", extra={"error": str(exc)})

@@ -382,22 +382,22 @@ class Segments:
         files = self.files(cur, table)
         if not files:
             return '"' + table + '"'
-        scans = [f'SELECT * FROM "{table}"'] if with_table else []
+        items = [f'"{table}"'] if with_table else []  # FROM items, in manifest order
         schema = cf.table_schema(table)
         for fresh, group in itertools.groupby(files, key=is_fresh):
             run = list(group)
             if not fresh:
-                scans.append(f"SELECT * FROM read_parquet([{', '.join(_lit(f) for f in run)}])")
+                items.append(f"read_parquet([{', '.join(_lit(f) for f in run)}])")
                 continue
-            view = f"_shadowcast_fresh_{table}_{len(scans)}"
+            view = f"_shadowcast_fresh_{table}_{len(items)}"
             data = pa.concat_tables([read_segment(Path(f), schema) for f in run])
             cur.register(view, data)
             if registered is not None:
                 registered.append(view)
-            scans.append(f"SELECT * FROM {view}")
-        if len(scans) == 1 and scans[0].startswith("SELECT * FROM read_parquet("):
-            return scans[0].removeprefix("SELECT * FROM ")
-        return "(" + " UNION ALL ".join(scans) + ")"
+            items.append(view)
+        if len(items) == 1:
+            return items[0]
+        return "(" + " UNION ALL ".join(f"SELECT * FROM {i}" for i in items) + ")"
 
     def fresh_rows(self, cur: duckdb.DuckDBPyConnection, table: str) -> int:
         """Rows of ``table`` in fresh (not yet compacted) segments."""

@@ -93,8 +93,9 @@ def test_demand_coords_of_the_shared_sets(data_dir: Path) -> None:
 
 
 def test_gbm_reads_the_local_time_of_each_end(frame: SeriesFrame) -> None:
-    """With ``*_utc_offset_h`` meta the GBM adds each end's local time of day and week
-    (computed from the target time and the offset), on top of the UTC calendar terms."""
+    """With ``*_utc_offset_h`` meta the GBM adds each end's local time of day (computed from
+    the target time and the offset), on top of the UTC calendar terms; the week's terms
+    only from two weeks of history on (three days here)."""
     n = len(frame.keys)
     keys = tuple(f"a{i}->b{i % 3}" for i in range(n))
     lon = np.linspace(-120.0, 30.0, n)
@@ -104,16 +105,18 @@ def test_gbm_reads_the_local_time_of_each_end(frame: SeriesFrame) -> None:
     geo = with_geo(plain, coords)
     m0 = GlobalGBM(rounds=5, max_rows=5000).fit(plain)
     m1 = GlobalGBM(rounds=5, max_rows=5000).fit(geo)
+    assert m1._cycles == (True, False)
     o = np.array([500, 600], dtype=np.int64)
     i = np.array([0, n - 1], dtype=np.int64)
     h = np.array([3, 12], dtype=np.int64)
     x0, x1 = m0._features(m0._y, o, i, h), m1._features(m1._y, o, i, h)
-    # 2 x 5 local-time terms, then the meta columns
-    assert x1.shape[1] == x0.shape[1] + 10 + m1._meta.shape[1]
-    local = calendar_terms(m1.time_of(o + h) + geo.meta["src_utc_offset_h"][i] * 3600.0, (1,))
+    # 2 x 2 local time-of-day terms, then the meta columns
+    assert x1.shape[1] == x0.shape[1] + 4 + m1._meta.shape[1]
+    t = m1.time_of(o + h) + geo.meta["src_utc_offset_h"][i] * 3600.0
+    local = calendar_terms(t, (1,), weekly=False)
     at = x0.shape[1] - 6  # the local terms follow the UTC calendar, before the 6 cross-series
-    np.testing.assert_allclose(x1[:, at : at + 5], np.stack(local, axis=1))
+    np.testing.assert_allclose(x1[:, at : at + 2], np.stack(local, axis=1))
     m2 = GlobalGBM(rounds=5, max_rows=5000, exclude=["geography"]).fit(geo)
     assert m2._features(m2._y, o, i, h).shape[1] == x0.shape[1]
     m3 = GlobalGBM(rounds=5, max_rows=5000, exclude=["calendar", "cross_series"]).fit(plain)
-    assert m3._features(m3._y, o, i, h).shape[1] == x0.shape[1] - 7 - 6
+    assert m3._features(m3._y, o, i, h).shape[1] == x0.shape[1] - 4 - 6

@@ -4,14 +4,25 @@ Direct multi-horizon: the horizon ``h`` is a feature and each training row is on
 (series, origin, h) triple, so one model serves every step without feeding forecasts back
 in (no error compounding, one fit). Every value is normalised by the series' recent level
 ``s = mean(y[o - w + 1 .. o]) + floor`` so one model serves series of any volume; the
-target is ``(y[o + h] - y[o]) / s`` and rows are weighted by ``s`` so the L1 objective
-matches the NMAE we report. After calibration the booster is refitted on the whole history
-(``refit``: the latest day matters, GEANT 15-min NMAE 1.04 -> 0.99 x persistence), and
-optionally again every ``refit_every`` while updating online.
+target is ``(y[o + h] - y[o]) / (s * k_h)`` and rows are weighted by ``s`` so the L1
+objective matches the NMAE we report. ``k_h`` (``horizon_scaling``) is the mean normalised
+absolute change over ``h`` steps in the training history (per calibrated horizon, relative
+to one step): without it the longer horizons' larger changes decide the splits and the
+leaf values, and the shortest horizon is forecast worse than by a model trained for it
+alone (GEANT 15 min: 1.004 x persistence for the shared model, 0.970 for one trained on
+15 min only; with ``k_h``: 0.977, and 1 h 0.913 -> 0.901; on Abilene, mean of three seeds,
+0.838 / 0.903 -> 0.848 / 0.907 at 15 min / 1 h, ``auto`` there unchanged). After
+calibration the booster is refitted on the whole history (``refit``: the latest day matters,
+GEANT 15-min NMAE 1.04 -> 0.99 x persistence), and again every ``refit_every`` (3 h) while
+updating online: on the GEANT slice, whose training part is 1.7 days, the hours that arrive
+during the test are a quarter more history (15 min / 1 h: 0.977 / 0.901 -> 0.966 / 0.881 x
+persistence). One fit samples at most ``max_rows`` rows, so a refit costs seconds whatever
+the number of series.
 
 Features: lags ``y[o - k] / s`` (k < 12), rolling means (3, 12, 48 steps) and the std over
 12 steps, same time one day (and one week, where available) before the target, calendar
-terms of the target (two daily Fourier pairs, a weekly pair, weekend flag), ``h``,
+terms of the target (two daily Fourier pairs, a weekly pair, weekend flag; each cycle only
+where the fitted history spans two of it, see ``_cycles``), ``h``,
 ``log s``, and optional per-series meta from ``SeriesFrame.meta``: numeric arrays
 (e.g. ``distance_km``, ``capacity``, shadow-path ``rtt_ms``) as they are, string arrays
 (e.g. ``category``) as categorical codes. Time-varying exogenous inputs
@@ -50,9 +61,12 @@ LAGS = 12
 ROLL = (3, 12, 48)
 
 
-def calendar_terms(t: npt.NDArray[np.integer] | F64, harmonics: Sequence[int]) -> list[F64]:
-    """Time-of-day Fourier pairs (``harmonics`` per day), a weekly pair and a weekend flag
-    for UNIX times ``t`` (seconds; a float array may carry NaN: unknown -> NaN terms)."""
+def calendar_terms(
+    t: npt.NDArray[np.integer] | F64, harmonics: Sequence[int], weekly: bool = True
+) -> list[F64]:
+    """Time-of-day Fourier pairs (``harmonics`` per day), and with ``weekly`` a weekly pair
+    and a weekend flag, for UNIX times ``t`` (seconds; a float array may carry NaN: unknown
+    -> NaN terms)."""
     tt = np.asarray(t, dtype=np.float64)
     day = np.mod(tt, 86400.0) / 86400.0
     dow = np.mod(np.floor(tt / 86400.0) + 3.0, 7.0)  # 1970-01-01 was a Thursday; 0 = Monday
@@ -60,6 +74,8 @@ def calendar_terms(t: npt.NDArray[np.integer] | F64, harmonics: Sequence[int]) -
     for k in harmonics:
         out.append(np.sin(2 * np.pi * k * day))
         out.append(np.cos(2 * np.pi * k * day))
+    if not weekly:
+        return out
     wk = (dow + day) / 7.0
     out.append(np.sin(2 * np.pi * wk))
     out.append(np.cos(2 * np.pi * wk))
@@ -72,6 +88,13 @@ class GlobalGBM(BaseForecaster):
 
     name = "gbm"
     _offsets: tuple[F64, ...] = ()  # per end, the UTC offset (h) of each fitted series
+    _hscale: F64 = np.ones(0)  # k_h per calibrated horizon; a model saved before it: none
+    #: Calendar cycles read (daily, weekly): each only where the fitted history spans two of
+    #: it. With less, its phase is a time index within the history: the trees learn the
+    #: training days' trend through it and carry it into the forecasts (GEANT, 1.7 days
+    #: of 15-min training data: 15-min NMAE ratio to persistence over four seeds 0.985,
+    #: 1.003, 1.043, 1.053 with the weekly terms, 0.979-0.986 without).
+    _cycles: tuple[bool, bool] = (True, True)
 
     def __init__(
         self,
@@ -84,7 +107,8 @@ class GlobalGBM(BaseForecaster):
         threads: int = 1,
         norm_window: str | int = "1h",
         refit: bool = True,
-        refit_every: str | int | None = None,
+        refit_every: str | int | None = "3h",
+        horizon_scaling: bool = True,
         **kw: Any,
     ) -> None:
         super().__init__(horizons, **kw)
@@ -96,6 +120,7 @@ class GlobalGBM(BaseForecaster):
         self.norm_s = parse_duration(norm_window)
         self.refit_after_calibration = refit
         self.refit_every_s = None if refit_every is None else parse_duration(refit_every)
+        self.horizon_scaling = bool(horizon_scaling)
         self._since_fit = 0
         self._booster: lgb.Booster | None = None
 
@@ -152,11 +177,12 @@ class GlobalGBM(BaseForecaster):
             val = sub[np.clip(t, 0, sub.shape[0] - 1), i] * inv
             feats.append(np.where(ok, val, np.nan))
         tt = self.time_of(o + h)
-        if "calendar" not in self.exclude:
-            feats.extend(calendar_terms(tt, (1, 2)))
-        for off in self._offsets:  # the local time of each end (geography)
+        daily, weekly = self._cycles
+        if "calendar" not in self.exclude and daily:
+            feats.extend(calendar_terms(tt, (1, 2), weekly))
+        for off in self._offsets if daily else ():  # the local time of each end (geography)
             local = tt + np.round(off[i] * 3600.0)  # NaN offset: NaN terms (unknown)
-            feats.extend(calendar_terms(local, (1,)))
+            feats.extend(calendar_terms(local, (1,), weekly))
         if "cross_series" not in self.exclude:
             feats.extend(self._group_features(sub, oo, i, w))
         X = np.stack(feats, axis=1)
@@ -216,11 +242,38 @@ class GlobalGBM(BaseForecaster):
                 self._groups.append((onehot, gi))
 
     def _target(self, y: F64, o: I64, i: I64, h: I64) -> tuple[F64, F64]:
+        """Normalised change ``(y[o + h] - y[o]) / s`` (before ``k_h``) and the level ``s``."""
         w = max(1, self.norm_s // self.step)
         c = np.concatenate([np.zeros((1, y.shape[1])), np.cumsum(y, axis=0)])
         a = np.maximum(o + 1 - w, 0)
         s = (c[o + 1, i] - c[a, i]) / (o + 1 - a) + self._floor[i]
         return (y[o + h, i] - y[o, i]) / s, s
+
+    def _k(self, h: I64) -> F64:
+        """``k_h`` for steps ``h`` (interpolated over the calibrated grid, the last value
+        beyond it; 1 without horizon scaling)."""
+        if self._hscale.size == 0:
+            return np.ones(h.shape)
+        g = self.grid[: self._hscale.size].astype(np.float64)
+        return np.asarray(np.interp(h.astype(np.float64), g, self._hscale), dtype=np.float64)
+
+    def _horizon_scales(self, y: F64, rng: np.random.Generator, first: int, grid: I64) -> F64:
+        """``k_h`` over ``grid``: the level-weighted mean |normalised change| over ``h`` steps
+        of a sample of observed (origin, series) pairs, relative to that of the first
+        horizon (so ``k`` = 1 at the shortest step); 1 where the history shows no change."""
+        T, n = y.shape
+        n_orig = T - int(grid[-1]) - first
+        R = int(min(50_000, n_orig * n))
+        o = rng.integers(first, first + n_orig, R)
+        i = rng.integers(0, n, R)
+        out = np.ones(grid.size)
+        for g, h in enumerate(grid):
+            seen = self._obs[o + h, i] & self._obs[o, i]
+            t, s = self._target(y, o[seen], i[seen], np.full(int(seen.sum()), h))
+            out[g] = float(np.sum(np.abs(t) * s) / max(float(np.sum(s)), 1e-300))
+        if not out[0] > 0 or not np.all(np.isfinite(out)):
+            return np.ones(grid.size)
+        return np.asarray(np.maximum(out / out[0], 1e-3), dtype=np.float64)
 
     def _after_update(self, rows: int) -> None:
         """Online: refit on everything kept so far every ``refit_every`` (if set); the
@@ -246,6 +299,8 @@ class GlobalGBM(BaseForecaster):
             if k in self.meta and np.shape(self.meta[k]) == (n,)
         )
         self._make_groups(n)
+        span = T * self.step
+        self._cycles = (span >= 2 * 86400, span >= 14 * 86400)
         rng = np.random.default_rng(self.seed)
         first = min(LAGS, max(0, T - 2))
         # every horizon the history can show at least once; longer ones are predicted as
@@ -276,7 +331,11 @@ class GlobalGBM(BaseForecaster):
         # meta columns follow the base features (exogenous ones come last): index them in X
         first_meta = X.shape[1] - self._meta.shape[1] - self._n_exog_columns()
         cats = [first_meta + c for c in cats]
+        self._hscale = (
+            self._horizon_scales(y, rng, first, fit_grid) if self.horizon_scaling else np.ones(0)
+        )
         target, s = self._target(y, o, i, h)
+        target = target / self._k(h)
         params = {
             "objective": "l1",
             "learning_rate": self.learning_rate,
@@ -320,7 +379,7 @@ class GlobalGBM(BaseForecaster):
             _, s = self._target_scale(y, o[sl], i[sl])
             nt = self.threads if o.size > 200_000 else 1
             pred = np.asarray(self._booster.predict(X, num_threads=nt))
-            out[sl] = y[o[sl], i[sl]] + pred * s
+            out[sl] = y[o[sl], i[sl]] + pred * s * self._k(h[sl])
         return out.reshape(k, m, G)
 
     def _target_scale(self, y: F64, o: I64, i: I64) -> tuple[None, F64]:

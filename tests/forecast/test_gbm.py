@@ -67,3 +67,19 @@ def test_a_drift_is_forecast_in_proportion_to_the_step() -> None:
     r1, r4 = float(np.median(rise[:, 0])), float(np.median(rise[:, 3]))
     assert r1 > 0.0
     assert 3.0 < r4 / r1 < 5.0
+
+
+def test_the_refit_schedule_comes_from_the_config() -> None:
+    """``forecast.gbm_refit_every`` reaches the GBM, alone and as a member of ``auto``
+    (null: refits only when the service refits the whole model)."""
+    from shadowcast.forecast.config import ForecastConfig
+    from shadowcast.forecast.outlook import model_options
+    from shadowcast.forecast.registry import make_model
+
+    assert (
+        make_model("gbm", **model_options(ForecastConfig(model="gbm"), 300)).refit_every_s == 10800
+    )
+    off = ForecastConfig(model="auto", gbm_refit_every=None, auto_members=["persistence", "gbm"])
+    auto = make_model("auto", **model_options(off, 300))
+    gbm = [m for m in auto.members if m.name == "gbm"]
+    assert len(gbm) == 1 and gbm[0].refit_every_s is None

@@ -40,6 +40,9 @@ class ForecastConfig(BaseModel):
     dask_scheduler: str | None = None
     gbm_rounds: int = Field(100, ge=1, le=10_000)
     gbm_max_rows: int = Field(150_000, ge=1000, le=100_000_000)
+    # The GBM refits on what it keeps this often while updating online (null: only at the
+    # service's scheduled refits, `service.retrain_every`).
+    gbm_refit_every: Duration | None = "3h"
     # The members `auto` blends (weights per horizon from its backtest); `neural` needs the
     # neural extra (torch) and is left out without it.
     auto_members: list[str] = Field(

@@ -87,7 +87,11 @@ def model_options(cfg: ForecastConfig, step: int) -> dict[str, Any]:
         "retire_after": cfg.retire_after,
         "join_after": cfg.join_after,
     }
-    gbm = {"rounds": cfg.gbm_rounds, "max_rows": cfg.gbm_max_rows}
+    gbm = {
+        "rounds": cfg.gbm_rounds,
+        "max_rows": cfg.gbm_max_rows,
+        "refit_every": cfg.gbm_refit_every,
+    }
     neural = {"epochs": cfg.neural_epochs, "max_samples": cfg.neural_max_samples}
     if cfg.model == "gbm":
         opts.update(gbm)

@@ -93,6 +93,26 @@ def test_neural_is_deterministic_and_pickles() -> None:
 
 
 @needs_torch
+def test_neural_trains_again_online_every_refit_every() -> None:
+    """Updates that add ``refit_every`` of rows train the network again on what it keeps
+    (the forecasts change); without ``refit_every`` they never do."""
+    f = _daily(n=6, days=3)
+    head, rest = _head(f, 2 * DAY), f.values[2 * DAY :]
+    on = make_model("neural", **FAST_NEURAL, refit_every="1h").fit(head)
+    off = make_model("neural", **FAST_NEURAL, refit_every=None).fit(head)
+    fits = on.train_report["fits"]
+    assert off.train_report["fits"] == fits
+    for m in (on, off):
+        m.update(rest[:11])
+    assert on.train_report["fits"] == fits  # 55 min of new rows: not yet
+    np.testing.assert_array_equal(on.predict(4).mean, off.predict(4).mean)
+    for m in (on, off):
+        m.update(rest[11:12])
+    assert on.train_report["fits"] == fits + 1 and off.train_report["fits"] == fits
+    assert not np.array_equal(on.predict(4).mean, off.predict(4).mean)
+
+
+@needs_torch
 def test_neural_uses_exog_known_at_the_origin() -> None:
     """Same data as the GBM's exog test: the input known at t tells what demand does at
     t + 40 min."""

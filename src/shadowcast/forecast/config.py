@@ -51,6 +51,7 @@ class ForecastConfig(BaseModel):
     )
     neural_epochs: int = Field(30, ge=1, le=1000)
     neural_max_samples: int = Field(200_000, ge=1000, le=100_000_000)
+    neural_refit_every: Duration | None = "3h"  # like gbm_refit_every
     # Keys that come and go (forecast.keys): a series idle (no non-zero value) for
     # ``retire_after`` is not forecast any more (null: never); a new one is forecast cold
     # (persistence, pooled prior interval) and joins the fitted model ``join_after`` after

@@ -13,8 +13,11 @@ Training: the L1 loss weighted by each row's level (so it matches the NMAE we re
 Adam, minibatches; the last ``valid_fraction`` of the origins is held out and training
 stops when its loss has not improved for ``patience`` epochs (at most ``epochs``); after
 conformal calibration the model is trained again on the whole history for the best number
-of epochs. Seeds are fixed (``seed``) and the thread count too (``threads``), so two fits
-on the same data give the same forecasts. It runs on the GPU when ``torch.cuda`` has one
+of epochs. While updating online it trains again on what it keeps every ``refit_every``
+(3 h; that many epochs, from fresh weights): on the GEANT slice, whose training part is 1.7
+days, 15 min / 1 h 0.983 / 0.922 -> 0.964 / 0.888 x persistence. Seeds are fixed (``seed``)
+and the thread count too (``threads``), so two fits on the same data give the same
+forecasts. It runs on the GPU when ``torch.cuda`` has one
 (``device="auto"``), else on the CPU.
 
 A series that has not changed over the last day is forecast flat (its inputs carry
@@ -42,6 +45,7 @@ from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.covariates import Covariates
 from shadowcast.forecast.windows import WindowSpec, flat, targets, windows
 from shadowcast.records import F64, SeriesFrame
+from shadowcast.units import parse_duration
 
 I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)
@@ -88,6 +92,8 @@ class NeuralForecaster(BaseForecaster):
     """Global N-HiTS-style MLP on level-normalised multi-rate windows (module docstring)."""
 
     name = "neural"
+    refit_every_s: int | None = None  # a model saved before online refits: none
+    _since_fit = 0
 
     def __init__(
         self,
@@ -105,10 +111,13 @@ class NeuralForecaster(BaseForecaster):
         threads: int = 2,
         device: str = "auto",
         refit: bool = True,
+        refit_every: str | int | None = "3h",
         absolute_time: bool = False,
         **kw: Any,
     ) -> None:
         super().__init__(horizons, **kw)
+        self.refit_every_s = None if refit_every is None else parse_duration(refit_every)
+        self._since_fit = 0
         self.absolute_time = bool(absolute_time)
         self.hidden, self.layers = int(hidden), int(layers)
         self.epochs, self.patience, self.batch = int(epochs), int(patience), int(batch)
@@ -169,8 +178,18 @@ class NeuralForecaster(BaseForecaster):
     def _min_history(self) -> int:
         return self._spec().reach + self.H + 2
 
+    def _after_update(self, rows: int) -> None:
+        """Online: train again on everything kept every ``refit_every`` (if set), for the
+        number of epochs the first fit found; the conformal scores and ACI carry on."""
+        if self.refit_every_s is None or self._net is None:
+            return
+        self._since_fit += rows
+        if self._since_fit * self.step >= self.refit_every_s:
+            self._fit_model(self._y)
+
     # -- hooks ---------------------------------------------------------------------------
     def _fit_model(self, y: F64) -> None:
+        self._since_fit = 0
         T, n = y.shape
         first = min(self._spec().recent, max(0, T - 2))
         last = T - 2  # the last origin with a target inside y

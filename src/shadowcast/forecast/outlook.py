@@ -92,7 +92,11 @@ def model_options(cfg: ForecastConfig, step: int) -> dict[str, Any]:
         "max_rows": cfg.gbm_max_rows,
         "refit_every": cfg.gbm_refit_every,
     }
-    neural = {"epochs": cfg.neural_epochs, "max_samples": cfg.neural_max_samples}
+    neural = {
+        "epochs": cfg.neural_epochs,
+        "max_samples": cfg.neural_max_samples,
+        "refit_every": cfg.neural_refit_every,
+    }
     if cfg.model == "gbm":
         opts.update(gbm)
     elif cfg.model == "neural":

@@ -65,6 +65,8 @@ class BaseForecaster(KeyBook):
 
     name = "base"
     refit_after_calibration = True
+    refit_every_s: int | None = None  # online refits (``_refit_online``); a model's option
+    _since_fit = 0  # rows of online updates since the last fit
     exclude: tuple[str, ...] = ()
 
     def __init__(
@@ -110,6 +112,16 @@ class BaseForecaster(KeyBook):
         raise NotImplementedError
 
     # -- helpers for subclasses ----------------------------------------------------------
+    def _refit_online(self, rows: int) -> None:
+        """For an ``_after_update``: count ``rows`` towards ``refit_every_s`` (None: never)
+        and, once that much new history arrived since the last fit, refit on everything
+        kept; the conformal scores and ACI carry on. ``_fit_model`` restarts the count."""
+        if self.refit_every_s is None:
+            return
+        self._since_fit += rows
+        if self._since_fit * self.step >= self.refit_every_s:
+            self._fit_model(self._y)
+
     def time_of(self, idx: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Absolute UNIX seconds of buffer row indices (may lie in the future)."""
         return np.asarray(self._t0 + (self._offset + idx) * self.step, dtype=np.int64)

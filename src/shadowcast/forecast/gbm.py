@@ -266,11 +266,13 @@ class GlobalGBM(BaseForecaster):
         R = int(min(50_000, n_orig * n))
         o = rng.integers(first, first + n_orig, R)
         i = rng.integers(0, n, R)
+        _, s = self._target_scale(y, o, i)  # the level at each origin: the same for every h
         out = np.ones(grid.size)
         for g, h in enumerate(grid):
             seen = self._obs[o + h, i] & self._obs[o, i]
-            t, s = self._target(y, o[seen], i[seen], np.full(int(seen.sum()), h))
-            out[g] = float(np.sum(np.abs(t) * s) / max(float(np.sum(s)), 1e-300))
+            # level-weighted mean |change / level| = sum |change| / sum level
+            change = np.abs(y[o[seen] + h, i[seen]] - y[o[seen], i[seen]])
+            out[g] = float(np.sum(change) / max(float(np.sum(s[seen])), 1e-300))
         if not out[0] > 0 or not np.all(np.isfinite(out)):
             return np.ones(grid.size)
         return np.asarray(np.maximum(out / out[0], 1e-3), dtype=np.float64)
@@ -278,11 +280,7 @@ class GlobalGBM(BaseForecaster):
     def _after_update(self, rows: int) -> None:
         """Online: refit on everything kept so far every ``refit_every`` (if set); the
         conformal scores and ACI carry on across refits."""
-        if self.refit_every_s is None:
-            return
-        self._since_fit += rows
-        if self._since_fit * self.step >= self.refit_every_s:
-            self._fit_model(self._y)
+        self._refit_online(rows)
 
     def _min_history(self) -> int:
         season = max(1, 86400 // self.step)

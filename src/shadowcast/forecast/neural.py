@@ -92,8 +92,6 @@ class NeuralForecaster(BaseForecaster):
     """Global N-HiTS-style MLP on level-normalised multi-rate windows (module docstring)."""
 
     name = "neural"
-    refit_every_s: int | None = None  # a model saved before online refits: none
-    _since_fit = 0
 
     def __init__(
         self,
@@ -181,11 +179,8 @@ class NeuralForecaster(BaseForecaster):
     def _after_update(self, rows: int) -> None:
         """Online: train again on everything kept every ``refit_every`` (if set), for the
         number of epochs the first fit found; the conformal scores and ACI carry on."""
-        if self.refit_every_s is None or self._net is None:
-            return
-        self._since_fit += rows
-        if self._since_fit * self.step >= self.refit_every_s:
-            self._fit_model(self._y)
+        if self._net is not None:
+            self._refit_online(rows)
 
     # -- hooks ---------------------------------------------------------------------------
     def _fit_model(self, y: F64) -> None:

@@ -57,7 +57,7 @@ def load(data: Path, name: str, inputs: bool) -> SeriesFrame:
     path = data / "traffic_matrices" / "sndlib" / SETS[name]
     topo_file, caps = TOPOLOGY[name]
     topo = load_topology(data / topo_file, capacities_from=data / caps if caps else None)
-    fr = SeriesFrame.from_demands(load_demands(path, topology=topo))
+    fr = SeriesFrame.from_demands(load_demands(path, topology=topo, trim_empty=True))
     if not inputs:
         return fr
     return demand_inputs(fr, topology=topo, coords=demand_coords(path))

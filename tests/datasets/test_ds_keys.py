@@ -131,3 +131,23 @@ def test_sparse_csv_evaluates_exactly_as_the_dense_one(tmp_path: Path) -> None:
     assert all(r["series"] == 6 for r in rows)  # D->B counted although absent before
     te_rows = out["dense"]["te"]
     assert isinstance(te_rows, list) and {r["method"] for r in te_rows} >= {"predictive-lp"}
+
+
+def test_empty_matrices_at_the_ends_are_dropped_on_request(tmp_path: Path) -> None:
+    """An empty matrix measured nothing: ``trim_empty`` drops those at the start and the
+    end (not one inside the series, which stays a step of zeros); all empty is an error."""
+    folder = tmp_path / "tm"
+    folder.mkdir()
+    rows = {0: [], 1: [], 2: [("A", "B", "3")], 3: [], 4: [("B", "C", "1")], 5: []}
+    for k, dem in rows.items():
+        (folder / f"m-{k}.xml").write_text(matrix(f"20240101-00{5 * k:02d}", dem))
+    kept = load_demands(folder)
+    assert kept.values.shape[0] == 6
+    trimmed = load_demands(folder, trim_empty=True)
+    assert trimmed.values.shape[0] == 3
+    assert trimmed.times[0] == np.datetime64("2024-01-01T00:10:00")
+    np.testing.assert_array_equal(trimmed.values, kept.values[2:5])
+    for k in rows:
+        (folder / f"m-{k}.xml").write_text(matrix(f"20240101-00{5 * k:02d}", []))
+    with pytest.raises(DemandError, match="no step carries any demand"):
+        load_demands(folder, trim_empty=True)

@@ -115,6 +115,9 @@ def test_geant_slice(data_dir: Path) -> None:
     assert len(dem.nodes) == 22
     assert dem.times[0] == np.datetime64("2005-05-04T15:00:00")
     assert (dem.values[:2] == 0).all() and dem.values[2].sum() > 0  # first two are empty
+    trimmed = load_demands(data_dir / GEANT_TM, trim_empty=True)
+    assert trimmed.values.shape == (226, 454)
+    assert trimmed.times[0] == np.datetime64("2005-05-04T15:30:00")
     full = load_demands(data_dir / GEANT_TM, all_pairs=True)
     assert full.values.shape == (228, 462)
     assert np.allclose(totals(full), totals(dem))

@@ -187,6 +187,7 @@ def load_demands(
     fill_gaps: bool = False,
     all_pairs: bool = False,
     missing: str = "zero",
+    trim_empty: bool = False,
 ) -> DemandSeries:
     """Load a demand series from SNDlib XML (folder, ``.tar.gz`` or one file) or a long CSV.
 
@@ -195,8 +196,38 @@ def load_demands(
     the smallest interval seen). ``fill_gaps``: insert rows of ``missing`` values for absent
     steps instead of raising. ``all_pairs``: one column per ordered node pair, not only the
     pairs seen. ``missing``: ``"zero"`` (default) or ``"nan"``, the value of a pair without
-    a row at a step (see the module docstring).
+    a row at a step (see the module docstring). ``trim_empty``: drop the steps at the start
+    and the end that carry no demand at all (an empty matrix: nothing was measured, not a
+    backbone without traffic; the GEANT slice starts with two), see :func:`trim_empty_ends`.
     """
+    series = _load(path, topology, step, fill_gaps, all_pairs, missing)
+    return trim_empty_ends(series) if trim_empty else series
+
+
+def trim_empty_ends(series: DemandSeries) -> DemandSeries:
+    """``series`` without its leading and trailing steps of no demand (every value 0 or
+    missing); DemandError if no step carries any."""
+    v = np.asarray(series.values)
+    busy = np.flatnonzero((np.nan_to_num(v) != 0).any(axis=1))
+    if busy.size == 0:
+        raise DemandError(f"{series.source}: no step carries any demand")
+    a, b = int(busy[0]), int(busy[-1]) + 1
+    if a or b < v.shape[0]:
+        log.info(
+            "dropped empty steps at the ends",
+            extra={"source": series.source, "start": a, "end": v.shape[0] - b},
+        )
+    return series.slice(a, b)
+
+
+def _load(
+    path: str | Path,
+    topology: Topology | None,
+    step: int | None,
+    fill_gaps: bool,
+    all_pairs: bool,
+    missing: str,
+) -> DemandSeries:
     fill = missing_value(missing)
     p = Path(path)
     if not p.exists():

@@ -214,7 +214,9 @@ def _run(
         if write:
             raise ConfigError("--write stores into the store the series came from: use --store")
         topo = datasets.load_topology(topology, capacities_from=capacities) if topology else None
-        dem = datasets.load_demands(demands, topology=topo, missing=missing or "zero")
+        dem = datasets.load_demands(
+            demands, topology=topo, missing=missing or "zero", trim_empty=True
+        )
         frame = demand_inputs(
             SeriesFrame.from_demands(dem),
             topology=topo,

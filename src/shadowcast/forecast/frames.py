@@ -32,7 +32,7 @@ def eval_frames(
     regions = site_regions(settings.profile.sites_file)
 
     def frame(path: Path) -> SeriesFrame:
-        raw = SeriesFrame.from_demands(datasets.load_demands(path, topology=topo))
+        raw = SeriesFrame.from_demands(datasets.load_demands(path, topology=topo, trim_empty=True))
         coords = datasets.demand_coords(path)
         return demand_inputs(
             raw, topology=topo, coords=coords, regions=regions, exog=settings.forecast.exog

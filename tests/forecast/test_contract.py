@@ -121,9 +121,9 @@ def test_gbm_online_refit_inside_ensemble(frame: SeriesFrame) -> None:
     o = {"member_options": {"gbm": {"rounds": 10, "max_rows": 5000, "refit_every": "30m"}}}
     model = make_model("auto", **o).fit(head)
     (gbm,) = [m for m in model.members if m.name == "gbm"]  # type: ignore[attr-defined]
-    first = gbm._booster
+    first = gbm._boosters[0]
     model.update(frame.values[700:712])
-    assert gbm._booster is not first  # refitted online
+    assert gbm._boosters[0] is not first  # refitted online
     fc = model.predict(12, [80, 95])
     _check(fc.mean, fc.lower, fc.upper, len(frame.keys), 12)
 

@@ -83,3 +83,60 @@ def test_the_refit_schedule_comes_from_the_config() -> None:
     auto = make_model("auto", **model_options(off, 300))
     gbm = [m for m in auto.members if m.name == "gbm"]
     assert len(gbm) == 1 and gbm[0].refit_every_s is None
+
+
+def test_bags_average_boosters_fitted_on_their_own_samples() -> None:
+    """``bags`` boosters, each on its own sample of rows; the forecast is their mean."""
+    import pytest
+
+    from shadowcast.errors import ForecastError
+
+    f = _walks(3.0)
+    bagged = GlobalGBM(("15m", "1h"), bags=3, refit_every=None, rounds=20).fit(f)
+    assert len(bagged._boosters) == 3
+    T = f.values.shape[0]
+    origins = np.array([T - 1], dtype=np.int64)
+    hs = np.array([1, 4], dtype=np.int64)
+    y = bagged._y
+    both = bagged._point_at(y, origins, hs, None)
+    each = []
+    for b in list(bagged._boosters):
+        bagged._boosters = [b]
+        each.append(bagged._point_at(y, origins, hs, None))
+    np.testing.assert_allclose(both, np.mean(each, axis=0), rtol=1e-9)
+    assert not np.allclose(each[0], each[1])  # the samples differ, so the boosters do
+    with pytest.raises(ForecastError, match="bags"):
+        GlobalGBM(bags=0)
+
+
+def test_a_model_saved_before_bagging_loads_with_its_one_booster() -> None:
+    import pickle
+
+    m = GlobalGBM(("15m",), bags=1, refit_every=None, rounds=10).fit(_walks(3.0))
+    state = m.__dict__.copy()
+    one = state.pop("_boosters")[0]
+    state.pop("bags")
+    state["_booster"] = one
+    old = GlobalGBM.__new__(GlobalGBM)
+    old.__setstate__(state)
+    assert old._boosters == [one] and old.bags == 1
+    again = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(again.predict(4).mean, m.predict(4).mean)
+
+
+def test_bags_and_folds_come_from_the_config() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from shadowcast.forecast.config import ForecastConfig
+    from shadowcast.forecast.outlook import model_options
+    from shadowcast.forecast.registry import make_model
+
+    cfg = ForecastConfig(model="auto", gbm_bags=2, auto_cal_folds=2,
+                         auto_members=["persistence", "gbm"])  # fmt: skip
+    auto = make_model("auto", **model_options(cfg, 300))
+    assert auto.cal_folds == 2
+    assert [m.bags for m in auto.members if m.name == "gbm"] == [2]
+    for bad in ({"gbm_bags": 0}, {"auto_cal_folds": 9}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            ForecastConfig(**bad)

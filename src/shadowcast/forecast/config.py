@@ -34,7 +34,7 @@ class ForecastConfig(BaseModel):
     levels: list[float] = Field(default_factory=lambda: [80.0, 95.0], max_length=16)
     calibration_window: Duration = "1d"
     scale_rate: float = Field(0.1, gt=0.0, le=1.0)
-    aci_gamma: float = Field(0.5, ge=0.0, le=1.0)
+    aci_gamma: float = Field(0.8, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     chunk_series: int = Field(5000, ge=1, le=1_000_000)
     dask_scheduler: str | None = None
@@ -43,6 +43,9 @@ class ForecastConfig(BaseModel):
     # The GBM refits on what it keeps this often while updating online (null: only at the
     # service's scheduled refits, `service.retrain_every`).
     gbm_refit_every: Duration | None = "3h"
+    # Boosters per fit, each on its own sample of rows, averaged (bagging: less variance
+    # from the sample where the history is short).
+    gbm_bags: int = Field(4, ge=1, le=16)
     # The members `auto` blends (weights per horizon from its backtest); `neural` needs the
     # neural extra (torch) and is left out without it.
     auto_members: list[str] = Field(
@@ -52,6 +55,9 @@ class ForecastConfig(BaseModel):
     neural_epochs: int = Field(30, ge=1, le=1000)
     neural_max_samples: int = Field(200_000, ge=1000, le=100_000_000)
     neural_refit_every: Duration | None = "3h"  # like gbm_refit_every
+    # `auto`'s backtest window in this many parts; the members are refitted on the history
+    # before each part, so members that gain from more history are weighed fairly.
+    auto_cal_folds: int = Field(3, ge=1, le=8)
     # Keys that come and go (forecast.keys): a series idle (no non-zero value) for
     # ``retire_after`` is not forecast any more (null: never); a new one is forecast cold
     # (persistence, pooled prior interval) and joins the fitted model ``join_after`` after

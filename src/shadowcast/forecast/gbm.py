@@ -17,7 +17,10 @@ GEANT 15-min NMAE 1.04 -> 0.99 x persistence), and again every ``refit_every`` (
 updating online: on the GEANT slice, whose training part is 1.7 days, the hours that arrive
 during the test are a quarter more history (15 min / 1 h: 0.977 / 0.901 -> 0.966 / 0.881 x
 persistence). One fit samples at most ``max_rows`` rows, so a refit costs seconds whatever
-the number of series.
+the number of series. Each fit trains ``bags`` boosters (4), each on its own sample of rows
+with its own bagging seed, and forecasts their mean: on a short history the sample decides
+much of the model (GEANT 15 min, one booster, seeds 0 / 1: 0.971 / 0.973; four: 0.967 /
+0.970; eight add nothing).
 
 Features: lags ``y[o - k] / s`` (k < 12), rolling means (3, 12, 48 steps) and the std over
 12 steps, same time one day (and one week, where available) before the target, calendar
@@ -48,6 +51,7 @@ import lightgbm as lgb  # noqa: E402
 import numpy as np
 import numpy.typing as npt
 
+from shadowcast.errors import ForecastError
 from shadowcast.forecast.core import BaseForecaster
 from shadowcast.forecast.geo import OFFSET_KEYS
 from shadowcast.forecast.inputs import GROUPS
@@ -96,6 +100,14 @@ class GlobalGBM(BaseForecaster):
     #: 1.003, 1.043, 1.053 with the weekly terms, 0.979-0.986 without).
     _cycles: tuple[bool, bool] = (True, True)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A model saved before bagging holds one ``_booster``: it is the only bag."""
+        if "_booster" in state:
+            one = state.pop("_booster")
+            state.setdefault("_boosters", [] if one is None else [one])
+            state.setdefault("bags", 1)
+        self.__dict__.update(state)
+
     def __init__(
         self,
         horizons: Sequence[str | int] = ("15m", "1h"),
@@ -109,6 +121,7 @@ class GlobalGBM(BaseForecaster):
         refit: bool = True,
         refit_every: str | int | None = "3h",
         horizon_scaling: bool = True,
+        bags: int = 4,
         **kw: Any,
     ) -> None:
         super().__init__(horizons, **kw)
@@ -122,7 +135,10 @@ class GlobalGBM(BaseForecaster):
         self.refit_every_s = None if refit_every is None else parse_duration(refit_every)
         self.horizon_scaling = bool(horizon_scaling)
         self._since_fit = 0
-        self._booster: lgb.Booster | None = None
+        if not 1 <= int(bags) <= 16:
+            raise ForecastError(f"gbm: bags must be in 1..16, got {bags}")
+        self.bags = int(bags)
+        self._boosters: list[lgb.Booster] = []
 
     @property
     def input_groups(self) -> tuple[str, ...]:
@@ -299,13 +315,12 @@ class GlobalGBM(BaseForecaster):
         self._make_groups(n)
         span = T * self.step
         self._cycles = (span >= 2 * 86400, span >= 14 * 86400)
-        rng = np.random.default_rng(self.seed)
         first = min(LAGS, max(0, T - 2))
         # every horizon the history can show at least once; longer ones are predicted as
         # the longest trained (h is a feature: trees hold its last split beyond it)
         fit_grid = self.grid[self.grid <= T - 1 - first]
         if fit_grid.size == 0:
-            self._booster = None
+            self._boosters = []
             log.info("gbm: history too short to train, falling back to persistence")
             return
         if fit_grid.size < self.grid.size:
@@ -313,6 +328,20 @@ class GlobalGBM(BaseForecaster):
                 "gbm: horizons beyond the history trained as the longest it shows",
                 extra={"longest_trained_steps": int(fit_grid[-1])},
             )
+        self._hscale = (
+            self._horizon_scales(y, np.random.default_rng(self.seed), first, fit_grid)
+            if self.horizon_scaling
+            else np.ones(0)
+        )
+        boosters = [self._train(y, first, fit_grid, cats, self.seed + b) for b in range(self.bags)]
+        self._boosters = [b for b in boosters if b is not None]
+
+    def _train(
+        self, y: F64, first: int, fit_grid: I64, cats: list[int], seed: int
+    ) -> lgb.Booster | None:
+        """One booster on a sample of (origin, series, h) rows drawn with ``seed``."""
+        T, n = y.shape
+        rng = np.random.default_rng(seed)
         # origins: uniform over those that show every trained horizon
         n_orig = T - int(fit_grid[-1]) - first
         R = int(min(self.max_rows, n_orig * n * len(fit_grid)))
@@ -323,15 +352,11 @@ class GlobalGBM(BaseForecaster):
         if not seen.all():
             o, i, h = o[seen], i[seen], h[seen]
         if o.size == 0:
-            self._booster = None
-            return
+            return None
         X = self._features(y, o, i, h)
         # meta columns follow the base features (exogenous ones come last): index them in X
         first_meta = X.shape[1] - self._meta.shape[1] - self._n_exog_columns()
         cats = [first_meta + c for c in cats]
-        self._hscale = (
-            self._horizon_scales(y, rng, first, fit_grid) if self.horizon_scaling else np.ones(0)
-        )
         target, s = self._target(y, o, i, h)
         target = target / self._k(h)
         params = {
@@ -347,7 +372,7 @@ class GlobalGBM(BaseForecaster):
             "deterministic": True,
             "force_row_wise": True,
             "max_bin": 127,
-            "seed": self.seed,
+            "seed": seed,
             "verbose": -1,
         }
         ds = lgb.Dataset(
@@ -357,14 +382,14 @@ class GlobalGBM(BaseForecaster):
             categorical_feature=cats or "auto",
             free_raw_data=True,
         )
-        self._booster = lgb.train(params, ds, num_boost_round=self.rounds)
+        return lgb.train(params, ds, num_boost_round=self.rounds)
 
     def _point_at(self, y: F64, origins: I64, hs: I64, cols: I64 | None) -> F64:
         n = y.shape[1]
         cidx = np.arange(n, dtype=np.int64) if cols is None else cols
         k, m, G = len(origins), len(cidx), len(hs)
         base = np.broadcast_to(y[origins][:, cidx][:, :, None], (k, m, G))
-        if self._booster is None:
+        if not self._boosters:
             return np.array(base, dtype=np.float64)
         o = np.broadcast_to(origins[:, None, None], (k, m, G)).ravel()
         i = np.broadcast_to(cidx[None, :, None], (k, m, G)).ravel()
@@ -376,7 +401,7 @@ class GlobalGBM(BaseForecaster):
             X = self._features(y, o[sl], i[sl], h[sl])
             _, s = self._target_scale(y, o[sl], i[sl])
             nt = self.threads if o.size > 200_000 else 1
-            pred = np.asarray(self._booster.predict(X, num_threads=nt))
+            pred = np.mean([b.predict(X, num_threads=nt) for b in self._boosters], axis=0)
             out[sl] = y[o[sl], i[sl]] + pred * s * self._k(h[sl])
         return out.reshape(k, m, G)
 

@@ -91,6 +91,7 @@ def model_options(cfg: ForecastConfig, step: int) -> dict[str, Any]:
         "rounds": cfg.gbm_rounds,
         "max_rows": cfg.gbm_max_rows,
         "refit_every": cfg.gbm_refit_every,
+        "bags": cfg.gbm_bags,
     }
     neural = {
         "epochs": cfg.neural_epochs,
@@ -104,6 +105,7 @@ def model_options(cfg: ForecastConfig, step: int) -> dict[str, Any]:
     elif cfg.model == "auto":
         opts["member_options"] = {"gbm": gbm, "neural": neural}
         opts["members"] = list(cfg.auto_members)
+        opts["cal_folds"] = cfg.auto_cal_folds
     return opts
 
 

@@ -65,3 +65,32 @@ def test_updates_without_forecasts_leave_the_weights() -> None:
         model.update(np.full(3, 70.0))  # nothing was forecast: nothing to score
     assert model._weights is not None
     assert model._weights[0].tolist() == [0.0, 1.0]
+
+
+class _Recording(Persistence):
+    """Persistence that records the history length of every fit."""
+
+    name = "recording"
+    fits: list[int] = []
+
+    def _fit_model(self, y: Any) -> None:
+        type(self).fits.append(int(y.shape[0]))
+        super()._fit_model(y)
+
+
+def test_the_backtest_refits_the_members_before_each_part_of_the_window() -> None:
+    """``cal_folds``: the window's later parts are forecast by members fitted on the
+    history before them, not on the history before the whole window."""
+    f = _daily_frame(days=4)  # 96 rows, 1 h steps: a 24-row calibration window
+    T = f.values.shape[0]
+    for folds, fits in ((1, [T - 24, T]), (3, [T - 24, T - 24 + 8, T - 24 + 16, T])):
+        _Recording.fits = []
+        model = Ensemble(("1h",), members=(Persistence, _Recording), cal_folds=folds).fit(f)
+        assert _Recording.fits == fits, folds
+        assert model._weights is not None
+    import pytest
+
+    from shadowcast.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cal_folds"):
+        Ensemble(("1h",), members=(Persistence,), cal_folds=0)

@@ -12,6 +12,13 @@ series 50 -> 63 s) and, where torch is installed (the ``neural`` extra), the neu
 (:mod:`shadowcast.forecast.neural`): it joins a horizon's blend only where the backtest
 gives it weight.
 
+The window is backtested in ``cal_folds`` parts (3): the members forecast each part after a
+fit on all the history before it, as they will in service, where they refit on what
+arrives. With one fit before the whole window, members that gain from more history (the GBM,
+the neural model) were valued on less than they will have: on the GEANT slice, whose window
+is 13 h after 27 h of history, ``auto`` 15 min / 1 h 0.951 / 0.878 -> 0.949 / 0.873 x
+persistence. Each part costs one more fit of every member.
+
 Online (``online_rate`` > 0, "online expert aggregation"): every forecast's member
 predictions are kept until its target arrives through ``update``; then each candidate
 blend's absolute error (in Mbit/s, so big series weigh as they do in NMAE) updates an
@@ -121,9 +128,13 @@ class Ensemble(BaseForecaster):
         member_options: dict[str, dict[str, Any]] | None = None,
         online_rate: float = 0.05,
         shrinkage: float = 10.0,
+        cal_folds: int = 3,
         **kw: Any,
     ) -> None:
         super().__init__(horizons, **kw)
+        if not 1 <= int(cal_folds) <= 8:
+            raise ConfigError(f"forecast.auto_cal_folds must be in 1..8, got {cal_folds}")
+        self.cal_folds = int(cal_folds)
         self.online_rate = float(online_rate)
         self.shrinkage = float(shrinkage)
         self._sloss: F64 | None = None  # [G, n, n_combos] the same per series
@@ -217,6 +228,14 @@ class Ensemble(BaseForecaster):
         the base class scores the blend over the same window."""
         T = y.shape[0]
         P = self._member_points(y, origins, self.grid, cols)  # [k, m, G, M]
+        parts = np.array_split(np.arange(origins.size), self.cal_folds)
+        for part in parts[1:]:  # later parts: members refitted on the history before them
+            if part.size == 0:
+                continue
+            for m in self.members:
+                self._sync(m)
+                m._fit_model(y[: int(origins[part[0]]) + 1])
+            P[part] = self._member_points(y, origins[part], self.grid, cols)
         sub = y if cols is None else y[:, cols]
         floor = self._floor if cols is None else self._floor[cols]
         combos = self._combos

@@ -75,7 +75,7 @@ class BaseForecaster(KeyBook):
         *,
         calibration_window: str | int = "1d",
         scale_rate: float = 0.1,
-        aci_gamma: float = 0.5,
+        aci_gamma: float = 0.8,
         max_scores: int = 60_000,
         keep: str | int = "15d",
         seed: int = 0,
@@ -324,6 +324,12 @@ class BaseForecaster(KeyBook):
             if self._nonneg:
                 lo = np.maximum(lo, 0.0)
             lower[lv], upper[lv] = lo, np.maximum(hi, mean)
+        # ACI moves each level's alpha on its own: keep a higher level's interval around
+        # every lower one's (nested intervals), whatever their alphas did
+        order = sorted(lower)
+        for a, b in zip(order, order[1:], strict=False):
+            lower[b] = np.minimum(lower[b], lower[a])
+            upper[b] = np.maximum(upper[b], upper[a])
         gi = self.grid[self.grid <= hs[-1]] - 1
         self._pending[self._offset + T - 1] = (mean[:, gi], scale[:, gi], used)
         return mean, lower, upper

@@ -227,15 +227,15 @@ class Ensemble(BaseForecaster):
         """Member forecasts over the calibration window, blended with weights chosen on it;
         the base class scores the blend over the same window."""
         T = y.shape[0]
-        P = self._member_points(y, origins, self.grid, cols)  # [k, m, G, M]
-        parts = np.array_split(np.arange(origins.size), self.cal_folds)
-        for part in parts[1:]:  # later parts: members refitted on the history before them
-            if part.size == 0:
-                continue
-            for m in self.members:
-                self._sync(m)
-                m._fit_model(y[: int(origins[part[0]]) + 1])
-            P[part] = self._member_points(y, origins[part], self.grid, cols)
+        parts = [p for p in np.array_split(origins, self.cal_folds) if p.size] or [origins]
+        blocks = []
+        for j, part in enumerate(parts):
+            if j:  # later parts: members refitted on the history before them
+                for m in self.members:
+                    self._sync(m)
+                    m._fit_model(y[: int(part[0]) + 1])
+            blocks.append(self._member_points(y, part, self.grid, cols))
+        P = np.concatenate(blocks, axis=0)  # [k, m, G, M]
         sub = y if cols is None else y[:, cols]
         floor = self._floor if cols is None else self._floor[cols]
         combos = self._combos

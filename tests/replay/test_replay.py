@@ -59,11 +59,12 @@ def test_abilene_week_replay_stores_exact_totals(data_dir: Path, tmp_path: Path)
     assert report["total_mbit"] == pytest.approx(sum(expected.values()), rel=1e-6)
     assert report["seconds"] > 0
     # link upper bounds combine the OD half-widths with the correlation of the model's
-    # errors: the share of link-steps under the bound is near its nominal quantile
-    # (comonotone sums gave 98.8 % for the 90 % bound and 99.7 % for the 97.5 % one)
+    # errors, then are calibrated on the links: the share of link-steps under the bound is
+    # its nominal quantile (comonotone sums gave 98.8 % for the 90 % bound and 99.7 % for
+    # the 97.5 % one; the correlation alone 91.1 / 98.5 % at 15 min, 93.0 / 99.0 % at 1 h)
     for row in report["accuracy"]:
-        assert row["link_upper_coverage_80"] == pytest.approx(0.90, abs=0.03), row
-        assert row["link_upper_coverage_95"] == pytest.approx(0.975, abs=0.02), row
+        assert row["link_upper_coverage_80"] == pytest.approx(0.90, abs=0.015), row
+        assert row["link_upper_coverage_95"] == pytest.approx(0.975, abs=0.01), row
     con = duckdb.connect(report["store"], read_only=True)
     rows = con.sql(
         "select strftime(time, '%Y%m%d-%H%M') as t, sum(mbps) from od_series "

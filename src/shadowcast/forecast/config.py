@@ -34,7 +34,11 @@ class ForecastConfig(BaseModel):
     levels: list[float] = Field(default_factory=lambda: [80.0, 95.0], max_length=16)
     calibration_window: Duration = "1d"
     scale_rate: float = Field(0.1, gt=0.0, le=1.0)
-    aci_gamma: float = Field(0.5, ge=0.0, le=1.0)
+    aci_gamma: float = Field(0.8, ge=0.0, le=1.0)
+    # Link upper bounds: their half-widths are scaled by a factor that online quantile
+    # tracking moves toward the nominal share of links above the bound, per horizon and
+    # level, at this rate (0: the bounds as the OD intervals and their correlation give them).
+    link_calibration_rate: float = Field(0.1, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     chunk_series: int = Field(5000, ge=1, le=1_000_000)
     dask_scheduler: str | None = None

@@ -220,7 +220,7 @@ class Service:
             s.ledger.observe("link", t, load)
             if s.actions is not None:
                 s.actions.observe(t, load, s.routing.version)
-            s.linkmap.observe(t, stacked)
+            s.linkmap.observe(t, stacked, load)
         fb = s.feedback
         if fb is not None:
             with self._timed("feedback"):

@@ -219,7 +219,12 @@ def build_service(settings: Any, env: Environment) -> Service:
     )
     day = max(2, 86400 // step)
     linkmap = LinkMapper(
-        topo.capacities / 1e6, classes, list(horizons.values()), step, window_steps=day
+        topo.capacities / 1e6,
+        classes,
+        list(horizons.values()),
+        step,
+        window_steps=day,
+        calibrate_rate=fcfg.link_calibration_rate,
     )
     feedback = FeedbackStage(
         settings.feedback, classes, od_pairs, topo.link_names(), h_max, fcfg.levels, step

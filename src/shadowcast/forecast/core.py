@@ -75,7 +75,7 @@ class BaseForecaster(KeyBook):
         *,
         calibration_window: str | int = "1d",
         scale_rate: float = 0.1,
-        aci_gamma: float = 0.5,
+        aci_gamma: float = 0.8,
         max_scores: int = 60_000,
         keep: str | int = "15d",
         seed: int = 0,

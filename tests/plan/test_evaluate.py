@@ -140,6 +140,43 @@ def test_cli_eval_te_json(tmp_path: Path) -> None:
     assert {r["hedge"] for r in out["rows"] if "hedge" in r} == {"saa:4:0.3"}
 
 
+def test_cli_eval_te_drops_empty_matrices_at_the_ends(tmp_path: Path) -> None:
+    """Matrices of no demand at all before and after the series measured nothing: ``eval
+    te`` replays the same steps with them as without them."""
+    import typer
+
+    from shadowcast.datasets import write_csv
+    from shadowcast.plan.commands import eval_te
+
+    topo_path, dem = _write_inputs(tmp_path)
+    s = _series()
+    pad = np.zeros((2, 4), np.float32)
+    t0, step = s.times[0], np.timedelta64(900, "s")
+    padded = DemandSeries(
+        np.concatenate([[t0 - 2 * step, t0 - step], s.times, [s.times[-1] + step]]),
+        s.od_pairs,
+        np.vstack([pad, s.values, pad[:1]]),
+        900,
+        s.nodes,
+    )
+    app = typer.Typer()
+    app.command()(eval_te)
+    outs = []
+    for path in (dem, write_csv(padded, tmp_path / "padded.csv")):
+        res = CliRunner().invoke(
+            app,
+            [
+                *("--topology", str(topo_path), "--demands", str(path), "--horizons", "15m"),
+                *("--model", "persistence", "--hedge", "mean", "--json"),
+            ],
+        )
+        assert res.exit_code == 0, res.output
+        rows = json.loads(res.stdout)["rows"]
+        outs.append([{k: v for k, v in r.items() if "ms" not in k} for r in rows])
+    assert outs[0] == outs[1]
+    assert outs[0] and outs[0][0]["steps"] > 0
+
+
 @pytest.mark.parametrize(
     ("bad", "why"),
     [("x", "'x' is not a number or auto"), ("0", "must be a positive finite"),

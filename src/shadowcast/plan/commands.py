@@ -34,12 +34,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 
 def _load(
-    topology: Path, caps: Path | None, demands: Path, missing: str = "zero"
+    topology: Path, caps: Path | None, demands: Path, missing: str = "zero", trim: bool = False
 ) -> tuple[Topology, DemandSeries]:
+    """Topology and demands; ``trim``: without the empty matrices at the ends (measured
+    nothing, see :func:`~shadowcast.datasets.load_demands`)."""
     from shadowcast.datasets import load_demands, load_topology
 
     topo = load_topology(topology, capacities_from=caps)
-    return topo, load_demands(demands, topology=topo, missing=missing)
+    return topo, load_demands(demands, topology=topo, missing=missing, trim_empty=trim)
 
 
 def _settings(ctx: typer.Context) -> tuple[PlanConfig, dict[str, str], Any]:
@@ -311,12 +313,12 @@ def eval_te(
 
         factor = parse_capacity_scale(capacity_scale)
         scale: float | str = "auto" if factor is None else factor
-        topo, dem = _load(topology, capacities_from, demands, missing)
+        topo, dem = _load(topology, capacities_from, demands, missing, trim=True)
         tst = None
         if test is not None:
             from shadowcast.datasets import load_demands
 
-            tst = load_demands(test, topology=topo, missing=missing)
+            tst = load_demands(test, topology=topo, missing=missing, trim_empty=True)
         with RichProgress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("replaying", total=None)
             rows = evaluate_te(

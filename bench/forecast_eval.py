@@ -102,6 +102,9 @@ def main() -> None:
     ap.add_argument("--ours", default="auto")
     ap.add_argument("--sets", default="abilene,geant")
     ap.add_argument("--ablate", default="gbm,neural", help="models to ablate ('' = none)")
+    ap.add_argument(
+        "--ablate-seeds", type=int, default=1, help="seeds per ablation variant (mean, sd)"
+    )
     ap.add_argument("--no-inputs", action="store_true", help="the series alone")
     ap.add_argument("--statsforecast", type=int, default=0, metavar="N")
     ap.add_argument("--sf-models", default="AutoETS")
@@ -140,7 +143,7 @@ def main() -> None:
             cols = ["nmae", "mase_persistence", "mase_seasonal", "coverage_80", "coverage_95"]
             _table(rows, [*cols, "pinball", "interval_score_80", "seconds"])
         for m in ablated:
-            ab = ablate(fr, None, hs, m)
+            ab = ablate(fr, None, hs, m, seeds=a.ablate_seeds)
             for r in ab:
                 r.update(dataset=name)
             ablation += ab
@@ -191,10 +194,12 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
 
 
 def _ablation_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'inputs':>16} {'h':>4} {'nmae':>8} {'x pers':>8} {'delta':>8} {'delta %':>8}")
+    heads = ("inputs", "h", "nmae", "sd", "x pers", "delta", "delta %")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heads, (16, 4, 8, 7, 8, 8, 8), strict=True)))
     for r in rows:
+        sd = f"{r['nmae_sd']:>7.4f}" if "nmae_sd" in r else f"{'-':>7}"
         print(
-            f"{r['inputs']:>16} {r['horizon']:>4} {r['nmae']:>8.4f} "
+            f"{r['inputs']:>16} {r['horizon']:>4} {r['nmae']:>8.4f} {sd} "
             f"{r['mase_persistence']:>8.3f} {r['delta_nmae']:>+8.4f} {r['delta_pct']:>+8.1f}"
         )
 

@@ -168,6 +168,45 @@ def test_leaving_a_group_out_is_the_same_as_not_having_it() -> None:
     assert [r["inputs"] for r in ablate(f, None, hs, "profile")] == ["all inputs"] * 2
 
 
+def test_ablation_over_seeds_reports_the_mean_and_spread() -> None:
+    f = demand_inputs(frame(), topology=LINE)
+    hs = [3, 12]
+    opts = {**FAST_GBM, "bags": 1}
+    geo = ["geography"]
+    one = {
+        (r["inputs"], r["horizon"]): r for r in ablate(f, None, hs, "gbm", groups=geo, options=opts)
+    }
+    other = {
+        (r["inputs"], r["horizon"]): r
+        for r in ablate(f, None, hs, "gbm", groups=geo, options={**opts, "seed": 1})
+    }
+    rows = ablate(f, None, hs, "gbm", options=opts, groups=geo, seeds=2)
+    by = {(r["inputs"], r["horizon"]): r for r in rows}
+    assert [r["inputs"] for r in rows[::2]] == ["all inputs", "-geography"]
+    for key, r in by.items():  # each seed's run is the single-seed backtest with that seed
+        runs = [one[key]["nmae"], other[key]["nmae"]]
+        assert r["nmae_runs"] == pytest.approx(runs, rel=1e-12)
+        assert r["nmae"] == pytest.approx(np.mean(runs)) and r["seeds"] == 2
+        assert r["nmae_sd"] == pytest.approx(np.std(runs, ddof=1))
+    assert any(r["nmae_sd"] > 0 for r in rows)  # the seeds do differ
+    ref = by[("all inputs", "1h")]["nmae"]
+    assert by[("-geography", "1h")]["delta_nmae"] == pytest.approx(
+        by[("-geography", "1h")]["nmae"] - ref
+    )
+    with pytest.raises(ConfigError, match="seeds"):
+        ablate(f, None, hs, "gbm", options=opts, seeds=0)
+
+
+def test_eval_forecast_ablate_seeds_out_of_range(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from shadowcast.cli import app
+
+    args = ["eval", "forecast", "--demands", str(tmp_path / "none.csv"), "--ablate"]
+    res = CliRunner().invoke(app, [*args, "--ablate-seeds", "0"])
+    assert res.exit_code == 2 and "--ablate-seeds" in res.output
+
+
 def test_eval_forecast_ablate_command(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -48,13 +48,16 @@ def ablation_table(console: Any, rows: list[dict[str, Any]]) -> None:
         return
     model = rows[0]["model"]
     tab = Table(title=f"What each input contributes ({model}: backtest without each group)")
-    for head in ("inputs", "h", "NMAE", "×pers", "Δ NMAE", "Δ %", "cov80", "cov95"):
+    spread = "nmae_sd" in rows[0]
+    heads = ["inputs", "h", "NMAE", *(["± sd"] if spread else []), "×pers", "Δ NMAE", "Δ %"]
+    for head in (*heads, "cov80", "cov95"):
         tab.add_column(head, justify="left" if head in ("inputs", "h") else "right")
     for r in rows:
         tab.add_row(
             r["inputs"],
             r["horizon"],
             f"{r['nmae']:.4f}",
+            *([f"{r['nmae_sd']:.4f}"] if spread else []),
             f"{r['mase_persistence']:.3f}",
             ""
             if r["group"] is None and r["inputs"] != "history only"
@@ -69,4 +72,5 @@ def ablation_table(console: Any, rows: list[dict[str, Any]]) -> None:
     console.print(
         "Δ: NMAE without the group minus NMAE with every input (> 0: the group helps); "
         "history only: every group left out"
+        + (f"; mean over {rows[0]['seeds']} seeds, ± their standard deviation" if spread else "")
     )

@@ -343,6 +343,15 @@ def eval_forecast(
             "contributes",
         ),
     ] = False,
+    ablate_seeds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=32,
+            help="with --ablate: backtest each variant with this many seeds and report the "
+            "mean and its spread (models that train from a random start differ by seed)",
+        ),
+    ] = 1,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Backtest forecasters online (rolling origin): NMAE, ratios to persistence and
@@ -370,7 +379,9 @@ def eval_forecast(
         if ablate:
             from shadowcast.forecast.ablate import ablate as run_ablation
 
-            ablation = run_ablation(train, test_f, hs, names[0], levels, progress=tick)
+            ablation = run_ablation(
+                train, test_f, hs, names[0], levels, progress=tick, seeds=ablate_seeds
+            )
         subset: list[dict[str, Any]] = []
         if statsforecast > 0:
             from shadowcast.forecast.external import eval_subset

@@ -23,6 +23,7 @@ def test_metrics_names_units_and_labels(state: ApiState) -> None:
         "shadowcast_service_stage_seconds",
         "shadowcast_plan_decisions",
         "shadowcast_shadow_rtt_seconds",
+        "shadowcast_link_bound_factor",
     )
     for name in names:
         assert name in fams, name
@@ -33,6 +34,12 @@ def test_metrics_names_units_and_labels(state: ApiState) -> None:
     assert svc is not None
     n_links, n_h = len(svc.link_names), len(svc.s.horizons)
     assert len(fams["shadowcast_link_predicted_utilisation_ratio"].samples) == n_links * n_h
+    factors = {(s.labels["horizon"], s.labels["level"]): s.value
+               for s in fams["shadowcast_link_bound_factor"].samples}  # fmt: skip
+    assert set(factors) == {(h, lv) for h in svc.s.horizons for lv in ("80", "95")}, factors
+    assert all(0.125 <= v <= 8.0 for v in factors.values()) and any(
+        v != 1 for v in factors.values()
+    )
     allowed = {"link", "horizon", "level", "stage", "reason", "action", "severity", "tunnel",
                "kind", "model", "exporter", "port", "worker"}  # fmt: skip
     for f in fams.values():

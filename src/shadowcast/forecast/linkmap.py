@@ -106,12 +106,15 @@ class LinkMapper:
         """The calibration factor on the link half-widths at ``lag`` steps ahead (1: none)."""
         return float(np.exp(self._logf.get((int(lag), float(level)), 0.0)))
 
+    def factors(self) -> dict[tuple[int, float], float]:
+        """Every (lag, level) factor learnt so far."""
+        return {key: float(np.exp(v)) for key, v in self._logf.items()}
+
     def observe(self, t_s: int, actual: F64, load: F64 | None = None) -> None:
         """The stacked actual values of the step starting at ``t_s``, and the measured link
         ``load`` (Mbit/s; what the bounds are calibrated on, when given)."""
         a = np.asarray(actual, dtype=np.float64)
-        if load is not None:
-            self._calibrate(t_s, np.asarray(load, dtype=np.float64))
+        self._calibrate(t_s, None if load is None else np.asarray(load, dtype=np.float64))
         self._recent.append(a)
         for h in self.lags:
             q = self._made[h]
@@ -170,7 +173,7 @@ class LinkMapper:
                 self._made[h].append((issued_s + (h - 1) * self.step_s, fc.mean[:, h - 1].copy()))
         return LinkPrediction(issued_s, self.step_s, mean, up, self.capacity)
 
-    def _calibrate(self, t_s: int, load: F64) -> None:
+    def _calibrate(self, t_s: int, load: F64 | None) -> None:
         """Quantile tracking on the log factor: ``+= rate * (missed share - nominal)``, per
         lag and level, with the bounds whose target is the step starting ``t_s``. The share
         counts the links with a measured load and a positive half-width; the nominal share
@@ -179,7 +182,7 @@ class LinkMapper:
             q = self._bounds[h]
             while q and q[0][0] <= t_s:
                 tgt, mean, hw = q.popleft()
-                if tgt != t_s or mean.shape != load.shape:
+                if load is None or tgt != t_s or mean.shape != load.shape:
                     continue
                 for lv, w in hw.items():
                     ok = np.isfinite(load) & np.isfinite(w) & (w > 0)

@@ -17,6 +17,7 @@ severity or tunnel (bounded by the topology and the settings), never per flow or
 ``shadowcast_link_predicted_utilisation_ratio``       ``{link,horizon}`` the mean prediction
 ``shadowcast_link_predicted_upper_ratio``             ``{link,horizon,level}`` its upper bound
 ``shadowcast_link_exceed_probability``                ``{link,horizon}`` P(>= alert threshold)
+``shadowcast_link_bound_factor``                      ``{horizon,level}`` the links' calibration
 ``shadowcast_link_runout_days{link}``                 days to the runout target (+Inf: none)
 ``shadowcast_alerts_firing{severity}``                alerts firing now
 ``shadowcast_alerts_total`` / ``_resolved_total``     raised / resolved since the start
@@ -40,6 +41,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from shadowcast.units import format_duration
 
 Family = CounterMetricFamily | GaugeMetricFamily
 
@@ -107,6 +110,14 @@ class ServiceCollector(Collector):
             "shadowcast_forecast_ready", "1 once the models are fitted", int(s.forecast.ready)
         )
         yield from _accuracy(s.ledger.summary())
+        bound = GaugeMetricFamily(
+            "shadowcast_link_bound_factor",
+            "factor on the link upper bounds' half-widths from their calibration (1: none)",
+            labels=["horizon", "level"],
+        )
+        for (lag, lv), f in sorted(s.linkmap.factors().items()):
+            bound.add_metric([format_duration(lag * s.linkmap.step_s), f"{lv:g}"], f)
+        yield bound
         yield from _shadow(svc)
 
     def _links(self, data: dict[str, Any]) -> Iterator[Family]:

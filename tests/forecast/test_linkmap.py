@@ -98,3 +98,14 @@ def test_calibration_only_counts_its_own_targets_and_is_bounded() -> None:
 def test_bad_rate_names_the_field() -> None:
     with pytest.raises(ConfigError, match="link_calibration_rate"):
         LinkMapper(np.ones(1), ["all"], [1], STEP, calibrate_rate=1.5)
+
+
+def test_factors_survive_a_restart_at_the_same_horizons() -> None:
+    lm, _ = _run(2.0, 0.1, steps=300)
+    st = lm.state()
+    again = LinkMapper(np.full(6, 1e5), ["all"], [1, 3], STEP, calibrate_rate=0.1)
+    assert again.load_state(st)
+    assert again.factors() == pytest.approx(lm.factors()) and again.factor(1, 80.0) < 0.9
+    other = LinkMapper(np.full(6, 1e5), ["all"], [1, 6], STEP)  # other horizons: from 1
+    assert not other.load_state(st) and other.factors() == {}
+    assert not LinkMapper(np.full(6, 1e5), ["all"], [1, 3], 60).load_state(st)

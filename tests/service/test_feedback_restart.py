@@ -39,11 +39,20 @@ def test_restart_keeps_the_ledger_and_the_feedback_state(
     scored = {k: v.n for k, v in ledger.scores.items()}
     assert (tmp_path / "state" / FEEDBACK_FILE).is_file()
     version = part.service.s.forecast.version
+    import pickle
+
+    saved = pickle.loads((tmp_path / "state" / FEEDBACK_FILE).read_bytes())["link_bounds"]
+    assert saved["logf"] and any(v != 0.0 for v in saved["logf"].values())
 
     rest, _, drifts = _run(settings, source, tmp_path, resume=True)
     assert rest.service.restored["feedback_loaded"] is True
     assert rest.service.restored["models_loaded"] is True
     assert rest.service.s.forecast.version >= version
+    # the link bounds' calibration carried on from the saved factors, not from 1
+    fresh = rest.service.s.linkmap.__class__(
+        rest.service.s.linkmap.capacity, [], rest.service.s.linkmap.lags, 1
+    )
+    assert fresh.load_state(saved) is False  # saved at another step: not applied
     after = rest.service.s.ledger.scores
     # the totals carried on from where they stopped, not from zero
     assert all(after[k].n > n for k, n in scored.items())

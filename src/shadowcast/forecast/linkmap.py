@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -109,6 +110,22 @@ class LinkMapper:
     def factors(self) -> dict[tuple[int, float], float]:
         """Every (lag, level) factor learnt so far."""
         return {key: float(np.exp(v)) for key, v in self._logf.items()}
+
+    def state(self) -> dict[str, Any]:
+        """What a restart keeps: the calibration factors (the bounds awaiting their targets
+        and the error correlation are learnt again from the steps that follow)."""
+        return {"lags": list(self.lags), "step_s": self.step_s, "logf": dict(self._logf)}
+
+    def load_state(self, st: Mapping[str, Any]) -> bool:
+        """The factors saved by :meth:`state`, if they were learnt at the same horizons and
+        step (else they do not apply: False, and the factors start at 1)."""
+        if st.get("lags") != list(self.lags) or st.get("step_s") != self.step_s:
+            return False
+        logf = {(int(h), float(lv)): float(v) for (h, lv), v in dict(st.get("logf", {})).items()}
+        self._logf = {
+            k: float(np.clip(v, -_MAX_LOG_FACTOR, _MAX_LOG_FACTOR)) for k, v in logf.items()
+        }
+        return True
 
     def observe(self, t_s: int, actual: F64, load: F64 | None = None) -> None:
         """The stacked actual values of the step starting at ``t_s``, and the measured link

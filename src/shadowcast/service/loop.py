@@ -581,7 +581,7 @@ class Service:
     def _save_feedback(self) -> None:
         """The ledger and the feedback stage, pickled into the service's own state folder
         (like the models: keep it writable only by the service's user)."""
-        st = {"ledger": self.s.ledger.state()}
+        st = {"ledger": self.s.ledger.state(), "link_bounds": self.s.linkmap.state()}
         if self.s.feedback is not None:
             st["feedback"] = self.s.feedback.state()
         if self.s.tuner is not None:
@@ -611,6 +611,8 @@ class Service:
                 rule.p.update(tuner.chosen)
         if ok and self.s.actions is not None and "actions" in st:
             self.s.actions.load_state(st["actions"])
+        if ok and "link_bounds" in st:
+            self.s.linkmap.load_state(st["link_bounds"])
         return bool(ok)
 
     def _last_applied_plan(self) -> Plan | None:

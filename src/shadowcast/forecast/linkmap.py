@@ -162,12 +162,8 @@ class LinkMapper:
             lower={lv: v[:, [c - 1 for c in cols]] for lv, v in fc.lower.items()},
             model=fc.model,
         )
-        lags = sorted(self._loadings)
-        by_col = {
-            j + 1: self._loadings[max([lag for lag in lags if lag <= c] or lags[:1])]
-            for j, c in enumerate(cols)
-        }
-        _, sub_up = link_bounds(sub, routing, by_col if lags else None, lower=False)
+        by_col = {j + 1: self._loadings[self._lag_at(c)] for j, c in enumerate(cols)}
+        _, sub_up = link_bounds(sub, routing, by_col if self.lags else None, lower=False)
         mean = np.asarray(routing @ fc.mean, dtype=np.float64)
         up: dict[float, F64] = {}
         for lv, v in sub_up.items():
@@ -181,14 +177,19 @@ class LinkMapper:
                     tgt = issued_s + (h - 1) * self.step_s
                     hw = {lv: w[:, h - 1].copy() for lv, w in raw.items()}
                     self._bounds[h].append((tgt, mean[:, h - 1].copy(), hw))
-            for c in cols:  # column c takes the factor of the longest lag <= c
-                lag = max([g for g in self.lags if g <= c] or self.lags[:1])
+            for c in cols:
                 for lv in up:
-                    up[lv][:, c - 1] = mean[:, c - 1] + self.factor(lag, lv) * raw[lv][:, c - 1]
+                    f = self.factor(self._lag_at(c), lv)
+                    up[lv][:, c - 1] = mean[:, c - 1] + f * raw[lv][:, c - 1]
         for h in self.lags:  # remember the mean at each lag's target to learn its error
             if h <= fc.mean.shape[1]:
                 self._made[h].append((issued_s + (h - 1) * self.step_s, fc.mean[:, h - 1].copy()))
         return LinkPrediction(issued_s, self.step_s, mean, up, self.capacity)
+
+    def _lag_at(self, col: int) -> int:
+        """The lag whose loadings and factor step ``col`` ahead takes: the longest ``<=
+        col``, else the shortest (the loadings are kept for exactly ``self.lags``)."""
+        return max([g for g in self.lags if g <= col] or self.lags[:1])
 
     def _calibrate(self, t_s: int, load: F64 | None) -> None:
         """Quantile tracking on the log factor: ``+= rate * (missed share - nominal)``, per
@@ -206,11 +207,10 @@ class LinkMapper:
                     if not ok.any():
                         continue
                     key = (h, float(lv))
-                    f = np.exp(self._logf.get(key, 0.0))
-                    missed = float((load[ok] > mean[ok] + f * w[ok]).mean())
+                    lf = self._logf.get(key, 0.0)
+                    missed = float((load[ok] > mean[ok] + np.exp(lf) * w[ok]).mean())
                     alpha = (1.0 - float(lv) / 100.0) / 2.0
-                    step = self.calibrate_rate * (missed - alpha)
-                    lf = self._logf.get(key, 0.0) + step
+                    lf += self.calibrate_rate * (missed - alpha)
                     self._logf[key] = float(np.clip(lf, -_MAX_LOG_FACTOR, _MAX_LOG_FACTOR))
 
     def _fresh_loadings(self, n: int) -> dict[int, F64]:
